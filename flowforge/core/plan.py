@@ -1,0 +1,87 @@
+"""The scheduler's decisions for one run, as a pure function of spec, states and now."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .model import TASK_ACTIVE, DagSpec, RunState, TaskState
+from .states import Readiness, evaluate_trigger, run_outcome
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """What the planner needs to know of a task instance."""
+
+    state: TaskState
+    attempt: int
+    retry_at: float | None = None
+
+
+@dataclass
+class RunPlan:
+    """Changes to make to one run: each list holds (task_id, attempt the change is conditional on)."""
+
+    to_queue: list[tuple[str, int]] = field(default_factory=list)
+    to_upstream_failed: list[tuple[str, int]] = field(default_factory=list)
+    to_skip: list[tuple[str, int]] = field(default_factory=list)
+    run_state: RunState | None = None  # set when the run is over after these changes
+    waiting_for_slot: int = 0  # ready tasks held back by max_active_tasks
+
+    @property
+    def empty(self) -> bool:
+        """True when there is nothing to write."""
+        return not (self.to_queue or self.to_upstream_failed or self.to_skip or self.run_state)
+
+
+def plan_run(
+    spec: DagSpec,
+    order: Sequence[str],
+    tasks: Mapping[str, TaskView],
+    now: float,
+    capacity: int | None = None,
+) -> RunPlan:
+    """Decide which tasks to queue, which can never run, and whether the run is over.
+
+    `order` is a topological order of the spec's tasks, so that an `upstream_failed` or
+    `skipped` decision reaches every downstream task in the same call. `capacity` is how
+    many more tasks of this DAG may be queued now (max_active_tasks); None means no limit.
+    """
+    states = {tid: tv.state for tid, tv in tasks.items()}
+    plan = RunPlan()
+    free = capacity
+    for tid in order:
+        tv = tasks[tid]
+        if tv.state == TaskState.UP_FOR_RETRY:
+            if tv.retry_at is None or tv.retry_at <= now:
+                if free is None or free > 0:
+                    plan.to_queue.append((tid, tv.attempt))
+                    states[tid] = TaskState.QUEUED
+                    free = None if free is None else free - 1
+                else:
+                    plan.waiting_for_slot += 1
+            continue
+        if tv.state != TaskState.PENDING:
+            continue
+        task = spec.task(tid)
+        verdict = evaluate_trigger(task.trigger_rule, (states[u] for u in task.depends_on))
+        if verdict is Readiness.READY:
+            if free is None or free > 0:
+                plan.to_queue.append((tid, tv.attempt))
+                states[tid] = TaskState.QUEUED
+                free = None if free is None else free - 1
+            else:
+                plan.waiting_for_slot += 1
+        elif verdict is Readiness.UPSTREAM_FAILED:
+            plan.to_upstream_failed.append((tid, tv.attempt))
+            states[tid] = TaskState.UPSTREAM_FAILED
+        elif verdict is Readiness.SKIPPED:
+            plan.to_skip.append((tid, tv.attempt))
+            states[tid] = TaskState.SKIPPED
+    plan.run_state = run_outcome(states.values())
+    return plan
+
+
+def active_count(tasks: Mapping[str, TaskView]) -> int:
+    """Tasks of a run that hold or are about to hold a worker slot."""
+    return sum(tv.state in TASK_ACTIVE for tv in tasks.values())

@@ -1,0 +1,121 @@
+"""What the store keeps: DAG records, runs, task instances, attempts and workers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .model import DagSpec, RunState, TaskState
+
+
+@dataclass(frozen=True)
+class DagRecord:
+    """A stored DAG: its latest version's spec and YAML source, and its flags."""
+
+    dag_id: str
+    version: int
+    spec: DagSpec
+    source: str
+    active: bool
+    paused: bool
+    created_at: float
+    updated_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the spec's fields, flattened, plus version and flags)."""
+        d = self.spec.to_dict()
+        d.update(
+            version=self.version,
+            active=self.active,
+            paused=self.paused,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+        return d
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a DAG, pinned to the DAG version it started with."""
+
+    run_id: str
+    dag_id: str
+    dag_version: int
+    state: RunState
+    triggered_by: str
+    params: dict[str, Any]
+    logical_date: float | None
+    created_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        d = asdict(self)
+        d["state"] = str(self.state)
+        return d
+
+
+@dataclass(frozen=True)
+class TaskInstance:
+    """One task in one run. `attempt` is the number of the latest attempt (0 before the first)."""
+
+    run_id: str
+    task_id: str
+    state: TaskState
+    attempt: int
+    retry_at: float | None = None
+    queued_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    worker_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        d = asdict(self)
+        d["state"] = str(self.state)
+        return d
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try of a task instance; every attempt is kept."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    state: TaskState
+    worker_id: str | None = None
+    queued_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        d = asdict(self)
+        d["state"] = str(self.state)
+        return d
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A registered worker and its last heartbeat."""
+
+    worker_id: str
+    host: str
+    pid: int
+    slots: int
+    started_at: float
+    last_heartbeat: float
+    running: tuple[str, ...] = field(default_factory=tuple)  # "run_id/task_id" of tasks it runs
+    state: str = "alive"  # alive | stopped | dead
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        d = asdict(self)
+        d["running"] = list(self.running)
+        return d

@@ -1,0 +1,170 @@
+"""The Store protocol: everything the engine, API and CLI need from the database.
+
+The store is the single source of truth. Every state change is a conditional update
+(compare-and-set on state and attempt), so a stale worker or a duplicate queue message
+can never overwrite a newer attempt. Times are Unix epoch seconds (float).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from ..core.model import DagSpec, RunState, TaskState
+from ..core.records import Attempt, DagRecord, Run, TaskInstance, WorkerInfo
+
+
+class Store(Protocol):
+    """Persistent state of DAGs, runs, task instances, attempts, logs and workers."""
+
+    # -- DAGs -------------------------------------------------------------------------
+    def put_dag(self, spec: DagSpec, source: str, now: float) -> DagRecord:
+        """Store a DAG; a new version only when the spec differs from the latest.
+
+        Atomically: inserts the DAG (version 1) or, when the spec changed, the next version;
+        always marks the DAG active again. Returns the record as stored.
+        """
+        ...
+
+    def get_dag(self, dag_id: str) -> DagRecord:
+        """The DAG with its latest version (active or not); raises NotFound."""
+        ...
+
+    def list_dags(self, include_inactive: bool = False) -> list[DagRecord]:
+        """All DAGs ordered by id, latest version each; inactive ones only when asked."""
+        ...
+
+    def get_dag_spec(self, dag_id: str, version: int) -> DagSpec:
+        """The spec of one stored version; raises NotFound."""
+        ...
+
+    def set_dag_flags(self, dag_id: str, *, active: bool | None = None, paused: bool | None = None) -> DagRecord:
+        """Change a DAG's active/paused flags; raises NotFound."""
+        ...
+
+    # -- runs -------------------------------------------------------------------------
+    def create_run(
+        self,
+        dag_id: str,
+        *,
+        triggered_by: str,
+        params: dict[str, Any],
+        now: float,
+        logical_date: float | None = None,
+    ) -> Run:
+        """Create a `queued` run of the DAG's latest version with every task `pending`, atomically.
+
+        Raises NotFound for an unknown or inactive DAG.
+        """
+        ...
+
+    def get_run(self, run_id: str) -> Run:
+        """One run; raises NotFound."""
+        ...
+
+    def list_runs(
+        self,
+        *,
+        dag_id: str | None = None,
+        states: Sequence[RunState] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Run]:
+        """Runs, newest first, filtered by DAG and state."""
+        ...
+
+    def set_run_state(
+        self, run_id: str, expected: Sequence[RunState], new: RunState, now: float
+    ) -> bool:
+        """Move a run to `new` if it is in one of `expected`; sets started_at/ended_at.
+
+        Returns False (changing nothing) when the run was not in an expected state.
+        """
+        ...
+
+    # -- task instances -----------------------------------------------------------------
+    def task_instances(self, run_id: str) -> list[TaskInstance]:
+        """Every task instance of a run, in the order of the DAG's tasks; NotFound for no run."""
+        ...
+
+    def get_task_instance(self, run_id: str, task_id: str) -> TaskInstance:
+        """One task instance; raises NotFound."""
+        ...
+
+    def attempts(self, run_id: str, task_id: str) -> list[Attempt]:
+        """Every attempt of a task instance, oldest first."""
+        ...
+
+    def queue_tasks(self, run_id: str, tasks: Sequence[tuple[str, int]], now: float) -> list[str]:
+        """Queue each (task_id, attempt) that is still `pending`/`up_for_retry` at that attempt.
+
+        In one transaction: the instance becomes `queued` with attempt+1, and a `queued`
+        attempt row is added. Returns the ids actually queued (a task whose state or attempt
+        moved on meanwhile is left alone).
+        """
+        ...
+
+    def set_task_states(
+        self, run_id: str, tasks: Sequence[tuple[str, int]], expected: Sequence[TaskState], new: TaskState, now: float
+    ) -> list[str]:
+        """Move each (task_id, attempt) in one of `expected` at that attempt to `new`; returns ids moved."""
+        ...
+
+    def claim_task(self, run_id: str, task_id: str, attempt: int, worker_id: str, now: float) -> TaskInstance | None:
+        """`queued` → `running` for exactly this attempt, recording the worker.
+
+        Returns the updated instance, or None when it was not queued at that attempt
+        (a duplicate or stale message): the caller must then not run it.
+        """
+        ...
+
+    def finish_task(
+        self,
+        run_id: str,
+        task_id: str,
+        attempt: int,
+        worker_id: str,
+        *,
+        state: TaskState,
+        now: float,
+        exit_code: int | None = None,
+        error: str | None = None,
+        retry_at: float | None = None,
+    ) -> bool:
+        """`running` → `state` (success, failed or up_for_retry) if this worker still runs this attempt.
+
+        The attempt row records the attempt's own result (`failed` when the instance goes
+        `up_for_retry`). Returns False, changing nothing, when the attempt was fenced off.
+        """
+        ...
+
+    def active_task_counts(self) -> dict[str, int]:
+        """Number of `queued` + `running` task instances per dag_id, over all active runs."""
+        ...
+
+    # -- logs ---------------------------------------------------------------------------
+    def append_log(self, run_id: str, task_id: str, attempt: int, text: str) -> None:
+        """Append a chunk of output to an attempt's log."""
+        ...
+
+    def read_log(self, run_id: str, task_id: str, attempt: int, after: int = 0) -> tuple[str, int]:
+        """The log text written after cursor `after` (0 = from the start), and the new cursor."""
+        ...
+
+    # -- workers ------------------------------------------------------------------------
+    def upsert_worker(self, worker: WorkerInfo) -> None:
+        """Register a worker or record its heartbeat (host, pid, slots, running, state)."""
+        ...
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """Every known worker, most recent heartbeat first."""
+        ...
+
+    # -- overview -----------------------------------------------------------------------
+    def counts(self) -> dict[str, dict[str, int]]:
+        """{"dags": {"active": n, "paused": n, "inactive": n}, "runs": {state: n}, "tasks": {state: n}}."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
