@@ -40,6 +40,7 @@ class Settings:
     tick_secs: float = 1.0  # scheduler safety-net tick
     heartbeat_secs: float = 5.0
     kill_grace_secs: float = 5.0  # SIGTERM → SIGKILL on timeout
+    grace_secs: float = 30.0  # on shutdown, how long running tasks may go on before being killed
     max_yaml_bytes: int = 1024 * 1024
 
     @classmethod

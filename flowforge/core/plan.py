@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .model import TASK_ACTIVE, DagSpec, RunState, TaskState
+from .model import DagSpec, RunState, TaskState
 from .states import Readiness, evaluate_trigger, run_outcome
 
 
@@ -81,7 +81,3 @@ def plan_run(
     plan.run_state = run_outcome(states.values())
     return plan
 
-
-def active_count(tasks: Mapping[str, TaskView]) -> int:
-    """Tasks of a run that hold or are about to hold a worker slot."""
-    return sum(tv.state in TASK_ACTIVE for tv in tasks.values())

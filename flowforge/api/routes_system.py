@@ -1,0 +1,122 @@
+"""Health, readiness, Prometheus metrics, status, workers and the web page."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..core.model import RunState, TaskState
+from ..services import Services
+from .views import worker_summary
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+class StoreCollector(Collector):
+    """Gauges read from the store and queue at scrape time, so they are never stale."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the current gauges; a store that cannot answer shows as flowforge_store_up 0."""
+        store_up = GaugeMetricFamily("flowforge_store_up", "1 when the store answered this scrape")
+        try:
+            counts = self._services.store.counts()
+            workers = self._services.store.list_workers()
+        except Exception:
+            log.warning("metrics: the store did not answer", exc_info=True)
+            store_up.add_metric([], 0)
+            yield store_up
+        else:
+            store_up.add_metric([], 1)
+            yield store_up
+            yield _by_state("flowforge_runs", "Runs by state", counts.get("runs", {}), [s.value for s in RunState])
+            yield _by_state(
+                "flowforge_task_instances", "Task instances by state", counts.get("tasks", {}),
+                [s.value for s in TaskState],
+            )
+            yield _by_state("flowforge_dags", "DAGs by status", counts.get("dags", {}), ["active", "paused", "inactive"])
+            summary = worker_summary(workers, time.time(), self._services.settings.heartbeat_secs)
+            yield _by_state("flowforge_workers", "Workers by liveness", summary, ["alive", "stale", "stopped", "dead"])
+        depth = GaugeMetricFamily("flowforge_queue_depth", "Task messages waiting in the queue")
+        try:
+            depth.add_metric([], self._services.queue.size())
+        except Exception:
+            log.warning("metrics: the queue did not answer", exc_info=True)
+        else:
+            yield depth
+
+
+def _by_state(name: str, doc: str, counts: dict[str, int], states: list[str]) -> GaugeMetricFamily:
+    # Every known state is exported, zeros included, so a series never vanishes from dashboards.
+    g = GaugeMetricFamily(name, doc, labels=["state"])
+    for state in dict.fromkeys([*states, *counts]):
+        g.add_metric([state], counts.get(state, 0))
+    return g
+
+
+def build_system_router(services: Services, registry: CollectorRegistry) -> APIRouter:
+    """Routes outside /api/v1 (health, ready, metrics, the page) plus /api/v1/status and /workers."""
+    router = APIRouter()
+    store, queue, settings = services.store, services.queue, services.settings
+
+    @router.get("/health", tags=["system"])
+    def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @router.get("/ready", tags=["system"], responses={503: {"description": "store or queue unavailable"}})
+    def ready() -> JSONResponse:
+        """Readiness: the store and the queue both answer."""
+        result = {"status": "ready", "store": "ok", "queue": "ok"}
+        for part, probe in (("store", store.counts), ("queue", queue.size)):
+            try:
+                probe()
+            except Exception as exc:
+                # Only the exception type: its text may carry a connection URL with a password.
+                log.warning("readiness: %s unavailable", part, exc_info=True)
+                result[part] = f"unavailable ({type(exc).__name__})"
+                result["status"] = "unavailable"
+        return JSONResponse(result, status_code=200 if result["status"] == "ready" else 503)
+
+    @router.get("/metrics", tags=["system"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus text exposition."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/api/v1/status", tags=["system"])
+    def status() -> dict[str, Any]:
+        """Counts of DAGs, runs and tasks by state, workers and queue depth."""
+        counts = store.counts()
+        workers = worker_summary(store.list_workers(), time.time(), settings.heartbeat_secs)
+        return {
+            "dags": counts.get("dags", {}),
+            "runs": counts.get("runs", {}),
+            "tasks": counts.get("tasks", {}),
+            "workers": workers,
+            "queue_depth": queue.size(),
+        }
+
+    @router.get("/api/v1/workers", tags=["system"])
+    def workers() -> dict[str, Any]:
+        """Every known worker with host, slots, running tasks and last heartbeat."""
+        return {"workers": [w.to_dict() for w in store.list_workers()]}
+
+    @router.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        """The web page."""
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
+
+    return router

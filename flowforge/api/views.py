@@ -1,0 +1,93 @@
+"""The JSON forms the API answers with: records as they are, secrets masked, plus `next_run`."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from ..core.records import DagRecord, Run, WorkerInfo
+
+log = logging.getLogger(__name__)
+
+MASK = "***"
+# DESIGN §7: values of env keys that look secret are masked in API answers.
+_SECRET_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|KEY", re.IGNORECASE)
+# `SOME_TOKEN: value` in the YAML source, block or flow style; best effort, keys only as written.
+_SECRET_LINE = re.compile(
+    r"(?P<key>\b[A-Za-z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|KEY)[A-Za-z0-9_]*[\"']?)"
+    r"(?P<sep>[ \t]*:[ \t]+)(?P<value>[^\s,}#][^,}\n#]*)",
+    re.IGNORECASE,
+)
+
+
+def is_secret_key(key: str) -> bool:
+    """True when a key's name says its value is a secret."""
+    return bool(_SECRET_KEY.search(key))
+
+
+def mask_mapping(values: dict[str, Any]) -> dict[str, Any]:
+    """A copy with the values of secret-looking keys replaced by `***`."""
+    return {k: (MASK if is_secret_key(k) else v) for k, v in values.items()}
+
+
+def mask_source(source: str) -> str:
+    """The YAML source with the values of secret-looking keys replaced by `***`."""
+    return _SECRET_LINE.sub(lambda m: f"{m['key']}{m['sep']}'{MASK}'", source)
+
+
+def iso_utc(ts: float) -> str:
+    """Epoch seconds as ISO-8601 UTC (`2024-05-01T12:00:00Z`)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def next_run(record: DagRecord, now: float) -> str | None:
+    """When the scheduler will next start this DAG, or None (no schedule, paused or inactive)."""
+    spec = record.spec
+    if not spec.schedule or record.paused or not record.active:
+        return None
+    from ..core.schedule import next_fire  # the cron helper lives in the core; imported when used
+
+    try:
+        return iso_utc(next_fire(spec.schedule, spec.timezone, now))
+    except Exception:  # a stored schedule the helper rejects must not break listing DAGs
+        log.warning("cannot compute the next run of DAG %s", record.dag_id, exc_info=True)
+        return None
+
+
+def task_spec_view(task: dict[str, Any]) -> dict[str, Any]:
+    """A TaskSpec's JSON form with its env masked."""
+    return {**task, "env": mask_mapping(task.get("env", {}))}
+
+
+def dag_view(record: DagRecord, now: float, *, detail: bool = False) -> dict[str, Any]:
+    """A DAG record's JSON form, plus `next_run` and `task_count` (and `source` in detail)."""
+    d = record.to_dict()
+    d["env"] = mask_mapping(d.get("env", {}))
+    d["tasks"] = [task_spec_view(t) for t in d.get("tasks", [])]
+    d["next_run"] = next_run(record, now)
+    d["task_count"] = len(record.spec.tasks)
+    if detail:
+        d["source"] = mask_source(record.source)
+    return d
+
+
+def run_view(run: Run) -> dict[str, Any]:
+    """A run's JSON form with secret-looking params masked."""
+    d = run.to_dict()
+    d["params"] = mask_mapping(d.get("params") or {})
+    return d
+
+
+def worker_summary(workers: list[WorkerInfo], now: float, heartbeat_secs: float) -> dict[str, int]:
+    """Counts of workers by liveness; an `alive` worker silent for 3 heartbeats counts as `stale`."""
+    out = {"alive": 0, "stale": 0, "stopped": 0, "dead": 0, "total": len(workers), "slots": 0}
+    for w in workers:
+        state = w.state
+        if state == "alive" and now - w.last_heartbeat > 3 * heartbeat_secs:
+            state = "stale"
+        out[state] = out.get(state, 0) + 1
+        if state == "alive":
+            out["slots"] += w.slots
+    return out

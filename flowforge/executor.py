@@ -1,0 +1,184 @@
+"""Run one shell command: its own process group, a clean environment, a timeout, streamed output."""
+
+from __future__ import annotations
+
+import codecs
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Output is handed to the sink at least this often while a task is quiet but alive,
+# so that a followed log shows a line soon after the task prints it.
+FLUSH_INTERVAL_SECS = 0.5
+_READ_SIZE = 65536
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """How a command ended."""
+
+    exit_code: int | None  # None when killed by a signal
+    timed_out: bool
+    duration: float
+    error: str | None  # None on success, else a plain sentence
+
+    @property
+    def succeeded(self) -> bool:
+        """True for exit code 0 within the time limit."""
+        return self.exit_code == 0 and not self.timed_out
+
+
+def task_env(
+    base: Mapping[str, str],
+    dag_env: Mapping[str, str],
+    task_env: Mapping[str, str],
+    context: Mapping[str, str],
+) -> dict[str, str]:
+    """The environment of a task (DESIGN §5), later layers winning.
+
+    The worker's own environment minus every FLOWFORGE_* variable (a task must not read
+    the database URL or the API token), then the DAG's env, the task's env, and last the
+    FLOWFORGE_* context of this attempt (run id, task id, attempt, params …).
+    """
+    env = {k: v for k, v in base.items() if not k.startswith("FLOWFORGE_")}
+    env.update(dag_env)
+    env.update(task_env)
+    env.update(context)
+    return env
+
+
+def attempt_context(
+    *, dag_id: str, run_id: str, task_id: str, attempt: int, logical_date: str, params: Mapping[str, Any]
+) -> dict[str, str]:
+    """The FLOWFORGE_* variables a task sees; params as FLOWFORGE_PARAM_<NAME>."""
+    ctx = {
+        "FLOWFORGE_DAG_ID": dag_id,
+        "FLOWFORGE_RUN_ID": run_id,
+        "FLOWFORGE_TASK_ID": task_id,
+        "FLOWFORGE_ATTEMPT": str(attempt),
+        "FLOWFORGE_LOGICAL_DATE": logical_date,
+    }
+    for name, value in params.items():
+        ctx[f"FLOWFORGE_PARAM_{name.upper()}"] = "" if value is None else str(value)
+    return ctx
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is already gone
+
+
+class _Watchdog:
+    """Terminates a process group at its deadline: SIGTERM, then SIGKILL after a grace period."""
+
+    def __init__(self, pgid: int, timeout: float, grace: float) -> None:
+        self.pgid = pgid
+        self.grace = grace
+        self.fired = False
+        self._done = threading.Event()
+        self._timer = threading.Timer(timeout, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        _signal_group(self.pgid, signal.SIGTERM)
+        if not self._done.wait(self.grace):
+            _signal_group(self.pgid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        """The process ended: cancel the timer and any pending SIGKILL."""
+        self._timer.cancel()
+        self._done.set()
+
+
+def _pump(fd: int, sink: Callable[[str], None]) -> None:
+    """Read the pipe until EOF, handing decoded text to `sink` at least every FLUSH_INTERVAL_SECS."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending: list[str] = []
+    last_flush = time.monotonic()
+    while True:
+        ready, _, _ = select.select([fd], [], [], FLUSH_INTERVAL_SECS)
+        if ready:
+            chunk = os.read(fd, _READ_SIZE)
+            if not chunk:
+                break
+            text = decoder.decode(chunk)
+            if text:
+                pending.append(text)
+        if pending and time.monotonic() - last_flush >= FLUSH_INTERVAL_SECS:
+            sink("".join(pending))
+            pending.clear()
+            last_flush = time.monotonic()
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        pending.append(tail)
+    if pending:
+        sink("".join(pending))
+
+
+def run_command(
+    command: str,
+    *,
+    env: Mapping[str, str],
+    timeout: float | None,
+    sink: Callable[[str], None],
+    kill_grace: float = 5.0,
+    on_start: Callable[[int], None] | None = None,
+) -> ExecResult:
+    """Run `command` with /bin/sh -c in a new process group and wait for it.
+
+    stdout and stderr go, interleaved, to `sink`. At `timeout` the whole group gets
+    SIGTERM, then SIGKILL after `kill_grace`. When the shell exits, whatever it left
+    running in its group is killed too: a task's processes end with the task.
+    `on_start` receives the process group id (for cancelling from elsewhere).
+    """
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            start_new_session=True,  # own session => own process group, pgid == pid
+            close_fds=True,
+        )
+    except OSError as exc:
+        return ExecResult(None, False, time.monotonic() - started, f"could not start /bin/sh: {exc}")
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    pgid = proc.pid
+    if on_start is not None:
+        on_start(pgid)
+    reader = threading.Thread(target=_pump, args=(fd, sink), name=f"log-{pgid}", daemon=True)
+    reader.start()
+    watchdog = _Watchdog(pgid, timeout, kill_grace) if timeout is not None else None
+    try:
+        code = proc.wait()
+    finally:
+        if watchdog is not None:
+            watchdog.stop()
+        # Leftovers of the group (background jobs) die with the task; this also closes
+        # their copies of the pipe so that the reader sees EOF.
+        _signal_group(pgid, signal.SIGKILL)
+        reader.join(timeout=2.0)
+        proc.stdout.close()
+    duration = time.monotonic() - started
+    timed_out = watchdog is not None and watchdog.fired
+    if timed_out:
+        return ExecResult(None if code < 0 else code, True, duration, f"timed out after {timeout:g}s; process group killed")
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        return ExecResult(None, False, duration, f"killed by signal {name}")
+    if code != 0:
+        return ExecResult(code, False, duration, f"exit code {code}")
+    return ExecResult(0, False, duration, None)

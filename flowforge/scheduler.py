@@ -1,0 +1,194 @@
+"""The scheduler: applies the core's plan to the store and the queue, one `tick(now)` at a time."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from .core.graph import topological_order
+from .core.model import DagSpec, RunState, TaskState
+from .core.plan import TaskView, plan_run
+from .core.records import Run, TaskInstance
+from .core.states import attempt_outcome
+from .queues.base import Queue, TaskMessage
+from .store.base import Store
+
+log = logging.getLogger(__name__)
+
+ACTIVE_RUN_LIMIT = 100_000  # every active run is looked at on each tick
+
+
+@dataclass
+class TickReport:
+    """What one tick changed, for logs, metrics and tests."""
+
+    runs_started: int = 0
+    runs_finished: int = 0
+    tasks_queued: int = 0
+    tasks_requeued: int = 0
+    tasks_not_run: int = 0  # upstream_failed or skipped
+    workers_dead: int = 0
+
+    @property
+    def changed(self) -> bool:
+        """True when the tick wrote anything."""
+        return any(vars(self).values())
+
+
+class Scheduler:
+    """Makes ready tasks `queued` and pushes them; starts and finishes runs; reaps dead workers."""
+
+    def __init__(
+        self,
+        store: Store,
+        queue: Queue,
+        *,
+        requeue_after: float = 60.0,
+        worker_dead_after: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.requeue_after = requeue_after
+        self.worker_dead_after = worker_dead_after
+        self.clock = clock
+        self._specs: dict[tuple[str, int], tuple[DagSpec, list[str]]] = {}
+        # When each queued attempt was last pushed by this process (run, task, attempt) -> time.
+        self._pushed: dict[tuple[str, str, int], float] = {}
+
+    def _spec(self, run: Run) -> tuple[DagSpec, list[str]]:
+        key = (run.dag_id, run.dag_version)
+        entry = self._specs.get(key)
+        if entry is None:
+            spec = self.store.get_dag_spec(run.dag_id, run.dag_version)
+            entry = self._specs[key] = (spec, topological_order(spec))
+        return entry
+
+    # -- one pass ---------------------------------------------------------------------------
+    def tick(self, now: float) -> TickReport:
+        """One pass over every active run; safe to call at any time, as often as wanted."""
+        report = TickReport()
+        runs = sorted(
+            self.store.list_runs(states=[RunState.QUEUED, RunState.RUNNING], limit=ACTIVE_RUN_LIMIT),
+            key=lambda r: r.created_at,
+        )
+        dead = self._reap_workers(now, report)
+        running_runs = defaultdict(int)
+        for run in runs:
+            if run.state == RunState.RUNNING:
+                running_runs[run.dag_id] += 1
+        instances: dict[str, list[TaskInstance]] = {}
+        active_tasks: dict[str, int] = defaultdict(int)
+        for run in runs:
+            if run.state == RunState.RUNNING:
+                tis = instances[run.run_id] = self.store.task_instances(run.run_id)
+                active_tasks[run.dag_id] += sum(ti.state in (TaskState.QUEUED, TaskState.RUNNING) for ti in tis)
+        for run in runs:
+            spec, order = self._spec(run)
+            if run.state == RunState.QUEUED:
+                if running_runs[run.dag_id] >= spec.max_active_runs:
+                    continue
+                if not self.store.set_run_state(run.run_id, [RunState.QUEUED], RunState.RUNNING, now):
+                    continue
+                running_runs[run.dag_id] += 1
+                report.runs_started += 1
+                run = replace(run, state=RunState.RUNNING)
+                instances[run.run_id] = self.store.task_instances(run.run_id)
+            tis = instances[run.run_id]
+            if dead:
+                tis = self._fail_dead_workers_tasks(run, spec, tis, dead, now)
+            self._requeue_lost(run, tis, now, report)
+            views = {ti.task_id: TaskView(ti.state, ti.attempt, ti.retry_at) for ti in tis}
+            capacity = spec.max_active_tasks - active_tasks[run.dag_id]
+            plan = plan_run(spec, order, views, now, capacity=max(capacity, 0))
+            if plan.to_upstream_failed:
+                report.tasks_not_run += len(self.store.set_task_states(
+                    run.run_id, plan.to_upstream_failed, [TaskState.PENDING], TaskState.UPSTREAM_FAILED, now))
+            if plan.to_skip:
+                report.tasks_not_run += len(self.store.set_task_states(
+                    run.run_id, plan.to_skip, [TaskState.PENDING], TaskState.SKIPPED, now))
+            if plan.to_queue:
+                queued = set(self.store.queue_tasks(run.run_id, plan.to_queue, now))
+                messages = [TaskMessage(run.run_id, tid, att + 1) for tid, att in plan.to_queue if tid in queued]
+                self.queue.put(messages)
+                for m in messages:
+                    self._pushed[(m.run_id, m.task_id, m.attempt)] = now
+                report.tasks_queued += len(messages)
+                active_tasks[run.dag_id] += len(messages)
+            if plan.run_state is not None:
+                if self.store.set_run_state(run.run_id, [RunState.RUNNING], plan.run_state, now):
+                    report.runs_finished += 1
+                    self._forget(run.run_id)
+                    log.info("run %s", plan.run_state, extra={"run_id": run.run_id, "dag_id": run.dag_id})
+        return report
+
+    def _forget(self, run_id: str) -> None:
+        for key in [k for k in self._pushed if k[0] == run_id]:
+            del self._pushed[key]
+
+    def _requeue_lost(self, run: Run, tis: list[TaskInstance], now: float, report: TickReport) -> None:
+        """Push again every attempt queued longer than `requeue_after` without a claim.
+
+        The message may have been lost (a queue restart, a worker dying between pop and
+        claim, or this process restarting); a duplicate is harmless, the claim refuses it.
+        """
+        again = []
+        for ti in tis:
+            if ti.state != TaskState.QUEUED:
+                continue
+            key = (run.run_id, ti.task_id, ti.attempt)
+            last = self._pushed.get(key)  # None: queued by an earlier process
+            if last is None or now - last >= self.requeue_after:
+                again.append(TaskMessage(run.run_id, ti.task_id, ti.attempt))
+                self._pushed[key] = now
+        if again:
+            self.queue.put(again)
+            report.tasks_requeued += len(again)
+
+    # -- dead workers ---------------------------------------------------------------------------
+    def _reap_workers(self, now: float, report: TickReport) -> set[str]:
+        """Mark workers whose heartbeat is older than `worker_dead_after` dead; return their ids."""
+        dead = set()
+        for w in self.store.list_workers():
+            if w.state == "alive" and now - w.last_heartbeat > self.worker_dead_after:
+                self.store.upsert_worker(replace(w, state="dead"))
+                dead.add(w.worker_id)
+                report.workers_dead += 1
+                log.warning("worker %s missed its heartbeats: marked dead", w.worker_id)
+            elif w.state == "dead":
+                dead.add(w.worker_id)
+        return dead
+
+    def _fail_dead_workers_tasks(
+        self, run: Run, spec: DagSpec, tis: list[TaskInstance], dead: set[str], now: float
+    ) -> list[TaskInstance]:
+        """Fail (and retry under budget) every attempt a dead worker was running."""
+        out = []
+        for ti in tis:
+            if ti.state == TaskState.RUNNING and ti.worker_id in dead:
+                task = spec.task(ti.task_id)
+                state, retry_at = attempt_outcome(
+                    ti.attempt, task.retries, False, now, task.retry_delay_secs, task.max_retry_delay_secs
+                )
+                if self.store.finish_task(
+                    run.run_id, ti.task_id, ti.attempt, ti.worker_id, state=state, now=now,
+                    error=f"worker {ti.worker_id} died while running the task", retry_at=retry_at,
+                ):
+                    ti = replace(ti, state=state, retry_at=retry_at)
+            out.append(ti)
+        return out
+
+    # -- loop ---------------------------------------------------------------------------------
+    def run(self, stop: threading.Event, tick_secs: float = 1.0) -> None:
+        """Tick whenever woken (a task finished, a run was triggered) and at least every `tick_secs`."""
+        while not stop.is_set():
+            try:
+                self.tick(self.clock())
+            except Exception:
+                log.exception("scheduler tick failed; retrying")
+                stop.wait(tick_secs)
+            self.queue.wait_for_wake(tick_secs)

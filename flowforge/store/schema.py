@@ -1,0 +1,145 @@
+"""Versioned schema migrations, kept in one place for SQLite and PostgreSQL.
+
+The DDL uses only types both engines read the same way: TEXT, INTEGER, BIGINT, BOOLEAN and
+DOUBLE PRECISION (SQLite maps them by its type-affinity rules to TEXT, INTEGER, INTEGER,
+NUMERIC and REAL). Keys are natural (ids chosen by FlowForge), so no AUTOINCREMENT/SERIAL
+is needed. Times are Unix epoch seconds as DOUBLE PRECISION.
+
+Never edit a released migration: append a new (version, statements) pair instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..core.errors import FlowForgeError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION_DDL = (
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    " version INTEGER PRIMARY KEY,"
+    " applied_at DOUBLE PRECISION NOT NULL)"
+)
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE dags (
+                dag_id TEXT PRIMARY KEY,
+                latest_version INTEGER NOT NULL,
+                active BOOLEAN NOT NULL DEFAULT TRUE,
+                paused BOOLEAN NOT NULL DEFAULT FALSE,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL)""",
+            """CREATE TABLE dag_versions (
+                dag_id TEXT NOT NULL REFERENCES dags (dag_id),
+                version INTEGER NOT NULL,
+                spec_json TEXT NOT NULL,
+                source TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (dag_id, version))""",
+            """CREATE TABLE runs (
+                run_id TEXT PRIMARY KEY,
+                dag_id TEXT NOT NULL,
+                dag_version INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                triggered_by TEXT NOT NULL,
+                params_json TEXT NOT NULL,
+                logical_date DOUBLE PRECISION,
+                created_at DOUBLE PRECISION NOT NULL,
+                started_at DOUBLE PRECISION,
+                ended_at DOUBLE PRECISION,
+                FOREIGN KEY (dag_id, dag_version) REFERENCES dag_versions (dag_id, version))""",
+            "CREATE INDEX runs_dag_created ON runs (dag_id, created_at)",
+            "CREATE INDEX runs_created ON runs (created_at)",
+            "CREATE INDEX runs_state ON runs (state)",
+            # One run per logical date (cron tick) per DAG: a second scheduler or a retried
+            # tick cannot start the same scheduled run twice.
+            "CREATE UNIQUE INDEX runs_logical_date ON runs (dag_id, logical_date) WHERE logical_date IS NOT NULL",
+            """CREATE TABLE task_instances (
+                run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+                task_id TEXT NOT NULL,
+                position INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                attempt INTEGER NOT NULL DEFAULT 0,
+                retry_at DOUBLE PRECISION,
+                queued_at DOUBLE PRECISION,
+                started_at DOUBLE PRECISION,
+                ended_at DOUBLE PRECISION,
+                exit_code INTEGER,
+                error TEXT,
+                worker_id TEXT,
+                PRIMARY KEY (run_id, task_id))""",
+            """CREATE TABLE attempts (
+                run_id TEXT NOT NULL,
+                task_id TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                worker_id TEXT,
+                queued_at DOUBLE PRECISION,
+                started_at DOUBLE PRECISION,
+                ended_at DOUBLE PRECISION,
+                exit_code INTEGER,
+                error TEXT,
+                PRIMARY KEY (run_id, task_id, attempt),
+                FOREIGN KEY (run_id, task_id) REFERENCES task_instances (run_id, task_id) ON DELETE CASCADE)""",
+            # The last line of defence for "no successful task is run again": even if every
+            # check above it failed, the database refuses a second success.
+            "CREATE UNIQUE INDEX attempts_one_success ON attempts (run_id, task_id) WHERE state = 'success'",
+            """CREATE TABLE task_logs (
+                run_id TEXT NOT NULL,
+                task_id TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                seq INTEGER NOT NULL,
+                data TEXT NOT NULL,
+                PRIMARY KEY (run_id, task_id, attempt, seq),
+                FOREIGN KEY (run_id, task_id, attempt) REFERENCES attempts (run_id, task_id, attempt)
+                    ON DELETE CASCADE)""",
+            """CREATE TABLE workers (
+                worker_id TEXT PRIMARY KEY,
+                host TEXT NOT NULL,
+                pid BIGINT NOT NULL,
+                slots INTEGER NOT NULL,
+                started_at DOUBLE PRECISION NOT NULL,
+                last_heartbeat DOUBLE PRECISION NOT NULL,
+                running_json TEXT NOT NULL,
+                state TEXT NOT NULL)""",
+        ],
+    ),
+]
+
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+Execute = Callable[[str, Sequence[Any]], Any]  # runs one statement in the open transaction
+
+
+class SchemaTooNew(FlowForgeError):
+    """The database was migrated by a newer FlowForge than this one."""
+
+
+def apply_migrations(execute: Execute, fetch_version: Callable[[], int | None], now: float) -> int:
+    """Bring the schema to LATEST_VERSION inside the caller's write transaction; returns the version.
+
+    Idempotent: migrations already recorded in `schema_version` are skipped. Raises
+    SchemaTooNew, changing nothing, when the database is ahead of this code.
+    """
+    execute(SCHEMA_VERSION_DDL, ())
+    current = fetch_version() or 0
+    if current > LATEST_VERSION:
+        raise SchemaTooNew(
+            f"the database schema is at version {current}, but this FlowForge knows versions up to "
+            f"{LATEST_VERSION}: it was created by a newer FlowForge. Upgrade FlowForge, or point "
+            "FLOWFORGE_DB at another database."
+        )
+    for version, statements in MIGRATIONS:
+        if version <= current:
+            continue
+        for statement in statements:
+            execute(statement, ())
+        execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (version, now))
+        log.info("applied schema migration", extra={"schema_version": version})
+    return LATEST_VERSION

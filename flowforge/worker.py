@@ -1,0 +1,204 @@
+"""The worker: take a message, claim the attempt in the store, run it, record the result."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from .core.model import DagSpec, TaskState
+from .core.records import WorkerInfo
+from .core.states import attempt_outcome
+from .executor import attempt_context, run_command, task_env
+from .queues.base import Queue, TaskMessage
+from .store.base import Store
+
+log = logging.getLogger(__name__)
+
+# How long one `get` waits for a message before the slot checks whether to stop.
+POLL_SECS = 0.5
+
+
+def new_worker_id() -> str:
+    """`host-pid-random`: unique per process, readable in `flowforge workers`."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def iso_utc(ts: float | None) -> str:
+    """Epoch seconds as ISO-8601 UTC, or "" for None."""
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+
+
+class LogBuffer:
+    """Collects a task's output and writes it to the store in chunks."""
+
+    def __init__(self, store: Store, run_id: str, task_id: str, attempt: int) -> None:
+        self.store = store
+        self.key = (run_id, task_id, attempt)
+
+    def write(self, text: str) -> None:
+        """Append one chunk (the executor already batches output)."""
+        try:
+            self.store.append_log(*self.key, text)
+        except Exception:  # a log write must never kill the task's bookkeeping
+            log.exception("could not store log chunk", extra={"run_id": self.key[0], "task_id": self.key[1]})
+
+
+class Worker:
+    """Runs task attempts in `slots` threads; one `handle` call per message."""
+
+    def __init__(
+        self,
+        store: Store,
+        queue: Queue,
+        *,
+        slots: int,
+        worker_id: str | None = None,
+        kill_grace: float = 5.0,
+        heartbeat_secs: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        base_env: dict[str, str] | None = None,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.slots = slots
+        self.worker_id = worker_id or new_worker_id()
+        self.kill_grace = kill_grace
+        self.heartbeat_secs = heartbeat_secs
+        self.clock = clock
+        self.base_env = dict(os.environ) if base_env is None else base_env
+        self.started_at = clock()
+        self._specs: dict[tuple[str, int], DagSpec] = {}
+        self._running: dict[str, int] = {}  # "run_id/task_id" -> process group id
+        self._lock = threading.Lock()
+
+    # -- one message --------------------------------------------------------------------
+    def handle(self, msg: TaskMessage) -> bool:
+        """Claim and run one attempt; False when the claim was refused (stale or duplicate)."""
+        try:
+            return self._handle(msg)
+        finally:
+            self.queue.ack(msg)
+
+    def _spec(self, dag_id: str, version: int) -> DagSpec:
+        key = (dag_id, version)
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = self._specs[key] = self.store.get_dag_spec(dag_id, version)
+        return spec
+
+    def _handle(self, msg: TaskMessage) -> bool:
+        ti = self.store.claim_task(msg.run_id, msg.task_id, msg.attempt, self.worker_id, self.clock())
+        if ti is None:
+            log.debug("claim refused", extra={"run_id": msg.run_id, "task_id": msg.task_id, "attempt": msg.attempt})
+            return False
+        run = self.store.get_run(msg.run_id)
+        spec = self._spec(run.dag_id, run.dag_version)
+        task = spec.task(msg.task_id)
+        env = task_env(
+            self.base_env,
+            spec.env,
+            task.env,
+            attempt_context(
+                dag_id=run.dag_id,
+                run_id=run.run_id,
+                task_id=task.id,
+                attempt=msg.attempt,
+                logical_date=iso_utc(run.logical_date),
+                params=run.params,
+            ),
+        )
+        key = f"{msg.run_id}/{msg.task_id}"
+        sink = LogBuffer(self.store, msg.run_id, msg.task_id, msg.attempt)
+
+        def remember(pgid: int) -> None:
+            with self._lock:
+                self._running[key] = pgid
+
+        try:
+            result = run_command(
+                task.command, env=env, timeout=task.timeout_secs, sink=sink.write,
+                kill_grace=self.kill_grace, on_start=remember,
+            )
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
+        now = self.clock()
+        state, retry_at = attempt_outcome(
+            msg.attempt, task.retries, result.succeeded, now, task.retry_delay_secs, task.max_retry_delay_secs
+        )
+        recorded = self.store.finish_task(
+            msg.run_id, msg.task_id, msg.attempt, self.worker_id,
+            state=state, now=now, exit_code=result.exit_code, error=result.error, retry_at=retry_at,
+        )
+        if not recorded:
+            log.warning("result dropped: attempt was fenced off",
+                        extra={"run_id": msg.run_id, "task_id": msg.task_id, "attempt": msg.attempt})
+        self.queue.wake_scheduler()
+        return True
+
+    # -- loops ----------------------------------------------------------------------------
+    def info(self, state: str = "alive") -> WorkerInfo:
+        """This worker as the store shows it."""
+        with self._lock:
+            running = tuple(sorted(self._running))
+        return WorkerInfo(
+            worker_id=self.worker_id, host=socket.gethostname(), pid=os.getpid(), slots=self.slots,
+            started_at=self.started_at, last_heartbeat=self.clock(), running=running, state=state,
+        )
+
+    def _slot_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            msg = self.queue.get(POLL_SECS)
+            if msg is None:
+                continue
+            try:
+                self.handle(msg)
+            except Exception:
+                log.exception("task handling failed", extra={"run_id": msg.run_id, "task_id": msg.task_id})
+
+    def kill_running(self) -> int:
+        """SIGKILL the process groups of every task this worker runs; returns how many."""
+        with self._lock:
+            groups = list(self._running.values())
+        for pgid in groups:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        return len(groups)
+
+    def run(self, stop: threading.Event, grace: float = 10.0) -> None:
+        """Serve until `stop` is set: `slots` threads take messages, this one heartbeats.
+
+        Once stopped, no new message is taken; running tasks get `grace` seconds to finish
+        before their process groups are killed (their attempts then count as failed).
+        """
+        self.store.upsert_worker(self.info())
+        threads = [
+            threading.Thread(target=self._slot_loop, args=(stop,), name=f"slot-{i}", daemon=True)
+            for i in range(self.slots)
+        ]
+        for t in threads:
+            t.start()
+        while not stop.wait(self.heartbeat_secs):
+            try:
+                self.store.upsert_worker(self.info())
+            except Exception:
+                log.exception("heartbeat failed")
+        deadline = time.monotonic() + grace
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in threads):
+            log.warning("killing %d task(s) still running after %.0fs grace", self.kill_running(), grace)
+            for t in threads:
+                t.join(5.0)
+        self.store.upsert_worker(self.info(state="stopped"))

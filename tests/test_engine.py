@@ -1,0 +1,317 @@
+"""Scheduler and worker together, in-process, on a real SQLite file and the in-process queue."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from flowforge.core.dagfile import load_dag
+from flowforge.core.model import RunState, TaskState
+from flowforge.core.records import WorkerInfo
+from flowforge.queues.base import TaskMessage
+from flowforge.queues.memory import MemoryQueue
+from flowforge.scheduler import Scheduler
+from flowforge.store import open_store
+from flowforge.worker import Worker
+
+
+class Engine:
+    """A store, a queue, and (once started) a scheduler and a worker running in threads."""
+
+    def __init__(self, tmp_path, slots=2):
+        self.store = open_store(f"sqlite:///{tmp_path / 'ff.db'}")
+        self.queue = MemoryQueue()
+        self.stop = threading.Event()
+        self.scheduler = Scheduler(self.store, self.queue, worker_dead_after=2.0)
+        self.worker = Worker(self.store, self.queue, slots=slots, kill_grace=0.5, heartbeat_secs=0.2)
+        self.threads: list[threading.Thread] = []
+
+    def start(self):
+        self.threads = [
+            threading.Thread(target=self.scheduler.run, args=(self.stop, 0.1), daemon=True),
+            threading.Thread(target=self.worker.run, args=(self.stop, 5.0), daemon=True),
+        ]
+        for t in self.threads:
+            t.start()
+        return self
+
+    def submit(self, yaml_text: str):
+        spec = load_dag(yaml_text, "test.yaml")
+        return self.store.put_dag(spec, yaml_text, time.time())
+
+    def trigger(self, dag_id: str, params=None):
+        run = self.store.create_run(dag_id, triggered_by="test", params=params or {}, now=time.time())
+        self.queue.wake_scheduler()
+        return run
+
+    def wait(self, run_id: str, timeout: float = 20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.store.get_run(run_id)
+            if run.state in (RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED):
+                return run
+            time.sleep(0.02)
+        states = {ti.task_id: ti.state for ti in self.store.task_instances(run_id)}
+        raise AssertionError(f"run {run_id} did not finish: {states}")
+
+    def states(self, run_id: str) -> dict[str, TaskState]:
+        return {ti.task_id: ti.state for ti in self.store.task_instances(run_id)}
+
+    def log(self, run_id: str, task_id: str, attempt: int = 1) -> str:
+        return self.store.read_log(run_id, task_id, attempt)[0]
+
+    def close(self):
+        self.stop.set()
+        self.queue.close()
+        for t in self.threads:
+            t.join(10)
+        self.store.close()
+
+
+@pytest.fixture
+def engine(tmp_path):
+    e = Engine(tmp_path)
+    yield e
+    e.close()
+
+
+DIAMOND = """
+id: etl
+env: {STAGE: dag}
+tasks:
+  - id: extract-a
+    command: echo a; sleep 0.2
+  - id: extract-b
+    command: echo b; sleep 0.2
+  - id: transform
+    command: echo "transform $STAGE $WHERE"
+    depends_on: [extract-a, extract-b]
+    env: {WHERE: task}
+  - id: load
+    command: echo load
+    depends_on: [transform]
+"""
+
+
+def test_diamond_runs_in_dependency_order_with_logs(engine):
+    engine.start()
+    engine.submit(DIAMOND)
+    run = engine.trigger("etl")
+    done = engine.wait(run.run_id)
+    assert done.state == RunState.SUCCESS
+    assert done.started_at is not None and done.ended_at >= done.started_at
+    tis = {ti.task_id: ti for ti in engine.store.task_instances(run.run_id)}
+    assert all(ti.state == TaskState.SUCCESS and ti.attempt == 1 for ti in tis.values())
+    assert tis["transform"].started_at >= max(tis["extract-a"].ended_at, tis["extract-b"].ended_at)
+    assert tis["load"].started_at >= tis["transform"].ended_at
+    # both extracts ran at the same time on the two slots
+    assert tis["extract-a"].started_at < tis["extract-b"].ended_at
+    assert tis["extract-b"].started_at < tis["extract-a"].ended_at
+    assert engine.log(run.run_id, "transform") == "transform dag task\n"
+
+
+def test_failure_marks_downstream_upstream_failed_and_runs_handlers(engine):
+    engine.start()
+    engine.submit("""
+id: fails
+tasks:
+  - {id: boom, command: "echo going down; exit 3"}
+  - {id: after, command: "echo never", depends_on: [boom]}
+  - {id: after-after, command: "echo never", depends_on: [after]}
+  - {id: on-failure, command: "echo handled", depends_on: [boom], trigger_rule: one_failed}
+  - {id: on-success, command: "echo nope", depends_on: [boom], trigger_rule: all_success}
+""")
+    run = engine.trigger("fails")
+    assert engine.wait(run.run_id).state == RunState.FAILED
+    states = engine.states(run.run_id)
+    assert states == {
+        "boom": TaskState.FAILED,
+        "after": TaskState.UPSTREAM_FAILED,
+        "after-after": TaskState.UPSTREAM_FAILED,
+        "on-failure": TaskState.SUCCESS,
+        "on-success": TaskState.UPSTREAM_FAILED,
+    }
+    ti = engine.store.get_task_instance(run.run_id, "boom")
+    assert ti.exit_code == 3 and ti.error == "exit code 3"
+    assert engine.log(run.run_id, "on-failure") == "handled\n"
+
+
+def test_retries_with_backoff_keep_every_attempt(engine):
+    engine.start()
+    engine.submit("""
+id: flaky
+retry_delay_secs: 0.2
+tasks:
+  - id: flaky
+    retries: 3
+    command: 'echo "try $FLOWFORGE_ATTEMPT"; [ "$FLOWFORGE_ATTEMPT" -ge 3 ]'
+""")
+    run = engine.trigger("flaky")
+    assert engine.wait(run.run_id).state == RunState.SUCCESS
+    attempts = engine.store.attempts(run.run_id, "flaky")
+    assert [a.attempt for a in attempts] == [1, 2, 3]
+    assert [a.state for a in attempts] == [TaskState.FAILED, TaskState.FAILED, TaskState.SUCCESS]
+    assert [a.exit_code for a in attempts] == [1, 1, 0]
+    # backoff: 0.2 * 2**1 = 0.4 s before attempt 2, 0.2 * 2**2 = 0.8 s before attempt 3
+    assert attempts[1].started_at - attempts[0].ended_at >= 0.4
+    assert attempts[2].started_at - attempts[1].ended_at >= 0.8
+    assert [engine.log(run.run_id, "flaky", n) for n in (1, 2, 3)] == ["try 1\n", "try 2\n", "try 3\n"]
+
+
+def test_retry_budget_runs_out(engine):
+    engine.start()
+    engine.submit("""
+id: hopeless
+retry_delay_secs: 0.01
+tasks:
+  - {id: t, command: "exit 1", retries: 2}
+""")
+    run = engine.trigger("hopeless")
+    assert engine.wait(run.run_id).state == RunState.FAILED
+    assert len(engine.store.attempts(run.run_id, "t")) == 3
+
+
+def test_timeout_fails_the_task(engine):
+    engine.start()
+    engine.submit("""
+id: slow
+tasks:
+  - {id: stuck, command: "echo started; sleep 30", timeout_secs: 0.5}
+""")
+    run = engine.trigger("slow")
+    start = time.monotonic()
+    assert engine.wait(run.run_id).state == RunState.FAILED
+    assert time.monotonic() - start < 5
+    ti = engine.store.get_task_instance(run.run_id, "stuck")
+    assert "timed out after 0.5s" in ti.error
+    assert engine.log(run.run_id, "stuck") == "started\n"
+
+
+def test_params_reach_the_task(engine):
+    engine.start()
+    engine.submit("""
+id: p
+params: {region: eu, size: 3}
+tasks:
+  - {id: t, command: 'echo "$FLOWFORGE_PARAM_REGION $FLOWFORGE_PARAM_SIZE $FLOWFORGE_DAG_ID"'}
+""")
+    run = engine.trigger("p", params={"region": "us", "size": 3})
+    assert engine.wait(run.run_id).state == RunState.SUCCESS
+    assert engine.log(run.run_id, "t") == "us 3 p\n"
+
+
+def test_max_active_tasks_limits_parallelism(engine):
+    engine.start()
+    engine.submit("""
+id: narrow
+max_active_tasks: 1
+tasks:
+  - {id: a, command: "sleep 0.2"}
+  - {id: b, command: "sleep 0.2"}
+  - {id: c, command: "sleep 0.2"}
+""")
+    run = engine.trigger("narrow")
+    assert engine.wait(run.run_id).state == RunState.SUCCESS
+    spans = sorted((ti.started_at, ti.ended_at) for ti in engine.store.task_instances(run.run_id))
+    for (s1, e1), (s2, _) in zip(spans, spans[1:]):
+        assert s2 >= e1, "two tasks of the DAG ran at once"
+
+
+def test_max_active_runs_queues_extra_runs(engine):
+    engine.start()
+    engine.submit("""
+id: one-at-a-time
+max_active_runs: 1
+tasks:
+  - {id: a, command: "sleep 0.3"}
+""")
+    first = engine.trigger("one-at-a-time")
+    second = engine.trigger("one-at-a-time")
+    r1, r2 = engine.wait(first.run_id), engine.wait(second.run_id)
+    assert r1.state == r2.state == RunState.SUCCESS
+    assert r2.started_at >= r1.ended_at
+
+
+def test_lost_message_is_pushed_again(engine):
+    """A task queued in the store whose message never reached the queue still runs."""
+    engine.submit("id: lost\ntasks:\n  - {id: t, command: echo found}\n")
+    run = engine.trigger("lost")
+    now = time.time()
+    engine.store.set_run_state(run.run_id, [RunState.QUEUED], RunState.RUNNING, now)
+    assert engine.store.queue_tasks(run.run_id, [("t", 0)], now) == ["t"]  # queued, no message
+    assert engine.queue.size() == 0
+    engine.start()  # a fresh scheduler has never pushed it: it does so at once
+    assert engine.wait(run.run_id).state == RunState.SUCCESS
+    assert engine.log(run.run_id, "t") == "found\n"
+
+
+def test_duplicate_message_runs_the_attempt_once(engine):
+    engine.submit("id: dup\ntasks:\n  - {id: t, command: echo once}\n")
+    run = engine.trigger("dup")
+    engine.scheduler.tick(time.time())
+    msg = engine.queue.get(1)
+    assert msg == TaskMessage(run.run_id, "t", 1)
+    assert engine.worker.handle(msg) is True
+    assert engine.worker.handle(msg) is False  # the claim refuses the duplicate
+    assert len(engine.store.attempts(run.run_id, "t")) == 1
+    assert engine.log(run.run_id, "t") == "once\n"
+
+
+def test_dead_worker_task_is_retried(engine):
+    engine.submit("""
+id: orphan
+retry_delay_secs: 0.01
+tasks:
+  - {id: t, command: echo rescued, retries: 1}
+""")
+    run = engine.trigger("orphan")
+    now = time.time()
+    engine.scheduler.tick(now)
+    msg = engine.queue.get(1)
+    ghost = WorkerInfo("ghost", "elsewhere", 1, 1, now - 100, now - 100, (f"{run.run_id}/t",))
+    engine.store.upsert_worker(ghost)
+    assert engine.store.claim_task(run.run_id, "t", msg.attempt, "ghost", now) is not None
+    engine.start()
+    assert engine.wait(run.run_id).state == RunState.SUCCESS
+    attempts = engine.store.attempts(run.run_id, "t")
+    assert [(a.attempt, a.state, a.worker_id) for a in attempts] == [
+        (1, TaskState.FAILED, "ghost"), (2, TaskState.SUCCESS, engine.worker.worker_id)]
+    assert "ghost died" in attempts[0].error
+    assert {w.worker_id: w.state for w in engine.store.list_workers()}["ghost"] == "dead"
+
+
+def test_a_run_keeps_its_dag_version(engine):
+    engine.submit("id: v\ntasks:\n  - {id: t, command: echo one}\n")
+    run = engine.trigger("v")
+    engine.submit("id: v\ntasks:\n  - {id: t, command: echo two}\n  - {id: u, command: echo new}\n")
+    engine.start()
+    assert engine.wait(run.run_id).state == RunState.SUCCESS
+    assert engine.log(run.run_id, "t") == "one\n"
+    assert set(engine.states(run.run_id)) == {"t"}
+    run2 = engine.trigger("v")
+    assert engine.wait(run2.run_id).state == RunState.SUCCESS
+    assert engine.log(run2.run_id, "t") == "two\n"
+
+
+def test_many_independent_tasks_all_run(engine):
+    tasks = "\n".join(f"  - {{id: t{i:03d}, command: 'true'}}" for i in range(100))
+    engine.start()
+    engine.submit(f"id: wide\nmax_active_tasks: 1000\ntasks:\n{tasks}\n")
+    run = engine.trigger("wide")
+    assert engine.wait(run.run_id).state == RunState.SUCCESS
+    assert set(engine.states(run.run_id).values()) == {TaskState.SUCCESS}
+
+
+def test_worker_heartbeat_is_visible(engine):
+    engine.start()
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        workers = {w.worker_id: w for w in engine.store.list_workers()}
+        if engine.worker.worker_id in workers:
+            break
+        time.sleep(0.05)
+    w = workers[engine.worker.worker_id]
+    assert w.state == "alive" and w.slots == 2
+    assert time.time() - w.last_heartbeat < 2
