@@ -54,7 +54,8 @@ class Store(Protocol):
     ) -> Run:
         """Create a `queued` run of the DAG's latest version with every task `pending`, atomically.
 
-        Raises NotFound for an unknown or inactive DAG.
+        Raises NotFound for an unknown or inactive DAG, and Conflict when the DAG already has
+        a run for this `logical_date` (so a cron tick can never start two runs).
         """
         ...
 
@@ -144,7 +145,7 @@ class Store(Protocol):
 
     # -- logs ---------------------------------------------------------------------------
     def append_log(self, run_id: str, task_id: str, attempt: int, text: str) -> None:
-        """Append a chunk of output to an attempt's log."""
+        """Append a chunk of output to an attempt's log; raises NotFound for an unknown attempt."""
         ...
 
     def read_log(self, run_id: str, task_id: str, attempt: int, after: int = 0) -> tuple[str, int]:

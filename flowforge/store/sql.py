@@ -78,8 +78,7 @@ DAG_LATEST = (
     " JOIN dag_versions v ON v.dag_id = d.dag_id AND v.version = d.latest_version WHERE d.dag_id = ?"
 )
 INSERT_DAG = (
-    "INSERT INTO dags (dag_id, latest_version, active, paused, created_at, updated_at)"
-    " VALUES (?, 1, TRUE, FALSE, ?, ?)"
+    "INSERT INTO dags (dag_id, latest_version, active, paused, created_at, updated_at) VALUES (?, 1, TRUE, FALSE, ?, ?)"
 )
 UPDATE_DAG_VERSION = "UPDATE dags SET latest_version = ?, active = TRUE, updated_at = ? WHERE dag_id = ?"
 INSERT_VERSION = "INSERT INTO dag_versions (dag_id, version, spec_json, source, created_at) VALUES (?, ?, ?, ?, ?)"
@@ -142,9 +141,7 @@ APPEND_LOG = (
     "INSERT INTO task_logs (run_id, task_id, attempt, seq, data)"
     " SELECT ?, ?, ?, COALESCE(MAX(seq), 0) + 1, ? FROM task_logs WHERE run_id = ? AND task_id = ? AND attempt = ?"
 )
-READ_LOG = (
-    "SELECT seq, data FROM task_logs WHERE run_id = ? AND task_id = ? AND attempt = ? AND seq > ? ORDER BY seq"
-)
+READ_LOG = "SELECT seq, data FROM task_logs WHERE run_id = ? AND task_id = ? AND attempt = ? AND seq > ? ORDER BY seq"
 UPSERT_WORKER = (
     "INSERT INTO workers (worker_id, host, pid, slots, started_at, last_heartbeat, running_json, state)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (worker_id) DO UPDATE SET host = excluded.host,"
@@ -155,6 +152,9 @@ LIST_WORKERS = (
     "SELECT worker_id, host, pid, slots, started_at, last_heartbeat, running_json, state"
     " FROM workers ORDER BY last_heartbeat DESC, worker_id"
 )
+COUNT_DAGS = "SELECT active, paused, COUNT(*) FROM dags GROUP BY active, paused"
+COUNT_RUNS = "SELECT state, COUNT(*) FROM runs GROUP BY state"
+COUNT_TASKS = "SELECT state, COUNT(*) FROM task_instances GROUP BY state"
 
 FINISH_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY})
 
@@ -208,6 +208,18 @@ class SqlStore(ABC):
             rendered = self._rendered[sql] = self.dialect.render(sql)
         return rendered
 
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one read query."""
+        with self._transaction(write=False) as cur:
+            return self._exec(cur, sql, params).fetchall()
+
+    def _one(self, sql: str, params: Sequence[Any], missing: str) -> Any:
+        """The first row of one read query; NotFound(missing) when there is none."""
+        rows = self._all(sql, params)
+        if not rows:
+            raise NotFound(missing)
+        return rows[0]
+
     def migrate(self) -> int:
         """Apply pending schema migrations (idempotent); raises schema.SchemaTooNew."""
         with self._transaction() as cur:
@@ -242,23 +254,15 @@ class SqlStore(ABC):
 
     def get_dag(self, dag_id: str) -> DagRecord:
         """The DAG with its latest version (active or not); raises NotFound."""
-        with self._transaction(write=False) as cur:
-            row = self._exec(cur, GET_DAG, (dag_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no DAG {dag_id!r}")
-        return _dag(row)
+        return _dag(self._one(GET_DAG, (dag_id,), f"no DAG {dag_id!r}"))
 
     def list_dags(self, include_inactive: bool = False) -> list[DagRecord]:
         """All DAGs ordered by id, latest version each; inactive ones only when asked."""
-        with self._transaction(write=False) as cur:
-            return [_dag(r) for r in self._exec(cur, LIST_DAGS, (include_inactive,)).fetchall()]
+        return [_dag(r) for r in self._all(LIST_DAGS, (include_inactive,))]
 
     def get_dag_spec(self, dag_id: str, version: int) -> DagSpec:
         """The spec of one stored version; raises NotFound."""
-        with self._transaction(write=False) as cur:
-            row = self._exec(cur, GET_SPEC, (dag_id, version)).fetchone()
-        if row is None:
-            raise NotFound(f"no version {version} of DAG {dag_id!r}")
+        row = self._one(GET_SPEC, (dag_id, version), f"no version {version} of DAG {dag_id!r}")
         return DagSpec.from_dict(json.loads(row[0]))
 
     def set_dag_flags(self, dag_id: str, *, active: bool | None = None, paused: bool | None = None) -> DagRecord:
@@ -291,7 +295,8 @@ class SqlStore(ABC):
             version, task_ids = row[0], [t["id"] for t in json.loads(row[2])["tasks"]]
             run = Run(_new_run_id(), dag_id, version, RunState.QUEUED, triggered_by, dict(params), logical_date, now)
             try:
-                self._exec(cur, INSERT_RUN, (run.run_id, dag_id, version, triggered_by, json.dumps(params), logical_date, now))
+                values = (run.run_id, dag_id, version, triggered_by, json.dumps(params), logical_date, now)
+                self._exec(cur, INSERT_RUN, values)
             except self.dialect.integrity_error as e:
                 raise Conflict(f"DAG {dag_id!r} already has a run for logical date {logical_date}") from e
             cur.executemany(self._render(INSERT_TI), [(run.run_id, tid, i) for i, tid in enumerate(task_ids)])
@@ -299,11 +304,7 @@ class SqlStore(ABC):
 
     def get_run(self, run_id: str) -> Run:
         """One run; raises NotFound."""
-        with self._transaction(write=False) as cur:
-            row = self._exec(cur, GET_RUN, (run_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no run {run_id!r}")
-        return _run(row)
+        return _run(self._one(GET_RUN, (run_id,), f"no run {run_id!r}"))
 
     def list_runs(
         self,
@@ -324,14 +325,14 @@ class SqlStore(ABC):
             params.extend(str(s) for s in states)
         sql = RUN_COLS + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY created_at DESC, run_id DESC LIMIT ? OFFSET ?"
-        with self._transaction(write=False) as cur:
-            return [_run(r) for r in self._exec(cur, sql, (*params, limit, offset)).fetchall()]
+        return [_run(r) for r in self._all(sql, (*params, limit, offset))]
 
     def set_run_state(self, run_id: str, expected: Sequence[RunState], new: RunState, now: float) -> bool:
         """Move a run to `new` if it is in one of `expected`; sets started_at/ended_at."""
         if not expected:
             return False
-        sets, params = ["state = ?"], [str(new)]
+        sets: list[str] = ["state = ?"]
+        params: list[Any] = [str(new)]
         if new == RunState.RUNNING:
             sets.append("started_at = COALESCE(started_at, ?)")
             params.append(now)
@@ -355,16 +356,11 @@ class SqlStore(ABC):
 
     def get_task_instance(self, run_id: str, task_id: str) -> TaskInstance:
         """One task instance; raises NotFound."""
-        with self._transaction(write=False) as cur:
-            row = self._exec(cur, GET_TI, (run_id, task_id)).fetchone()
-        if row is None:
-            raise NotFound(f"no task {task_id!r} in run {run_id!r}")
-        return _ti(row)
+        return _ti(self._one(GET_TI, (run_id, task_id), f"no task {task_id!r} in run {run_id!r}"))
 
     def attempts(self, run_id: str, task_id: str) -> list[Attempt]:
         """Every attempt of a task instance, oldest first."""
-        with self._transaction(write=False) as cur:
-            return [_attempt(r) for r in self._exec(cur, LIST_ATTEMPTS, (run_id, task_id)).fetchall()]
+        return [_attempt(r) for r in self._all(LIST_ATTEMPTS, (run_id, task_id))]
 
     def queue_tasks(self, run_id: str, tasks: Sequence[tuple[str, int]], now: float) -> list[str]:
         """Queue each (task_id, attempt) still `pending`/`up_for_retry` at that attempt; returns ids queued."""
@@ -392,7 +388,8 @@ class SqlStore(ABC):
         moved: list[str] = []
         if not tasks or not expected:
             return moved
-        sets, params = ["state = ?"], [str(new)]
+        sets: list[str] = ["state = ?"]
+        params: list[Any] = [str(new)]
         if new == TaskState.PENDING:
             # Cleared for another try: forget the last attempt's result (it stays in `attempts`).
             sets.append("retry_at = NULL, queued_at = NULL, started_at = NULL, ended_at = NULL,"
@@ -448,8 +445,7 @@ class SqlStore(ABC):
 
     def active_task_counts(self) -> dict[str, int]:
         """Number of `queued` + `running` task instances per dag_id, over all active runs."""
-        with self._transaction(write=False) as cur:
-            return {dag_id: n for dag_id, n in self._exec(cur, ACTIVE_COUNTS).fetchall()}
+        return {dag_id: n for dag_id, n in self._all(ACTIVE_COUNTS)}
 
     # -- logs ------------------------------------------------------------------------------
     def append_log(self, run_id: str, task_id: str, attempt: int, text: str) -> None:
@@ -464,23 +460,23 @@ class SqlStore(ABC):
 
     def read_log(self, run_id: str, task_id: str, attempt: int, after: int = 0) -> tuple[str, int]:
         """The log text written after cursor `after` (0 = from the start), and the new cursor."""
-        with self._transaction(write=False) as cur:
-            rows = self._exec(cur, READ_LOG, (run_id, task_id, attempt, after)).fetchall()
+        rows = self._all(READ_LOG, (run_id, task_id, attempt, after))
         return "".join(r[1] for r in rows), (rows[-1][0] if rows else after)
 
     # -- workers ---------------------------------------------------------------------------
     def upsert_worker(self, worker: WorkerInfo) -> None:
         """Register a worker or record its heartbeat (host, pid, slots, running, state)."""
         w = worker
-        params = (w.worker_id, w.host, w.pid, w.slots, w.started_at, w.last_heartbeat, json.dumps(list(w.running)), w.state)
+        params = (w.worker_id, w.host, w.pid, w.slots, w.started_at, w.last_heartbeat, json.dumps(w.running), w.state)
         with self._transaction() as cur:
             self._exec(cur, UPSERT_WORKER, params)
 
     def list_workers(self) -> list[WorkerInfo]:
         """Every known worker, most recent heartbeat first."""
-        with self._transaction(write=False) as cur:
-            rows = self._exec(cur, LIST_WORKERS).fetchall()
-        return [WorkerInfo(*r[:6], running=tuple(json.loads(r[6])), state=r[7]) for r in rows]
+        return [
+            WorkerInfo(r[0], r[1], r[2], r[3], r[4], r[5], running=tuple(json.loads(r[6])), state=r[7])
+            for r in self._all(LIST_WORKERS)
+        ]
 
     # -- overview --------------------------------------------------------------------------
     def counts(self) -> dict[str, dict[str, int]]:
@@ -489,10 +485,8 @@ class SqlStore(ABC):
         runs = {str(s): 0 for s in RunState}
         tasks = {str(s): 0 for s in TaskState}
         with self._transaction(write=False) as cur:
-            for active, paused, n in self._exec(cur, "SELECT active, paused, COUNT(*) FROM dags GROUP BY active, paused").fetchall():
+            for active, paused, n in self._exec(cur, COUNT_DAGS).fetchall():
                 dags["inactive" if not active else "paused" if paused else "active"] += n
-            for state, n in self._exec(cur, "SELECT state, COUNT(*) FROM runs GROUP BY state").fetchall():
-                runs[state] = n
-            for state, n in self._exec(cur, "SELECT state, COUNT(*) FROM task_instances GROUP BY state").fetchall():
-                tasks[state] = n
+            runs.update(self._exec(cur, COUNT_RUNS).fetchall())
+            tasks.update(self._exec(cur, COUNT_TASKS).fetchall())
         return {"dags": dags, "runs": runs, "tasks": tasks}
