@@ -63,7 +63,11 @@ def error_response(
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     # Only loc/message/type: pydantic's `input` and `ctx` may echo secrets or hold unserialisable objects.
     return [
-        {"loc": [str(part) for part in e.get("loc", ())], "message": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        {
+            "loc": [str(part) for part in e.get("loc", ())],
+            "message": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
         for e in exc.errors()
     ]
 

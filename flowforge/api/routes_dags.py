@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from ..core.dagfile import load_dag
 from ..core.errors import NotFound
-from ..services import Services
 from .errors import HttpError
 from .views import dag_view
+
+if TYPE_CHECKING:  # services imports the engine; the API needs only the type
+    from ..services import Services
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 
@@ -35,7 +37,7 @@ def _yaml_text(request: Request, body: bytes) -> str:
     media = _media_type(request)
     if media in YAML_TYPES:
         try:
-            return body.decode("utf-8")
+            return body.decode("utf-8-sig")  # a BOM is no part of the document
         except UnicodeDecodeError as exc:
             raise HttpError(422, "invalid_request", f"YAML body is not valid UTF-8 (byte {exc.start})") from exc
     if media == "application/json" or media.endswith("+json"):
@@ -56,10 +58,24 @@ def _yaml_text(request: Request, body: bytes) -> str:
     )
 
 
+# The body is read raw (JSON or YAML), so FastAPI cannot infer it: describe it for /docs by hand.
+_SUBMIT_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "properties": {"yaml": {"type": "string"}}, "required": ["yaml"]}
+            },
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
 def build_dag_router(services: Services) -> APIRouter:
     """Routes under /api/v1/dags, bound to these services."""
     router = APIRouter(prefix="/api/v1/dags", tags=["dags"])
-    store = services.store
+    store, queue = services.store, services.queue
     max_yaml = services.settings.max_yaml_bytes
 
     @router.get("")
@@ -68,7 +84,7 @@ def build_dag_router(services: Services) -> APIRouter:
         now = time.time()
         return {"dags": [dag_view(r, now) for r in store.list_dags(include_inactive=include_inactive)]}
 
-    @router.post("", status_code=201)
+    @router.post("", status_code=201, openapi_extra=_SUBMIT_BODY_DOC)
     def submit_dag(request: Request, body: bytes = Depends(raw_body)) -> dict[str, Any]:
         """Validate and store a DAG; a changed DAG gets a new version. Invalid → 422, nothing stored."""
         text = _yaml_text(request, body)
@@ -81,6 +97,7 @@ def build_dag_router(services: Services) -> APIRouter:
             previous = None
         now = time.time()
         record = store.put_dag(spec, text, now)
+        queue.wake_scheduler()  # a new or changed schedule is seen now, not at the next tick
         out = dag_view(record, now, detail=True)
         out["created"] = previous is None
         out["changed"] = previous is None or record.version != previous
@@ -104,6 +121,8 @@ def build_dag_router(services: Services) -> APIRouter:
     @router.post("/{dag_id}/unpause")
     def unpause_dag(dag_id: str) -> dict[str, Any]:
         """Resume scheduling a DAG."""
-        return dag_view(store.set_dag_flags(dag_id, paused=False), time.time(), detail=True)
+        record = store.set_dag_flags(dag_id, paused=False)
+        queue.wake_scheduler()
+        return dag_view(record, time.time(), detail=True)
 
     return router

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import NotFound
 from ..core.model import TASK_ACTIVE, TASK_TERMINAL, RunState
-from ..services import Services
 from .errors import HttpError
 from .views import run_view, task_spec_view
+
+if TYPE_CHECKING:  # services imports the engine; the API needs only the type
+    from ..services import Services
 
 
 class TriggerRequest(BaseModel):
@@ -132,8 +134,14 @@ def build_run_router(services: Services) -> APIRouter:
         if attempt is None:
             attempt = ti.attempt
             if attempt == 0:  # never attempted yet: an empty log, done only if it never will be
-                return {"run_id": run_id, "task_id": task_id, "attempt": 0, "text": "", "cursor": 0,
-                        "done": ti.state in TASK_TERMINAL}
+                return {
+                    "run_id": run_id,
+                    "task_id": task_id,
+                    "attempt": 0,
+                    "text": "",
+                    "cursor": 0,
+                    "done": ti.state in TASK_TERMINAL,
+                }
         elif attempt > ti.attempt:
             raise NotFound(f"task {task_id!r} of run {run_id!r} has no attempt {attempt} (latest: {ti.attempt})")
         text, cursor = store.read_log(run_id, task_id, attempt, after)

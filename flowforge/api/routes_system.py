@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -15,8 +15,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..core.model import RunState, TaskState
-from ..services import Services
 from .views import worker_summary
+
+if TYPE_CHECKING:  # services imports the engine; the API needs only the type
+    from ..services import Services
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +46,17 @@ class StoreCollector(Collector):
             yield store_up
             yield _by_state("flowforge_runs", "Runs by state", counts.get("runs", {}), [s.value for s in RunState])
             yield _by_state(
-                "flowforge_task_instances", "Task instances by state", counts.get("tasks", {}),
+                "flowforge_task_instances",
+                "Task instances by state",
+                counts.get("tasks", {}),
                 [s.value for s in TaskState],
             )
-            yield _by_state("flowforge_dags", "DAGs by status", counts.get("dags", {}), ["active", "paused", "inactive"])
+            yield _by_state(
+                "flowforge_dags", "DAGs by status", counts.get("dags", {}), ["active", "paused", "inactive"]
+            )
             summary = worker_summary(workers, time.time(), self._services.settings.heartbeat_secs)
-            yield _by_state("flowforge_workers", "Workers by liveness", summary, ["alive", "stale", "stopped", "dead"])
+            liveness = ["alive", "stale", "stopped", "dead"]
+            yield _by_state("flowforge_workers", "Workers by liveness", {k: summary[k] for k in liveness}, liveness)
         depth = GaugeMetricFamily("flowforge_queue_depth", "Task messages waiting in the queue")
         try:
             depth.add_metric([], self._services.queue.size())

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..core.records import DagRecord, Run, WorkerInfo
+from ..core.schedule import next_fire
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,6 @@ def next_run(record: DagRecord, now: float) -> str | None:
     spec = record.spec
     if not spec.schedule or record.paused or not record.active:
         return None
-    from ..core.schedule import next_fire  # the cron helper lives in the core; imported when used
-
     try:
         return iso_utc(next_fire(spec.schedule, spec.timezone, now))
     except Exception:  # a stored schedule the helper rejects must not break listing DAGs

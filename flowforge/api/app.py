@@ -1,0 +1,162 @@
+"""The app factory: routes, JSON errors, bearer-token auth, body limit and security headers."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from .errors import BodyTooLarge, CatchAllMiddleware, error_response, install_error_handlers
+from .routes_dags import build_dag_router
+from .routes_runs import build_run_router
+from .routes_system import STATIC_DIR, StoreCollector, build_system_router
+
+if TYPE_CHECKING:  # services imports the engine; the API needs only the type
+    from ..services import Services
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+# Reachable without a token: liveness, and the static page shell (it holds no data; its API calls
+# carry the token). Everything else needs one when a token is configured (DESIGN §7).
+_PUBLIC_PATHS = frozenset({"/health", "/", "/favicon.ico"})
+_PUBLIC_PREFIXES = ("/static/",)
+# Swagger UI and ReDoc load their scripts from a CDN, which a strict CSP would block.
+_NO_CSP_PREFIXES = ("/docs", "/redoc")
+PAGE_CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over `max_bytes` with 413, by Content-Length and by counting streamed bytes."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await error_response(400, "bad_request", "invalid Content-Length header")(scope, receive, send)
+                return
+            if int(declared) > self.max_bytes:
+                message = f"request body is larger than {self.max_bytes} bytes"
+                await error_response(413, "payload_too_large", message)(scope, receive, send)
+                return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            # A chunked body has no Content-Length; count what actually arrives.
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+class TokenAuthMiddleware:
+    """With a token configured, every request but the public paths needs `Authorization: Bearer <token>`."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if self.token is None or scope["type"] != "http" or _is_public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        scheme, _, given = Headers(scope=scope).get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token):
+            await self.app(scope, receive, send)
+            return
+        response = error_response(
+            401,
+            "unauthorized",
+            "missing or wrong API token (send Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        await response(scope, receive, send)
+
+
+class SecurityHeadersMiddleware:
+    """Adds nosniff to every answer and a strict Content-Security-Policy to all but the API docs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = not scope["path"].startswith(_NO_CSP_PREFIXES)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "no-referrer"
+                if csp:
+                    headers["Content-Security-Policy"] = PAGE_CSP
+                    headers["X-Frame-Options"] = "DENY"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _is_public(path: str) -> bool:
+    return path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES)
+
+
+def _configured_token(services: Services) -> str | None:
+    settings = services.settings
+    if hasattr(settings, "api_token"):
+        return settings.api_token or None
+    # Settings does not carry the token yet; read it where Settings would, so auth is never off by accident.
+    return os.environ.get("FLOWFORGE_API_TOKEN") or None
+
+
+def create_app(services: Services, *, api_token: str | None = None) -> FastAPI:
+    """Build the API app over these services; `api_token` overrides the configured token."""
+    token = api_token if api_token is not None else _configured_token(services)
+    max_body = max(MAX_BODY_BYTES, services.settings.max_yaml_bytes)
+    app = FastAPI(
+        title="FlowForge",
+        version=__version__,
+        description="DAG workflow scheduler API",
+        # Outermost first: every answer, even a 500 or a 401, gets the headers.
+        middleware=[
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(CatchAllMiddleware),
+            Middleware(TokenAuthMiddleware, token=token),
+            Middleware(BodyLimitMiddleware, max_bytes=max_body),
+        ],
+    )
+    registry = CollectorRegistry()  # per app: two apps in one process never share series
+    registry.register(StoreCollector(services))
+    app.state.services = services
+    app.state.metrics_registry = registry
+    install_error_handlers(app)
+    app.include_router(build_system_router(services, registry))
+    app.include_router(build_dag_router(services))
+    app.include_router(build_run_router(services))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,223 @@
+"""How the CLI shows things to people: Rich tables with state colours, times, durations, progress."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from .core.model import TASK_TERMINAL
+
+# Colour helps, but the state name is always printed too (colour-blind users, no-colour terminals).
+STATE_STYLES = {
+    "success": "green",
+    "failed": "red",
+    "running": "yellow",
+    "queued": "dim",
+    "pending": "dim",
+    "up_for_retry": "magenta",
+    "upstream_failed": "dark_orange",
+    "skipped": "grey50",
+    "cancelled": "grey50",
+}
+_LIVE_ROWS = 15  # a live table beyond this many tasks shows only the interesting ones
+
+
+def state_text(state: str | None) -> Text:
+    """The state name, coloured."""
+    name = state or "-"
+    return Text(name, style=STATE_STYLES.get(name, ""))
+
+
+def fmt_time(ts: float | None, short: bool = False) -> str:
+    """Epoch seconds as local `YYYY-MM-DD HH:MM:SS` (`MM-DD HH:MM:SS` when short), or `-`."""
+    if not ts:
+        return "-"
+    return datetime.fromtimestamp(ts).strftime("%m-%d %H:%M:%S" if short else "%Y-%m-%d %H:%M:%S")
+
+
+def fmt_duration(start: float | None, end: float | None, now: float | None = None) -> str:
+    """`1.2s`, `3m04s`, `2h05m`; running things count up to now; `-` when not started."""
+    if not start:
+        return "-"
+    secs = max(0.0, (end or now or time.time()) - start)
+    if secs < 60:
+        return f"{secs:.1f}s"
+    if secs < 3600:
+        return f"{int(secs // 60)}m{int(secs % 60):02d}s"
+    return f"{int(secs // 3600)}h{int(secs % 3600 // 60):02d}m"
+
+
+def _columns(table: Table, names: tuple[str, ...], rows: list[tuple[Any, ...]], keep: int) -> None:
+    """Add columns; the first `keep` (ids, states, times) never wrap, so a narrow terminal folds the rest."""
+    for i, name in enumerate(names):
+        if i < keep:
+            width = max([len(name), *(len(str(r[i])) for r in rows)]) if rows else len(name)
+            table.add_column(name, no_wrap=True, min_width=min(width, 40))
+        else:
+            table.add_column(name, overflow="fold")
+    for r in rows:
+        table.add_row(*r)
+
+
+def print_json(console: Console, data: Any) -> None:
+    """The API's JSON, as is (no Rich highlighting, so scripts can parse it)."""
+    console.print(json.dumps(data, indent=2, sort_keys=False), markup=False, highlight=False, soft_wrap=True)
+
+
+def dags_table(dags: list[dict[str, Any]]) -> Table:
+    """One row per DAG (an Active column only when some DAG is inactive)."""
+    show_active = any(not d.get("active", True) for d in dags)
+    names = ("DAG", "Ver", "Next run", "Paused", *(("Active",) if show_active else ()), "Tasks", "Schedule", "Name")
+    rows = []
+    for d in dags:
+        next_run = "-"
+        if d.get("next_run"):
+            next_run = fmt_time(datetime.fromisoformat(d["next_run"].replace("Z", "+00:00")).timestamp(), short=True)
+        active = ("yes" if d.get("active", True) else "no",) if show_active else ()
+        rows.append(
+            (
+                d["id"],
+                str(d.get("version", "")),
+                next_run,
+                "yes" if d.get("paused") else "no",
+                *active,
+                str(d.get("task_count", len(d.get("tasks", [])))),
+                d.get("schedule") or "-",
+                d.get("name") or d["id"],
+            )
+        )
+    table = Table(title="DAGs", title_justify="left")
+    _columns(table, names, rows, keep=len(names) - 1)
+    return table
+
+
+def runs_table(runs: list[dict[str, Any]]) -> Table:
+    """One row per run."""
+    rows = [
+        (
+            r["run_id"],
+            state_text(r.get("state")),
+            fmt_time(r.get("created_at"), short=True),
+            fmt_duration(r.get("started_at"), r.get("ended_at")),
+            f"{r['dag_id']} v{r.get('dag_version', '?')}",
+            r.get("triggered_by") or "-",
+        )
+        for r in runs
+    ]
+    table = Table(title="Runs", title_justify="left")
+    _columns(table, ("Run", "State", "Created", "Duration", "DAG", "By"), rows, keep=4)
+    return table
+
+
+def tasks_table(tasks: list[dict[str, Any]], title: str = "Tasks") -> Table:
+    """One row per task instance: state, attempt, duration, exit code, error."""
+    rows = [
+        (
+            t["task_id"],
+            state_text(t.get("state")),
+            str(t.get("attempt", 0)),
+            fmt_duration(t.get("started_at"), t.get("ended_at")),
+            "-" if t.get("exit_code") is None else str(t["exit_code"]),
+            t.get("error") or "",
+        )
+        for t in tasks
+    ]
+    table = Table(title=title or None, title_justify="left")
+    _columns(table, ("Task", "State", "Attempt", "Duration", "Exit", "Error"), rows, keep=5)
+    return table
+
+
+def run_summary(run: dict[str, Any]) -> Table:
+    """The run's own fields as a two-column grid."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    grid.add_row("Run", run["run_id"])
+    grid.add_row("DAG", f"{run['dag_id']} (version {run.get('dag_version', '?')})")
+    grid.add_row("State", state_text(run.get("state")))
+    grid.add_row("Triggered by", run.get("triggered_by") or "-")
+    grid.add_row("Created", fmt_time(run.get("created_at")))
+    grid.add_row("Started", fmt_time(run.get("started_at")))
+    grid.add_row("Ended", fmt_time(run.get("ended_at")))
+    grid.add_row("Duration", fmt_duration(run.get("started_at"), run.get("ended_at")))
+    params = run.get("params") or {}
+    if params:
+        grid.add_row("Params", ", ".join(f"{k}={v}" for k, v in params.items()))
+    return grid
+
+
+def workers_table(workers: list[dict[str, Any]]) -> Table:
+    """One row per worker."""
+    rows = [
+        (
+            w["worker_id"],
+            w.get("state", "-"),
+            str(w.get("slots", "-")),
+            str(len(w.get("running") or [])),
+            fmt_time(w.get("last_heartbeat"), short=True),
+            str(w.get("pid", "-")),
+            w.get("host", "-"),
+        )
+        for w in workers
+    ]
+    table = Table(title="Workers", title_justify="left")
+    _columns(table, ("Worker", "State", "Slots", "Running", "Last heartbeat", "PID", "Host"), rows, keep=6)
+    return table
+
+
+def status_table(status: dict[str, Any]) -> Table:
+    """Counts of DAGs, runs, tasks and workers, and the queue depth."""
+    table = Table(title="FlowForge status", title_justify="left", show_header=False)
+    table.add_column("What", style="bold")
+    table.add_column("Counts", overflow="fold")
+
+    def counts(d: dict[str, int]) -> Text:
+        text = Text()
+        # Zeros are left out: the API's --json has them all; people want what is there.
+        for name, n in sorted(d.items()):
+            if n:
+                text.append(", " if text else "")
+                text.append(f"{name} {n}", style=STATE_STYLES.get(name, ""))
+        return text or Text("none")
+
+    table.add_row("DAGs", counts(status.get("dags", {})))
+    table.add_row("Runs", counts(status.get("runs", {})))
+    table.add_row("Tasks", counts(status.get("tasks", {})))
+    workers = {k: v for k, v in status.get("workers", {}).items() if k not in ("total", "slots")}
+    table.add_row("Workers", counts(workers))
+    table.add_row("Queue depth", str(status.get("queue_depth", 0)))
+    return table
+
+
+def run_progress(run: dict[str, Any]) -> RenderableType:
+    """Live view of a run: state, a bar of finished tasks, counts by state, the busy tasks."""
+    tasks = run.get("tasks", [])
+    done = sum(1 for t in tasks if t.get("state") in TASK_TERMINAL)
+    by_state = Counter(t.get("state", "?") for t in tasks)
+    head = Text.assemble(
+        ("run ", "bold"),
+        run["run_id"],
+        "  ",
+        (run["dag_id"], "bold"),
+        "  ",
+        state_text(run.get("state")),
+        f"  {done}/{len(tasks)} tasks done  {fmt_duration(run.get('started_at'), run.get('ended_at'))}",
+    )
+    counts = Text()
+    for name, n in sorted(by_state.items()):
+        counts.append(f"{name} {n}  ", style=STATE_STYLES.get(name, ""))
+    shown = (
+        tasks
+        if len(tasks) <= _LIVE_ROWS
+        else [t for t in tasks if t.get("state") in ("running", "queued", "up_for_retry", "failed")][:_LIVE_ROWS]
+    )
+    bar = ProgressBar(total=max(len(tasks), 1), completed=done, width=40)
+    return Group(head, bar, counts, tasks_table(shown, title=""))

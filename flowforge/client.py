@@ -1,0 +1,171 @@
+"""The HTTP client of the FlowForge API, shared by the CLI and the TUI (sync, on httpx)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+
+class ApiError(Exception):
+    """The API answered with an error: HTTP status plus the body's code, message and details."""
+
+    def __init__(self, status: int, code: str, message: str, details: list[Any] | None = None) -> None:
+        super().__init__(f"{message} (HTTP {status}, {code})")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or []
+
+
+class ApiUnreachable(Exception):
+    """No answer from the API: connection refused, DNS failure, timeout, broken connection."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach the FlowForge API at {url} ({reason})")
+        self.url = url
+        self.reason = reason
+
+
+def _seg(value: str) -> str:
+    # Ids go into the path as one segment each: "a/../b" must not become another route.
+    return quote(value, safe="")
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out{': ' + text if text else ''}"
+    return text or type(exc).__name__
+
+
+class ApiClient:
+    """One method per endpoint; returns the decoded JSON, raises ApiError / ApiUnreachable."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 10) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"Accept": "application/json", "User-Agent": "flowforge-client"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            resp = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(self.base_url, _reason(exc)) from exc
+        if resp.status_code >= 400:
+            raise _api_error(resp)
+        return resp
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = self._request(method, path, **kwargs)
+        try:
+            return resp.json()
+        except ValueError as exc:
+            raise ApiError(resp.status_code, "bad_response", f"the API answered with non-JSON from {path}") from exc
+
+    # -- system -----------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """GET /health."""
+        return self._json("GET", "/health")
+
+    def ready(self) -> dict[str, Any]:
+        """GET /ready (ApiError 503 when the store or queue is down)."""
+        return self._json("GET", "/ready")
+
+    def metrics(self) -> str:
+        """GET /metrics as Prometheus text."""
+        return self._request("GET", "/metrics").text
+
+    def status(self) -> dict[str, Any]:
+        """GET /api/v1/status."""
+        return self._json("GET", "/api/v1/status")
+
+    def workers(self) -> list[dict[str, Any]]:
+        """GET /api/v1/workers."""
+        return self._json("GET", "/api/v1/workers")["workers"]
+
+    # -- DAGs -------------------------------------------------------------------------
+    def list_dags(self, include_inactive: bool = False) -> list[dict[str, Any]]:
+        """GET /api/v1/dags."""
+        params = {"include_inactive": "1"} if include_inactive else {}
+        return self._json("GET", "/api/v1/dags", params=params)["dags"]
+
+    def submit_dag(self, yaml_text: str) -> dict[str, Any]:
+        """POST /api/v1/dags with the YAML; the stored record plus `created` / `changed`."""
+        return self._json("POST", "/api/v1/dags", json={"yaml": yaml_text})
+
+    def get_dag(self, dag_id: str) -> dict[str, Any]:
+        """GET /api/v1/dags/{dag_id}."""
+        return self._json("GET", f"/api/v1/dags/{_seg(dag_id)}")
+
+    def delete_dag(self, dag_id: str) -> dict[str, Any]:
+        """DELETE /api/v1/dags/{dag_id} (deactivate)."""
+        return self._json("DELETE", f"/api/v1/dags/{_seg(dag_id)}")
+
+    def pause_dag(self, dag_id: str) -> dict[str, Any]:
+        """POST /api/v1/dags/{dag_id}/pause."""
+        return self._json("POST", f"/api/v1/dags/{_seg(dag_id)}/pause")
+
+    def unpause_dag(self, dag_id: str) -> dict[str, Any]:
+        """POST /api/v1/dags/{dag_id}/unpause."""
+        return self._json("POST", f"/api/v1/dags/{_seg(dag_id)}/unpause")
+
+    # -- runs -------------------------------------------------------------------------
+    def list_runs(
+        self, dag_id: str | None = None, state: str | None = None, limit: int = 50, offset: int = 0
+    ) -> dict[str, Any]:
+        """GET /api/v1/runs: {"runs": [...], "limit", "offset"}."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if dag_id:
+            params["dag_id"] = dag_id
+        if state:
+            params["state"] = state
+        return self._json("GET", "/api/v1/runs", params=params)
+
+    def trigger(self, dag_id: str, params: dict[str, Any] | None = None, triggered_by: str = "cli") -> dict[str, Any]:
+        """POST /api/v1/runs; the new run."""
+        body = {"dag_id": dag_id, "triggered_by": triggered_by, "params": params or {}}
+        return self._json("POST", "/api/v1/runs", json=body)
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """GET /api/v1/runs/{run_id}: the run with its `tasks`."""
+        return self._json("GET", f"/api/v1/runs/{_seg(run_id)}")
+
+    def run_tasks(self, run_id: str) -> list[dict[str, Any]]:
+        """GET /api/v1/runs/{run_id}/tasks."""
+        return self._json("GET", f"/api/v1/runs/{_seg(run_id)}/tasks")["tasks"]
+
+    def get_task(self, run_id: str, task_id: str) -> dict[str, Any]:
+        """GET /api/v1/runs/{run_id}/tasks/{task_id}: the instance, its `attempts` and `spec`."""
+        return self._json("GET", f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}")
+
+    def logs(self, run_id: str, task_id: str, attempt: int | None = None, after: int = 0) -> dict[str, Any]:
+        """GET .../logs: {"run_id", "task_id", "attempt", "text", "cursor", "done"}."""
+        params: dict[str, Any] = {"after": after}
+        if attempt is not None:
+            params["attempt"] = attempt
+        return self._json("GET", f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}/logs", params=params)
+
+
+def _api_error(resp: httpx.Response) -> ApiError:
+    """An ApiError from an error answer, whether or not it is FlowForge's JSON error shape."""
+    try:
+        err = resp.json()["error"]
+        return ApiError(resp.status_code, str(err["code"]), str(err["message"]), list(err.get("details") or []))
+    except (ValueError, KeyError, TypeError):
+        text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else resp.reason_phrase
+        return ApiError(resp.status_code, f"http_{resp.status_code}", text)

@@ -1,0 +1,75 @@
+"""Cron schedules: validation and the next/previous tick, always in the DAG's timezone.
+
+`now` is never read here; callers pass the instant they care about (Unix epoch seconds).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterBadDateError, CroniterError, croniter
+
+SHORTCUTS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
+FORMS = (
+    "5 fields (minute hour day-of-month month day-of-week), "
+    "6 fields with seconds first (second minute hour day-of-month month day-of-week), "
+    f"or one of {', '.join(SHORTCUTS)}"
+)
+
+
+def _normalise(expr: str) -> str:
+    """Collapse whitespace and lower-case shortcuts, so `@Daily ` and `@daily` are one schedule."""
+    expr = " ".join(expr.split())
+    return expr.lower() if expr.startswith("@") else expr
+
+
+def _iter(expr: str, timezone: str, start: float) -> croniter:
+    # A tz-aware start makes croniter work in local wall-clock time, which is what a
+    # "02:30 every day" schedule means, including across DST changes.
+    begin = datetime.fromtimestamp(start, ZoneInfo(timezone))
+    # DESIGN §3: a sixth field is seconds, and it comes first (croniter's default is last).
+    return croniter(_normalise(expr), begin, second_at_beginning=True)
+
+
+def validate_schedule(expr: str, timezone: str = "UTC") -> str | None:
+    """None when `expr` is a schedule FlowForge accepts, else a plain sentence saying why not."""
+    if not isinstance(expr, str) or not expr.strip():
+        return f"a schedule must be a cron expression: {FORMS}"
+    text = _normalise(expr)
+    if text.startswith("@"):
+        if text not in SHORTCUTS:
+            return (
+                f"unknown schedule shortcut '{expr.strip()}'; use {', '.join(SHORTCUTS)} or a cron expression"
+            )
+    else:
+        n = len(text.split(" "))
+        if n not in (5, 6):
+            # croniter would read a 7th field as a year; DESIGN §3 does not allow it.
+            return f"'{text}' has {n} field{'s' if n != 1 else ''}; a schedule must have {FORMS}"
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: e.g. a directory such as "Europe"
+        return f"unknown timezone '{timezone}'"
+    try:
+        # 2001-01-01: a fixed start keeps validation pure and repeatable.
+        _iter(text, timezone, 978307200.0).get_next(float)
+    except CroniterBadDateError:
+        return f"'{text}' never matches a real date (for example 30 February)"
+    except (CroniterError, ValueError, KeyError, IndexError) as e:
+        # croniter's own wording ("[61 * * * *] is not acceptable, out of range") names the bad part.
+        return f"'{text}' is not a valid cron expression: {e}; a schedule must have {FORMS}"
+    return None
+
+
+def next_fire(expr: str, timezone: str, after: float) -> float:
+    """The first tick of `expr` strictly after `after` (epoch seconds), judged in `timezone`."""
+    return float(_iter(expr, timezone, after).get_next(float))
+
+
+def previous_fire(expr: str, timezone: str, at: float) -> float:
+    """The latest tick of `expr` at or before `at` (epoch seconds), judged in `timezone`."""
+    # croniter's get_prev is strictly before, so `at` itself is checked by stepping forward once.
+    before = float(_iter(expr, timezone, at).get_prev(float))
+    candidate = next_fire(expr, timezone, before)
+    return candidate if candidate <= at else before
