@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -35,7 +34,7 @@ def up(
     from .settings import Settings
 
     settings = Settings.from_env(home=home, host=host, port=port, concurrency=concurrency)
-    if not _is_loopback(settings.host) and not os.environ.get("FLOWFORGE_API_TOKEN") and not insecure:
+    if not _is_loopback(settings.host) and not settings.api_token and not insecure:
         fail(
             f"refusing to serve on {settings.host} without FLOWFORGE_API_TOKEN: anyone who can reach it "
             "could run shell commands. Set a token, or pass --insecure.",

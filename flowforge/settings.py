@@ -42,6 +42,7 @@ class Settings:
     kill_grace_secs: float = 5.0  # SIGTERM → SIGKILL on timeout
     grace_secs: float = 30.0  # on shutdown, how long running tasks may go on before being killed
     max_yaml_bytes: int = 1024 * 1024
+    api_token: str | None = None  # with a token, every API request but /health needs it
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -53,5 +54,6 @@ class Settings:
             db_url=os.environ.get("FLOWFORGE_DB") or f"sqlite:///{home / 'flowforge.db'}",
             queue_url=os.environ.get("FLOWFORGE_QUEUE") or "memory://",
             concurrency=os.cpu_count() or 2,
+            api_token=os.environ.get("FLOWFORGE_API_TOKEN") or None,
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})

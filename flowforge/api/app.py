@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -126,17 +125,9 @@ def _is_public(path: str) -> bool:
     return path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES)
 
 
-def _configured_token(services: Services) -> str | None:
-    settings = services.settings
-    if hasattr(settings, "api_token"):
-        return settings.api_token or None
-    # Settings does not carry the token yet; read it where Settings would, so auth is never off by accident.
-    return os.environ.get("FLOWFORGE_API_TOKEN") or None
-
-
 def create_app(services: Services, *, api_token: str | None = None) -> FastAPI:
     """Build the API app over these services; `api_token` overrides the configured token."""
-    token = api_token if api_token is not None else _configured_token(services)
+    token = api_token if api_token is not None else services.settings.api_token
     max_body = max(MAX_BODY_BYTES, services.settings.max_yaml_bytes)
     app = FastAPI(
         title="FlowForge",
