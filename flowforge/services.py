@@ -7,6 +7,9 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import FrameType
+
+import uvicorn
 
 from .core.dagfile import load_dag_file
 from .core.errors import DagValidationError
@@ -71,10 +74,24 @@ def mark_other_workers_dead(store: Store, own_id: str) -> None:
             store.upsert_worker(replace(w, state="dead"))
 
 
+def api_server(app: object, settings: Settings) -> uvicorn.Server:
+    """A uvicorn server for `app` that returns from `run()` on SIGINT/SIGTERM.
+
+    Plain uvicorn re-raises the signal once it has shut down, which would kill the process
+    before the scheduler and workers could stop gracefully.
+    """
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)  # type: ignore[arg-type]
+    return _Server(config)
+
+
 def run_all_in_one(settings: Settings, examples: list[Path]) -> None:
     """`flowforge up`: API, page, scheduler and workers in one process until SIGINT/SIGTERM."""
-    import uvicorn
-
     from .api.app import create_app
 
     services = build_services(settings)
@@ -95,9 +112,7 @@ def run_all_in_one(settings: Settings, examples: list[Path]) -> None:
         ]
         for t in threads:
             t.start()
-        app = create_app(services)
-        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
-        server = uvicorn.Server(config)
+        server = api_server(create_app(services), settings)
         log.info("FlowForge is up on http://%s:%d (%d worker slots, store %s)",
                  settings.host, settings.port, settings.concurrency, settings.db_url)
         server.run()

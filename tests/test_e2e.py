@@ -1,0 +1,132 @@
+"""End to end: a real `flowforge up` process driven by the real CLI, crashes included."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import httpx
+import pytest
+
+from .support import cli, start_up
+
+pytestmark = pytest.mark.e2e
+
+CHAIN = """\
+id: chain3
+tasks:
+  - {id: one, command: echo one}
+  - {id: two, command: echo two, depends_on: [one]}
+  - {id: three, command: echo three, depends_on: [two]}
+"""
+
+
+@pytest.fixture
+def up(tmp_path):
+    proc = start_up(tmp_path / "home", "--examples", "--concurrency", "2")
+    yield proc
+    assert proc.stop() == 0, proc.output()
+
+
+def test_examples_are_loaded_and_hello_succeeds(up):
+    dags = cli("--json", "dags", url=up.url)
+    assert dags.returncode == 0, dags.stderr
+    ids = {d["id"] for d in json.loads(dags.stdout)["dags"]}
+    assert {"hello", "etl-pipeline", "flaky-retries", "timeout-demo"} <= ids
+    result = cli("trigger", "hello", "--wait", url=up.url)
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.strip().splitlines()[0]
+    log = cli("logs", run_id, "hello", url=up.url)
+    assert log.returncode == 0 and log.stdout == "hello from FlowForge\n"
+    run = json.loads(cli("--json", "run", run_id, url=up.url).stdout)
+    assert run["state"] == "success"
+    assert [t["state"] for t in run["tasks"]] == ["success", "success"]
+
+
+def test_submit_trigger_wait_and_a_failing_run(up, tmp_path):
+    dag = tmp_path / "chain3.yaml"
+    dag.write_text(CHAIN)
+    assert cli("submit", "-f", str(dag), url=up.url).returncode == 0
+    ok = cli("trigger", "chain3", "--wait", url=up.url)
+    assert ok.returncode == 0, ok.stderr
+    failed = cli("trigger", "timeout-demo", "--wait", url=up.url)
+    assert failed.returncode == 1
+    assert "stuck" in failed.stdout + failed.stderr
+    runs = json.loads(cli("--json", "runs", "--dag", "timeout-demo", url=up.url).stdout)["runs"]
+    assert runs[0]["state"] == "failed"
+
+
+def test_bad_input_exit_codes(up, tmp_path):
+    assert cli("trigger", "no-such-dag", url=up.url).returncode == 2
+    assert cli("run", "no-such-run", url=up.url).returncode == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: bad\ntasks:\n  - {id: a, command: x, depends_on: [a]}\n")
+    result = cli("submit", "-f", str(bad), url=up.url)
+    assert result.returncode == 2 and "bad.yaml:3" in result.stderr
+    listed = json.loads(cli("--json", "dags", url=up.url).stdout)["dags"]
+    assert "bad" not in {d["id"] for d in listed}  # nothing half-stored
+
+
+def test_chain_of_three_finishes_fast(up, tmp_path):
+    """The first figure for the benchmark: trigger → run end of a 3-task echo chain."""
+    dag = tmp_path / "chain3.yaml"
+    dag.write_text(CHAIN)
+    assert cli("submit", "-f", str(dag), url=up.url).returncode == 0
+    with httpx.Client(base_url=up.url) as client:
+        timings = []
+        for _ in range(5):
+            start = time.monotonic()
+            run = client.post("/api/v1/runs", json={"dag_id": "chain3"}).json()
+            while client.get(f"/api/v1/runs/{run['run_id']}").json()["state"] != "success":
+                time.sleep(0.005)
+            timings.append(time.monotonic() - start)
+    print(f"\n3-task chain, trigger to success: median {sorted(timings)[2] * 1000:.0f} ms")
+    detail = httpx.get(f"{up.url}/api/v1/runs/{run['run_id']}").json()
+    assert [t["state"] for t in detail["tasks"]] == ["success"] * 3
+
+
+def test_a_crash_mid_run_loses_nothing(tmp_path):
+    """SIGKILL `flowforge up` while a run is in flight; after a restart the run finishes."""
+    home = tmp_path / "home"
+    first = start_up(home, "--concurrency", "2")
+    dag = tmp_path / "slow.yaml"
+    dag.write_text("""\
+id: slow
+retry_delay_secs: 0.1
+tasks:
+  - {id: a, command: echo a}
+  - {id: b, command: "sleep 2; echo b", depends_on: [a], retries: 1}
+  - {id: c, command: echo c, depends_on: [b]}
+""")
+    try:
+        assert cli("submit", "-f", str(dag), url=first.url).returncode == 0
+        run_id = cli("trigger", "slow", url=first.url).stdout.strip()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            states = {t["task_id"]: t["state"] for t in httpx.get(f"{first.url}/api/v1/runs/{run_id}").json()["tasks"]}
+            if states["b"] == "running":
+                break
+            time.sleep(0.05)
+        assert states["b"] == "running"
+    finally:
+        first.kill(signal.SIGKILL)
+        first.proc.wait(5)
+    second = start_up(home, "--concurrency", "2")
+    try:
+        result = cli("trigger", "slow", url=second.url)  # a new run works too
+        assert result.returncode == 0
+        waited = cli("run", run_id, url=second.url)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            run = httpx.get(f"{second.url}/api/v1/runs/{run_id}").json()
+            if run["state"] in ("success", "failed"):
+                break
+            time.sleep(0.1)
+        assert run["state"] == "success", run
+        b = httpx.get(f"{second.url}/api/v1/runs/{run_id}/tasks/b").json()
+        assert [a["state"] for a in b["attempts"]] == ["failed", "success"]
+        assert "died" in b["attempts"][0]["error"]
+        assert waited.returncode == 0
+    finally:
+        assert second.stop() == 0, second.output()
