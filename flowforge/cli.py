@@ -25,7 +25,8 @@ from .cli_output import (
     write_raw,
 )
 from .cli_render import dags_table, print_json, run_summary, runs_table, status_table, tasks_table, workers_table
-from .cli_server import up
+from .cli_control import backfill, cancel, retry
+from .cli_server import api, scheduler, up, worker
 from .client import ApiClient, ApiError, ApiUnreachable
 from .core.errors import DagValidationError, Problem
 from .core.model import DagSpec
@@ -137,6 +138,11 @@ def _state(ctx: typer.Context) -> CliState:
 
 
 app.command()(up)
+app.command()(api)
+app.command()(scheduler)
+app.command()(worker)
+for _command in (cancel, retry, backfill):
+    app.command()(_command)
 
 DagArg = Annotated[str, typer.Argument(metavar="DAG", help="Id of the DAG.", show_default=False)]
 RunArg = Annotated[str, typer.Argument(metavar="RUN_ID", help="Id of the run.", show_default=False)]
@@ -237,6 +243,8 @@ def trigger(
     params = _parse_params(param or [])
     with state.client() as client:
         run = client.trigger(dag_id, params)
+        if run.get("dag_paused") and not state.json_output:
+            typer.echo(f"note: DAG {dag_id} is paused; this manual run goes ahead, scheduled runs do not", err=True)
         if not wait:
             if state.json_output:
                 print_json(state.out, run)
@@ -370,6 +378,15 @@ def _set_paused(ctx: typer.Context, dag_id: str, paused: bool) -> None:
         print_json(state.out, record)
     else:
         typer.echo(f"DAG {record['id']} {'paused' if paused else 'unpaused'}")
+
+
+@app.command()
+def tui(ctx: typer.Context) -> None:
+    """Open the terminal dashboard: DAGs, runs, a live graph, the runs × tasks grid and logs."""
+    from .tui import run_tui  # here, not at the top: Textual is slow to import for the other commands
+
+    state = _state(ctx)
+    run_tui(state.api_url, state.token)
 
 
 def main() -> None:

@@ -151,6 +151,10 @@ def run_summary(run: dict[str, Any]) -> Table:
     params = run.get("params") or {}
     if params:
         grid.add_row("Params", ", ".join(f"{k}={v}" for k, v in params.items()))
+    if run.get("logical_date") is not None:
+        grid.add_row("Logical date", fmt_time(run["logical_date"]))
+    if run.get("waiting"):
+        grid.add_row("Waiting", run["waiting"])
     return grid
 
 

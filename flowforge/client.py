@@ -141,6 +141,24 @@ class ApiClient:
         body = {"dag_id": dag_id, "triggered_by": triggered_by, "params": params or {}}
         return self._json("POST", "/api/v1/runs", json=body)
 
+    def cancel_run(self, run_id: str) -> dict[str, Any]:
+        """POST /api/v1/runs/{run_id}/cancel; the cancelled run with its tasks."""
+        return self._json("POST", f"/api/v1/runs/{_seg(run_id)}/cancel")
+
+    def retry_run(self, run_id: str) -> dict[str, Any]:
+        """POST /api/v1/runs/{run_id}/retry: run the failed tasks again; the run plus `cleared`."""
+        return self._json("POST", f"/api/v1/runs/{_seg(run_id)}/retry")
+
+    def retry_task(self, run_id: str, task_id: str, downstream: bool = False) -> dict[str, Any]:
+        """POST /api/v1/runs/{run_id}/tasks/{task_id}/retry; the run plus `cleared`."""
+        path = f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}/retry"
+        return self._json("POST", path, json={"downstream": downstream})
+
+    def backfill(self, dag_id: str, start: str, end: str, dry_run: bool = False) -> dict[str, Any]:
+        """POST /api/v1/dags/{dag_id}/backfill: {"ticks": [{"logical_date", "run_id", "existed"}], "created"}."""
+        body = {"start": start, "end": end, "dry_run": dry_run}
+        return self._json("POST", f"/api/v1/dags/{_seg(dag_id)}/backfill", json=body)
+
     def get_run(self, run_id: str) -> dict[str, Any]:
         """GET /api/v1/runs/{run_id}: the run with its `tasks`."""
         return self._json("GET", f"/api/v1/runs/{_seg(run_id)}")

@@ -76,6 +76,14 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         pass  # the group is already gone
 
 
+def terminate_group(pgid: int, grace: float) -> None:
+    """SIGTERM a task's process group now and SIGKILL it after `grace` seconds (in the background)."""
+    _signal_group(pgid, signal.SIGTERM)
+    timer = threading.Timer(grace, _signal_group, args=(pgid, signal.SIGKILL))
+    timer.daemon = True
+    timer.start()
+
+
 class _Watchdog:
     """Terminates a process group at its deadline: SIGTERM, then SIGKILL after a grace period."""
 

@@ -10,9 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .core.graph import topological_order
+from .core.errors import Conflict
 from .core.model import DagSpec, RunState, TaskState
 from .core.plan import TaskView, plan_run
 from .core.records import Run, TaskInstance
+from .core.schedule import due_ticks
 from .core.states import attempt_outcome
 from .queues.base import Queue, TaskMessage
 from .store.base import Store
@@ -26,6 +28,7 @@ ACTIVE_RUN_LIMIT = 100_000  # every active run is looked at on each tick
 class TickReport:
     """What one tick changed, for logs, metrics and tests."""
 
+    runs_created: int = 0  # by the cron schedule
     runs_started: int = 0
     runs_finished: int = 0
     tasks_queued: int = 0
@@ -72,10 +75,9 @@ class Scheduler:
     def tick(self, now: float) -> TickReport:
         """One pass over every active run; safe to call at any time, as often as wanted."""
         report = TickReport()
-        runs = sorted(
-            self.store.list_runs(states=[RunState.QUEUED, RunState.RUNNING], limit=ACTIVE_RUN_LIMIT),
-            key=lambda r: r.created_at,
-        )
+        runs = self._active_runs()
+        if self._schedule(now, runs, report):
+            runs = self._active_runs()
         dead = self._reap_workers(now, report)
         running_runs = defaultdict(int)
         for run in runs:
@@ -99,6 +101,8 @@ class Scheduler:
                 run = replace(run, state=RunState.RUNNING)
                 instances[run.run_id] = self.store.task_instances(run.run_id)
             tis = instances[run.run_id]
+            if self._timed_out(run, spec, now):
+                continue
             if dead:
                 tis = self._fail_dead_workers_tasks(run, spec, tis, dead, now)
             self._requeue_lost(run, tis, now, report)
@@ -125,6 +129,53 @@ class Scheduler:
                     self._forget(run.run_id)
                     log.info("run %s", plan.run_state, extra={"run_id": run.run_id, "dag_id": run.dag_id})
         return report
+
+    def _active_runs(self) -> list[Run]:
+        """Queued and running runs, oldest first (backfilled ones in logical-date order)."""
+        runs = self.store.list_runs(states=[RunState.QUEUED, RunState.RUNNING], limit=ACTIVE_RUN_LIMIT)
+        return sorted(runs, key=lambda r: (r.created_at, r.logical_date or 0.0, r.run_id))
+
+    def _schedule(self, now: float, runs: list[Run], report: TickReport) -> bool:
+        """Create the runs that cron ticks up to `now` call for; True when any was created.
+
+        Unique (dag_id, logical_date) makes this safe with two schedulers: the second one's
+        insert of the same tick is refused (Conflict) and skipped.
+        """
+        dags = [d for d in self.store.list_dags() if d.spec.schedule and not d.paused]
+        if not dags:
+            return False
+        latest = self.store.latest_logical_dates()
+        active = defaultdict(int)
+        for run in runs:
+            active[run.dag_id] += 1
+        created = False
+        for dag in dags:
+            spec = dag.spec
+            assert spec.schedule is not None
+            after = max(latest.get(dag.dag_id, dag.schedule_after), dag.schedule_after)
+            room = spec.max_active_runs - active[dag.dag_id]
+            for tick in due_ticks(spec.schedule, spec.timezone, after, now, catchup=spec.catchup, limit=room):
+                try:
+                    run = self.store.create_run(
+                        dag.dag_id, triggered_by="schedule", params=dict(spec.params), now=now, logical_date=tick
+                    )
+                except Conflict:
+                    continue  # another scheduler made this tick's run first
+                created = True
+                report.runs_created += 1
+                log.info("scheduled run for %s", tick, extra={"run_id": run.run_id, "dag_id": dag.dag_id})
+        return created
+
+    def _timed_out(self, run: Run, spec: DagSpec, now: float) -> bool:
+        """Fail a run past its `run_timeout_secs` (workers then kill its tasks); True when it did."""
+        limit = spec.run_timeout_secs
+        if limit is None or run.started_at is None or now - run.started_at <= limit:
+            return False
+        reason = f"run timed out after {limit:g}s"
+        if self.store.stop_run(run.run_id, RunState.FAILED, reason, now):
+            log.warning(reason, extra={"run_id": run.run_id, "dag_id": run.dag_id})
+            self._forget(run.run_id)
+        return True
 
     def _forget(self, run_id: str) -> None:
         for key in [k for k in self._pushed if k[0] == run_id]:
@@ -155,6 +206,13 @@ class Scheduler:
         dead = set()
         for w in self.store.list_workers():
             if w.state == "alive" and now - w.last_heartbeat > self.worker_dead_after:
+                try:
+                    # Messages it took but never acked go back at once; if this fails, the
+                    # re-push of tasks left queued (requeue_after) still delivers them.
+                    self.queue.release_consumer(w.worker_id)
+                except Exception:
+                    log.warning("could not give back the queue messages of dead worker %s", w.worker_id,
+                                exc_info=True)
                 self.store.upsert_worker(replace(w, state="dead"))
                 dead.add(w.worker_id)
                 report.workers_dead += 1

@@ -10,12 +10,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
 
 from .core.model import DagSpec, TaskState
 from .core.records import WorkerInfo
+from .core.schedule import iso_utc
 from .core.states import attempt_outcome
-from .executor import attempt_context, run_command, task_env
+from .executor import attempt_context, run_command, task_env, terminate_group
 from .queues.base import Queue, TaskMessage
 from .store.base import Store
 
@@ -23,18 +23,14 @@ log = logging.getLogger(__name__)
 
 # How long one `get` waits for a message before the slot checks whether to stop.
 POLL_SECS = 0.5
+# How often the worker checks that the attempts it runs are still theirs to run (a cancel, a
+# run timeout, or a reaper gave them up): such a task is killed within about this long.
+WATCH_SECS = 0.5
 
 
 def new_worker_id() -> str:
     """`host-pid-random`: unique per process, readable in `flowforge workers`."""
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-def iso_utc(ts: float | None) -> str:
-    """Epoch seconds as ISO-8601 UTC, or "" for None."""
-    if ts is None:
-        return ""
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
 
 
 class LogBuffer:
@@ -77,7 +73,8 @@ class Worker:
         self.base_env = dict(os.environ) if base_env is None else base_env
         self.started_at = clock()
         self._specs: dict[tuple[str, int], DagSpec] = {}
-        self._running: dict[str, int] = {}  # "run_id/task_id" -> process group id
+        # "run_id/task_id" -> (attempt, process group id) of every task running here
+        self._running: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
 
     # -- one message --------------------------------------------------------------------
@@ -112,7 +109,7 @@ class Worker:
                 run_id=run.run_id,
                 task_id=task.id,
                 attempt=msg.attempt,
-                logical_date=iso_utc(run.logical_date),
+                logical_date="" if run.logical_date is None else iso_utc(run.logical_date),
                 params=run.params,
             ),
         )
@@ -121,7 +118,7 @@ class Worker:
 
         def remember(pgid: int) -> None:
             with self._lock:
-                self._running[key] = pgid
+                self._running[key] = (msg.attempt, pgid)
 
         try:
             result = run_command(
@@ -140,8 +137,8 @@ class Worker:
             state=state, now=now, exit_code=result.exit_code, error=result.error, retry_at=retry_at,
         )
         if not recorded:
-            log.warning("result dropped: attempt was fenced off",
-                        extra={"run_id": msg.run_id, "task_id": msg.task_id, "attempt": msg.attempt})
+            log.info("result dropped: the attempt was stopped or given up meanwhile",
+                     extra={"run_id": msg.run_id, "task_id": msg.task_id, "attempt": msg.attempt})
         self.queue.wake_scheduler()
         return True
 
@@ -165,10 +162,33 @@ class Worker:
             except Exception:
                 log.exception("task handling failed", extra={"run_id": msg.run_id, "task_id": msg.task_id})
 
+    def watch(self) -> int:
+        """Stop the tasks whose attempt is no longer this worker's to run; returns how many.
+
+        The store is the source of truth: when a run is cancelled or times out, or the attempt
+        was handed to another worker, the instance is no longer `running` at this attempt.
+        """
+        with self._lock:
+            running = list(self._running.items())
+        stopped = 0
+        for key, (attempt, pgid) in running:
+            run_id, task_id = key.split("/", 1)
+            try:
+                ti = self.store.get_task_instance(run_id, task_id)
+            except Exception:
+                log.exception("could not check a running task", extra={"run_id": run_id, "task_id": task_id})
+                continue
+            if ti.state != TaskState.RUNNING or ti.attempt != attempt or ti.worker_id != self.worker_id:
+                log.info("stopping task: its attempt is now %s", ti.state,
+                         extra={"run_id": run_id, "task_id": task_id, "attempt": attempt})
+                terminate_group(pgid, self.kill_grace)
+                stopped += 1
+        return stopped
+
     def kill_running(self) -> int:
         """SIGKILL the process groups of every task this worker runs; returns how many."""
         with self._lock:
-            groups = list(self._running.values())
+            groups = [pgid for _, pgid in self._running.values()]
         for pgid in groups:
             try:
                 os.killpg(pgid, signal.SIGKILL)
@@ -189,15 +209,25 @@ class Worker:
         ]
         for t in threads:
             t.start()
-        while not stop.wait(self.heartbeat_secs):
-            try:
-                self.store.upsert_worker(self.info())
-            except Exception:
-                log.exception("heartbeat failed")
-        deadline = time.monotonic() + grace
-        for t in threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        if any(t.is_alive() for t in threads):
+        next_beat = time.monotonic() + self.heartbeat_secs
+        deadline: float | None = None  # set once stopped: the end of the grace period
+
+        def busy() -> bool:
+            return any(t.is_alive() for t in threads)
+
+        # Watching and heartbeats go on through the grace period: a task cancelled while the
+        # worker drains is still stopped, and the worker is not taken for dead meanwhile.
+        while deadline is None or (busy() and time.monotonic() < deadline):
+            if stop.wait(WATCH_SECS) and deadline is None:
+                deadline = time.monotonic() + grace
+            self.watch()
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + self.heartbeat_secs
+                try:
+                    self.store.upsert_worker(self.info())
+                except Exception:
+                    log.exception("heartbeat failed")
+        if busy():
             log.warning("killing %d task(s) still running after %.0fs grace", self.kill_running(), grace)
             for t in threads:
                 t.join(5.0)

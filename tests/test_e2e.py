@@ -130,3 +130,43 @@ tasks:
         assert waited.returncode == 0
     finally:
         assert second.stop() == 0, second.output()
+
+
+def test_cancel_retry_and_backfill_from_the_cli(up, tmp_path):
+    flag = tmp_path / "fixed"
+    dag = tmp_path / "ops.yaml"
+    dag.write_text(f"""\
+id: ops
+schedule: "@daily"
+max_active_runs: 2
+tasks:
+  - {{id: check, command: "test -f {flag}"}}
+  - {{id: report, command: echo reported, depends_on: [check]}}
+""")
+    assert cli("submit", "-f", str(dag), url=up.url).returncode == 0
+    failed = cli("trigger", "ops", "--wait", url=up.url)
+    assert failed.returncode == 1
+    run_id = failed.stdout.strip().splitlines()[0]
+    flag.write_text("")
+    retried = cli("retry", run_id, url=up.url)
+    assert retried.returncode == 0 and "check, report" in retried.stdout
+    deadline = time.monotonic() + 15
+    while httpx.get(f"{up.url}/api/v1/runs/{run_id}").json()["state"] != "success":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    dry = cli("backfill", "ops", "--start", "2026-01-01", "--end", "2026-01-03", "--dry-run", url=up.url)
+    assert dry.returncode == 0 and "would be created" in dry.stdout and "2026-01-03" in dry.stdout
+    real = cli("backfill", "ops", "--start", "2026-01-01", "--end", "2026-01-03", url=up.url)
+    assert real.returncode == 0, real.stderr
+    runs = json.loads(cli("--json", "runs", "--dag", "ops", url=up.url).stdout)["runs"]
+    backfilled = [r for r in runs if r["triggered_by"] == "backfill"]
+    assert len(backfilled) == 3 and {r["state"] for r in backfilled} == {"success"}
+    stuck = tmp_path / "stuck.yaml"
+    stuck.write_text("id: stuck\ntasks:\n  - {id: t, command: 'sleep 60'}\n")
+    assert cli("submit", "-f", str(stuck), url=up.url).returncode == 0
+    run_id = cli("trigger", "stuck", url=up.url).stdout.strip()
+    while httpx.get(f"{up.url}/api/v1/runs/{run_id}").json()["tasks"][0]["state"] != "running":
+        time.sleep(0.05)
+    cancelled = cli("cancel", run_id, url=up.url)
+    assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
+    assert cli("cancel", run_id, url=up.url).returncode == 2  # already over: 409

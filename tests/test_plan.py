@@ -60,3 +60,23 @@ def test_capacity_holds_back_ready_tasks():
 def test_run_succeeds_when_all_tasks_succeeded():
     plan = plan_run(diamond(), ORDER, {t: TaskView(TaskState.SUCCESS, 1) for t in ORDER}, now=0)
     assert plan.run_state is RunState.SUCCESS and plan.to_queue == []
+
+
+def test_retry_without_a_task_clears_failures_and_what_they_stopped():
+    from flowforge.core.plan import tasks_to_clear
+
+    states = {"a": TaskState.FAILED, "b": TaskState.SUCCESS, "c": TaskState.UPSTREAM_FAILED,
+              "d": TaskState.UPSTREAM_FAILED}
+    assert tasks_to_clear(diamond(), states) == ["a", "c", "d"]
+
+
+def test_retry_of_a_task_takes_downstream_that_never_ran_or_everything_with_downstream():
+    from flowforge.core.plan import tasks_to_clear
+
+    states = {"a": TaskState.SUCCESS, "b": TaskState.FAILED, "c": TaskState.UPSTREAM_FAILED,
+              "d": TaskState.UPSTREAM_FAILED}
+    assert tasks_to_clear(diamond(), states, "b") == ["b", "c", "d"]
+    done = {t: TaskState.SUCCESS for t in ORDER}
+    assert tasks_to_clear(diamond(), done, "c") == ["c"]
+    assert tasks_to_clear(diamond(), done, "c", with_downstream=True) == ["c", "d"]
+    assert tasks_to_clear(diamond(), done, "a", with_downstream=True) == ["a", "c", "d"]

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..core.errors import Conflict, DagValidationError, NotFound
+from ..core.errors import Conflict, DagValidationError, InvalidRequest, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,19 @@ def install_error_handlers(app: FastAPI) -> None:
     def _not_found(request: Request, exc: NotFound) -> JSONResponse:
         return error_response(404, "not_found", str(exc) or "not found")
 
+    @app.exception_handler(InvalidRequest)
+    def _invalid(request: Request, exc: InvalidRequest) -> JSONResponse:
+        return error_response(422, exc.code, exc.message, exc.details)
+
     @app.exception_handler(Conflict)
     def _conflict(request: Request, exc: Conflict) -> JSONResponse:
         return error_response(409, "conflict", str(exc) or "conflict")
+
+    @app.exception_handler(Unavailable)
+    def _unavailable(request: Request, exc: Unavailable) -> JSONResponse:
+        # The details (hosts, ports) go to the log, not to the client.
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return error_response(503, "unavailable", "the database or the queue is unavailable; try again shortly")
 
     @app.exception_handler(DagValidationError)
     def _invalid_dag(request: Request, exc: DagValidationError) -> JSONResponse:

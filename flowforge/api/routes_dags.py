@@ -7,14 +7,29 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.dagfile import load_dag
-from ..core.errors import NotFound
+from ..core.errors import Conflict, InvalidRequest, NotFound
+from ..core.schedule import iso_utc, parse_instant, ticks_between
 from .errors import HttpError
 from .views import dag_view
 
 if TYPE_CHECKING:  # services imports the engine; the API needs only the type
     from ..services import Services
+
+MAX_BACKFILL_RUNS = 1000  # per request: a typo in a date must not create a million runs
+
+
+class BackfillRequest(BaseModel):
+    """Body of POST /api/v1/dags/{dag_id}/backfill."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: str = Field(description="first logical date, ISO-8601; without an offset, in the DAG's timezone")
+    end: str = Field(description="last logical date (inclusive), ISO-8601")
+    dry_run: bool = Field(False, description="only list the ticks; create nothing")
+
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 
@@ -120,9 +135,49 @@ def build_dag_router(services: Services) -> APIRouter:
 
     @router.post("/{dag_id}/unpause")
     def unpause_dag(dag_id: str) -> dict[str, Any]:
-        """Resume scheduling a DAG."""
-        record = store.set_dag_flags(dag_id, paused=False)
+        """Resume scheduling a DAG; the ticks missed while paused are replayed only with `catchup: true`."""
+        now = time.time()
+        record = store.get_dag(dag_id)
+        skip_missed = record.paused and not record.spec.catchup
+        record = store.set_dag_flags(dag_id, paused=False, schedule_after=now if skip_missed else None)
         queue.wake_scheduler()
-        return dag_view(record, time.time(), detail=True)
+        return dag_view(record, now, detail=True)
+
+    @router.post("/{dag_id}/backfill", status_code=201)
+    def backfill(dag_id: str, body: BackfillRequest) -> dict[str, Any]:
+        """Create a run for every tick in [start, end] that has none yet (or only list them: `dry_run`).
+
+        The runs wait `queued` and start as `max_active_runs` allows, oldest tick first.
+        """
+        record = store.get_dag(dag_id)
+        spec = record.spec
+        if not record.active:
+            raise NotFound(f"DAG {dag_id!r} is inactive; submit it again to reactivate it")
+        if not spec.schedule:
+            raise InvalidRequest("no_schedule", f"DAG {dag_id!r} has no schedule, so it has no ticks to backfill")
+        try:
+            start, end = parse_instant(body.start, spec.timezone), parse_instant(body.end, spec.timezone)
+            if end < start:
+                raise ValueError(f"end {body.end} is before start {body.start}")
+            ticks = ticks_between(spec.schedule, spec.timezone, start, end, MAX_BACKFILL_RUNS)
+        except ValueError as exc:
+            raise InvalidRequest("invalid_range", str(exc)) from exc
+        existing = store.logical_dates(dag_id, start, end)
+        now = time.time()
+        out = []
+        for tick in ticks:
+            entry: dict[str, Any] = {"logical_date": iso_utc(tick), "run_id": None, "existed": tick in existing}
+            if not body.dry_run and not entry["existed"]:
+                try:
+                    run = store.create_run(dag_id, triggered_by="backfill", params=dict(spec.params), now=now,
+                                           logical_date=tick)
+                    entry["run_id"] = run.run_id
+                except Conflict:
+                    entry["existed"] = True  # the scheduler made this tick's run meanwhile
+            out.append(entry)
+        if not body.dry_run:
+            queue.wake_scheduler()
+        return {"dag_id": dag_id, "dry_run": body.dry_run, "ticks": out,
+                "created": sum(e["run_id"] is not None for e in out)}
 
     return router

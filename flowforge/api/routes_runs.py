@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..core.errors import NotFound
-from ..core.model import TASK_ACTIVE, TASK_TERMINAL, RunState
+from ..core.errors import Conflict, NotFound
+from ..core.params import resolve_params
+from ..core.model import TASK_ACTIVE, TASK_TERMINAL, RunState, TaskState
+from ..core.plan import tasks_to_clear
+from ..core.records import Run, TaskInstance
 from .errors import HttpError
 from .views import run_view, task_spec_view
 
 if TYPE_CHECKING:  # services imports the engine; the API needs only the type
     from ..services import Services
+
+
+class RetryRequest(BaseModel):
+    """Body of POST /api/v1/runs/{run_id}/tasks/{task_id}/retry (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    downstream: bool = Field(False, description="also run every downstream task again, successful ones too")
 
 
 class TriggerRequest(BaseModel):
@@ -40,35 +50,6 @@ def _parse_states(state: str | None) -> list[RunState] | None:
         raise HttpError(422, "invalid_request", f"unknown run state in {state!r} (valid: {valid})") from exc
 
 
-def _is_scalar(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)  # NaN/Infinity would not survive JSON or an env var
-    return isinstance(value, str | int | bool)
-
-
-def merge_params(declared: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    """The DAG's declared defaults overridden by the given values; 422 on undeclared or non-scalar."""
-    unknown = sorted(k for k in given if k not in declared)
-    if unknown:
-        known = ", ".join(sorted(declared)) or "none"
-        raise HttpError(
-            422,
-            "invalid_params",
-            f"param(s) not declared by the DAG: {', '.join(unknown)} (declared: {known})",
-            [{"param": k, "message": "not declared by the DAG"} for k in unknown],
-        )
-    # Params reach tasks as environment variables, so only scalars make sense.
-    bad = sorted(k for k, v in given.items() if not _is_scalar(v))
-    if bad:
-        raise HttpError(
-            422,
-            "invalid_params",
-            f"param(s) must be a string, number or boolean: {', '.join(bad)}",
-            [{"param": k, "message": "must be a string, number or boolean"} for k in bad],
-        )
-    return {**declared, **given}
-
-
 def build_run_router(services: Services) -> APIRouter:
     """Routes under /api/v1/runs, bound to these services."""
     router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
@@ -91,18 +72,68 @@ def build_run_router(services: Services) -> APIRouter:
         record = store.get_dag(body.dag_id)
         if not record.active:
             raise NotFound(f"DAG {body.dag_id!r} is inactive; submit it again to reactivate it")
-        params = merge_params(record.spec.params, body.params)
+        params = resolve_params(record.spec.params, body.params)
         run = store.create_run(body.dag_id, triggered_by=body.triggered_by, params=params, now=time.time())
         queue.wake_scheduler()
-        return run_view(run)
+        return {**run_view(run), "dag_paused": record.paused}
+
+    def run_detail(run_id: str) -> dict[str, Any]:
+        run = store.get_run(run_id)
+        tis = store.task_instances(run_id)
+        out = run_view(run)
+        out["tasks"] = [ti.to_dict() for ti in tis]
+        out["waiting"] = _waiting_note(run, tis)
+        return out
+
+    def _waiting_note(run: Run, tis: list[TaskInstance]) -> str | None:
+        """Why a run or its tasks are not moving, when they wait for a slot."""
+        if run.state == RunState.QUEUED:
+            limit = store.get_dag_spec(run.dag_id, run.dag_version).max_active_runs
+            busy = len(store.list_runs(dag_id=run.dag_id, states=[RunState.RUNNING], limit=limit + 1))
+            if busy >= limit:
+                return f"waiting for a run slot: {busy} run(s) of {run.dag_id} running, max_active_runs is {limit}"
+            return "waiting for the scheduler to start it"
+        queued = sum(ti.state == TaskState.QUEUED for ti in tis)
+        if run.state == RunState.RUNNING and queued:
+            return f"{queued} task(s) queued, waiting for a free worker slot"
+        return None
 
     @router.get("/{run_id}")
     def get_run(run_id: str) -> dict[str, Any]:
-        """A run with all its task instances."""
+        """A run with all its task instances, and why it waits when it waits for a slot."""
+        return run_detail(run_id)
+
+    @router.post("/{run_id}/cancel")
+    def cancel_run(run_id: str) -> dict[str, Any]:
+        """Cancel a run: its running tasks are killed, the rest become cancelled. 409 when it had ended."""
+        if not store.stop_run(run_id, RunState.CANCELLED, "cancelled by request", time.time()):
+            raise Conflict(f"run {run_id!r} has already ended ({store.get_run(run_id).state})")
+        return run_detail(run_id)
+
+    def _retry(run_id: str, task_id: str | None, downstream: bool) -> dict[str, Any]:
         run = store.get_run(run_id)
-        out = run_view(run)
-        out["tasks"] = [ti.to_dict() for ti in store.task_instances(run_id)]
+        spec = store.get_dag_spec(run.dag_id, run.dag_version)
+        states = {ti.task_id: ti.state for ti in store.task_instances(run_id)}
+        if task_id is not None and task_id not in states:
+            raise NotFound(f"no task {task_id!r} in run {run_id!r}")
+        chosen = tasks_to_clear(spec, states, task_id, downstream)
+        if not chosen:
+            raise Conflict(f"run {run_id!r} has no failed task to retry")
+        cleared = store.clear_tasks(run_id, chosen, time.time())
+        queue.wake_scheduler()
+        out = run_detail(run_id)
+        out["cleared"] = cleared
         return out
+
+    @router.post("/{run_id}/retry")
+    def retry_failed(run_id: str) -> dict[str, Any]:
+        """Run the failed (and upstream-failed, cancelled) tasks of a run again, in the same run."""
+        return _retry(run_id, None, False)
+
+    @router.post("/{run_id}/tasks/{task_id}/retry")
+    def retry_task(run_id: str, task_id: str, body: RetryRequest | None = None) -> dict[str, Any]:
+        """Run a finished task again (and what never ran because of it; with `downstream`, all below it)."""
+        return _retry(run_id, task_id, bool(body and body.downstream))
 
     @router.get("/{run_id}/tasks")
     def list_tasks(run_id: str) -> dict[str, Any]:

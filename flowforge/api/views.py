@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from ..core.records import DagRecord, Run, WorkerInfo
-from ..core.schedule import next_fire
+from ..core.schedule import iso_utc, next_fire
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +35,6 @@ def mask_mapping(values: dict[str, Any]) -> dict[str, Any]:
 def mask_source(source: str) -> str:
     """The YAML source with the values of secret-looking keys replaced by `***`."""
     return _SECRET_LINE.sub(lambda m: f"{m['key']}{m['sep']}'{MASK}'", source)
-
-
-def iso_utc(ts: float) -> str:
-    """Epoch seconds as ISO-8601 UTC (`2024-05-01T12:00:00Z`)."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def next_run(record: DagRecord, now: float) -> str | None:

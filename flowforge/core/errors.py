@@ -47,3 +47,17 @@ class NotFound(FlowForgeError):
 
 class Conflict(FlowForgeError):
     """The request cannot be done in the current state (e.g. retrying a running task)."""
+
+
+class Unavailable(FlowForgeError):
+    """A service FlowForge needs (the database, the queue) cannot be reached or refused to serve."""
+
+
+class InvalidRequest(FlowForgeError):
+    """A request that cannot be carried out as asked (bad params, a bad date range …)."""
+
+    def __init__(self, code: str, message: str, details: list[dict[str, object]] | None = None) -> None:
+        self.code = code
+        self.message = message
+        self.details = details or []
+        super().__init__(message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .graph import downstream
 from .model import DagSpec, RunState, TaskState
 from .states import Readiness, evaluate_trigger, run_outcome
 
@@ -81,3 +82,27 @@ def plan_run(
     plan.run_state = run_outcome(states.values())
     return plan
 
+
+
+# States of tasks that never ran because of something upstream: a retry upstream re-opens them.
+_NOT_RUN = frozenset({TaskState.UPSTREAM_FAILED, TaskState.SKIPPED, TaskState.CANCELLED})
+_RETRYABLE = frozenset({TaskState.FAILED}) | _NOT_RUN
+
+
+def tasks_to_clear(
+    spec: DagSpec, states: Mapping[str, TaskState], task_id: str | None = None, with_downstream: bool = False
+) -> list[str]:
+    """Which tasks a retry runs again, in the DAG's order.
+
+    Without a task: every failed, upstream-failed or cancelled task, and whatever downstream of
+    them did not succeed. With a task: that task and the downstream tasks that never ran
+    because of it; `with_downstream` takes every downstream task, successful ones too.
+    Raises KeyError for a task the DAG does not have.
+    """
+    if task_id is None:
+        roots = {t for t, s in states.items() if s in _RETRYABLE - {TaskState.SKIPPED}}
+        chosen = roots | {t for t in downstream(spec, roots) if states[t] != TaskState.SUCCESS}
+    else:
+        below = downstream(spec, [task_id])
+        chosen = {task_id} | (below if with_downstream else {t for t in below if states[t] in _NOT_RUN})
+    return [t.id for t in spec.tasks if t.id in chosen]

@@ -20,6 +20,7 @@ class DagRecord:
     paused: bool
     created_at: float
     updated_at: float
+    schedule_after: float = 0.0  # cron ticks after this time are due
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the spec's fields, flattened, plus version and flags)."""

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
@@ -73,3 +74,56 @@ def previous_fire(expr: str, timezone: str, at: float) -> float:
     before = float(_iter(expr, timezone, at).get_prev(float))
     candidate = next_fire(expr, timezone, before)
     return candidate if candidate <= at else before
+
+
+def due_ticks(expr: str, timezone: str, after: float, now: float, *, catchup: bool, limit: int) -> list[float]:
+    """The ticks in (after, now] that need a run, oldest first, at most `limit` of them.
+
+    With catch-up every missed tick is due; without it only the latest one is (a scheduler
+    that was down for a day makes one run, not twenty-four).
+    """
+    if limit <= 0:
+        return []
+    if not catchup:
+        latest = previous_fire(expr, timezone, now)
+        return [latest] if latest > after else []
+    ticks: list[float] = []
+    it = _iter(expr, timezone, after)
+    while len(ticks) < limit:
+        tick = float(it.get_next(float))
+        if tick > now:
+            break
+        ticks.append(tick)
+    return ticks
+
+
+def ticks_between(expr: str, timezone: str, start: float, end: float, limit: int) -> list[float]:
+    """Every tick in [start, end], oldest first; ValueError when there are more than `limit`."""
+    ticks: list[float] = []
+    it = _iter(expr, timezone, start - 1e-3)  # so that a tick exactly at `start` counts
+    while True:
+        tick = float(it.get_next(float))
+        if tick > end:
+            return ticks
+        if len(ticks) == limit:
+            raise ValueError(f"the range holds more than {limit} ticks; choose a shorter one")
+        ticks.append(tick)
+
+
+def iso_utc(ts: float) -> str:
+    """Epoch seconds as ISO-8601 UTC (`2024-05-01T12:00:00Z`)."""
+    return datetime.fromtimestamp(ts, dt_timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_instant(text: str, timezone: str) -> float:
+    """An ISO-8601 date or date-time as epoch seconds; without an offset it is read in `timezone`.
+
+    Raises ValueError with a plain sentence for anything else.
+    """
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"'{text}' is not an ISO-8601 date or date-time (e.g. 2026-01-31 or 2026-01-31T06:00)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(timezone))
+    return moment.timestamp()

@@ -38,8 +38,15 @@ class Store(Protocol):
         """The spec of one stored version; raises NotFound."""
         ...
 
-    def set_dag_flags(self, dag_id: str, *, active: bool | None = None, paused: bool | None = None) -> DagRecord:
-        """Change a DAG's active/paused flags; raises NotFound."""
+    def set_dag_flags(
+        self,
+        dag_id: str,
+        *,
+        active: bool | None = None,
+        paused: bool | None = None,
+        schedule_after: float | None = None,
+    ) -> DagRecord:
+        """Change a DAG's active/paused flags and where its cron ticks count from; raises NotFound."""
         ...
 
     # -- runs -------------------------------------------------------------------------
@@ -141,6 +148,33 @@ class Store(Protocol):
 
     def active_task_counts(self) -> dict[str, int]:
         """Number of `queued` + `running` task instances per dag_id, over all active runs."""
+        ...
+
+    def stop_run(self, run_id: str, state: RunState, reason: str, now: float) -> bool:
+        """End a queued/running run now as `state` (cancelled, or failed on a run timeout), atomically.
+
+        Queued, running and up-for-retry tasks become `cancelled` (or `failed` with `reason`
+        when the run fails); pending tasks become `cancelled`; open attempts are closed the same
+        way. Workers see their attempt is no longer running and kill it; its late result is
+        fenced off. Returns False, changing nothing, when the run had already ended; NotFound.
+        """
+        ...
+
+    def clear_tasks(self, run_id: str, task_ids: Sequence[str], now: float) -> list[str]:
+        """Make finished tasks `pending` again so that they run once more, in one transaction.
+
+        Their attempts are kept (marked cleared) and the next attempt number follows on.
+        The run is re-opened (`running`) when it had ended. Raises NotFound for an unknown run
+        or task, and Conflict, changing nothing, when a named task has not finished.
+        """
+        ...
+
+    def latest_logical_dates(self) -> dict[str, float]:
+        """The newest logical date of each DAG's scheduled (or backfilled) runs."""
+        ...
+
+    def logical_dates(self, dag_id: str, start: float, end: float) -> set[float]:
+        """Logical dates of the DAG's runs within [start, end]."""
         ...
 
     # -- logs ---------------------------------------------------------------------------

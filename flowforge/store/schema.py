@@ -31,6 +31,9 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 latest_version INTEGER NOT NULL,
                 active BOOLEAN NOT NULL DEFAULT TRUE,
                 paused BOOLEAN NOT NULL DEFAULT FALSE,
+                -- cron ticks count from here: set on first submit, reactivation, and an
+                -- unpause that should not replay the ticks missed while paused
+                schedule_after DOUBLE PRECISION NOT NULL,
                 created_at DOUBLE PRECISION NOT NULL,
                 updated_at DOUBLE PRECISION NOT NULL)""",
             """CREATE TABLE dag_versions (
@@ -83,11 +86,15 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 ended_at DOUBLE PRECISION,
                 exit_code INTEGER,
                 error TEXT,
+                -- set when a user clears the task to run it again: its history stays, but it no
+                -- longer counts as the task's result
+                cleared BOOLEAN NOT NULL DEFAULT FALSE,
                 PRIMARY KEY (run_id, task_id, attempt),
                 FOREIGN KEY (run_id, task_id) REFERENCES task_instances (run_id, task_id) ON DELETE CASCADE)""",
             # The last line of defence for "no successful task is run again": even if every
             # check above it failed, the database refuses a second success.
-            "CREATE UNIQUE INDEX attempts_one_success ON attempts (run_id, task_id) WHERE state = 'success'",
+            "CREATE UNIQUE INDEX attempts_one_success ON attempts (run_id, task_id)"
+            " WHERE state = 'success' AND NOT cleared",
             """CREATE TABLE task_logs (
                 run_id TEXT NOT NULL,
                 task_id TEXT NOT NULL,

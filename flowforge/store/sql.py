@@ -20,6 +20,7 @@ from ..core.errors import Conflict, NotFound
 from ..core.model import RUN_TERMINAL, DagSpec, RunState, TaskState
 from ..core.records import Attempt, DagRecord, Run, TaskInstance, WorkerInfo
 from . import schema
+from .control import RunControl
 
 
 class Cursor(Protocol):
@@ -68,7 +69,8 @@ def _new_run_id() -> str:
 
 # -- named queries ---------------------------------------------------------------------------
 DAG_COLS = (
-    "SELECT d.dag_id, d.latest_version, v.spec_json, v.source, d.active, d.paused, d.created_at, d.updated_at"
+    "SELECT d.dag_id, d.latest_version, v.spec_json, v.source, d.active, d.paused, d.created_at, d.updated_at,"
+    " d.schedule_after"
     " FROM dags d JOIN dag_versions v ON v.dag_id = d.dag_id AND v.version = d.latest_version"
 )
 GET_DAG = DAG_COLS + " WHERE d.dag_id = ?"
@@ -78,9 +80,12 @@ DAG_LATEST = (
     " JOIN dag_versions v ON v.dag_id = d.dag_id AND v.version = d.latest_version WHERE d.dag_id = ?"
 )
 INSERT_DAG = (
-    "INSERT INTO dags (dag_id, latest_version, active, paused, created_at, updated_at) VALUES (?, 1, TRUE, FALSE, ?, ?)"
+    "INSERT INTO dags (dag_id, latest_version, active, paused, schedule_after, created_at, updated_at)"
+    " VALUES (?, 1, TRUE, FALSE, ?, ?, ?)"
 )
 UPDATE_DAG_VERSION = "UPDATE dags SET latest_version = ?, active = TRUE, updated_at = ? WHERE dag_id = ?"
+# Reactivating a deactivated DAG starts its schedule afresh: no replay of the ticks it was gone.
+REACTIVATE_DAG = "UPDATE dags SET active = TRUE, schedule_after = ?, updated_at = ? WHERE dag_id = ? AND NOT active"
 INSERT_VERSION = "INSERT INTO dag_versions (dag_id, version, spec_json, source, created_at) VALUES (?, ?, ?, ?, ?)"
 GET_SPEC = "SELECT spec_json FROM dag_versions WHERE dag_id = ? AND version = ?"
 
@@ -162,7 +167,7 @@ FINISH_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR
 def _dag(row: Sequence[Any]) -> DagRecord:
     return DagRecord(
         dag_id=row[0], version=row[1], spec=DagSpec.from_dict(json.loads(row[2])), source=row[3],
-        active=bool(row[4]), paused=bool(row[5]), created_at=row[6], updated_at=row[7],
+        active=bool(row[4]), paused=bool(row[5]), created_at=row[6], updated_at=row[7], schedule_after=row[8],
     )  # fmt: skip
 
 
@@ -181,7 +186,7 @@ def _attempt(row: Sequence[Any]) -> Attempt:
     return Attempt(row[0], row[1], row[2], TaskState(row[3]), *row[4:])
 
 
-class SqlStore(ABC):
+class SqlStore(RunControl, ABC):
     """The Store protocol over any DB-API connection; subclasses supply `_transaction` and `close`."""
 
     def __init__(self, dialect: Dialect) -> None:
@@ -239,17 +244,16 @@ class SqlStore(ABC):
         with self._transaction() as cur:
             row = self._exec(cur, DAG_LATEST, (spec.id,)).fetchone()
             if row is None:
-                self._exec(cur, INSERT_DAG, (spec.id, now, now))
+                self._exec(cur, INSERT_DAG, (spec.id, now, now, now))
                 self._exec(cur, INSERT_VERSION, (spec.id, 1, spec_json, source, now))
             else:
                 version, active, old_json = row
+                self._exec(cur, REACTIVATE_DAG, (now, now, spec.id))
                 # Compare through from_dict/to_dict so a spec stored by an older FlowForge (fewer
                 # fields) does not count as changed.
                 if _canonical(DagSpec.from_dict(json.loads(old_json))) != spec_json:
                     self._exec(cur, INSERT_VERSION, (spec.id, version + 1, spec_json, source, now))
                     self._exec(cur, UPDATE_DAG_VERSION, (version + 1, now, spec.id))
-                elif not active:
-                    self._exec(cur, UPDATE_DAG_VERSION, (version, now, spec.id))
             return _dag(self._exec(cur, GET_DAG, (spec.id,)).fetchone())
 
     def get_dag(self, dag_id: str) -> DagRecord:
@@ -265,10 +269,18 @@ class SqlStore(ABC):
         row = self._one(GET_SPEC, (dag_id, version), f"no version {version} of DAG {dag_id!r}")
         return DagSpec.from_dict(json.loads(row[0]))
 
-    def set_dag_flags(self, dag_id: str, *, active: bool | None = None, paused: bool | None = None) -> DagRecord:
-        """Change a DAG's active/paused flags; raises NotFound."""
-        sets = [f"{name} = ?" for name, value in (("active", active), ("paused", paused)) if value is not None]
-        params = [value for value in (active, paused) if value is not None]
+    def set_dag_flags(
+        self,
+        dag_id: str,
+        *,
+        active: bool | None = None,
+        paused: bool | None = None,
+        schedule_after: float | None = None,
+    ) -> DagRecord:
+        """Change a DAG's active/paused flags and where its cron ticks count from; raises NotFound."""
+        changes = (("active", active), ("paused", paused), ("schedule_after", schedule_after))
+        sets = [f"{name} = ?" for name, value in changes if value is not None]
+        params = [value for _, value in changes if value is not None]
         with self._transaction() as cur:
             if sets:
                 self._exec(cur, f"UPDATE dags SET {', '.join(sets)} WHERE dag_id = ?", (*params, dag_id))
