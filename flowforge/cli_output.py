@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
+from contextlib import nullcontext
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
@@ -14,12 +15,13 @@ from rich.live import Live
 from rich.text import Text
 
 from .cli_render import fmt_duration, run_progress, state_text, tasks_table
-from .client import ApiClient, ApiError
+from .client import ApiClient, ApiError, ChangeWatcher
 from .core.errors import Problem
 from .core.model import RUN_TERMINAL, TASK_TERMINAL
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3
-WAIT_POLL_SECS = 0.1
+WAIT_POLL_SECS = 0.05
+SAFETY_REFRESH_SECS = 2.0  # a run is fetched at least this often, events or not
 FOLLOW_POLL_SECS = 0.5
 
 
@@ -33,19 +35,26 @@ def fail(message: str, code: int) -> NoReturn:
 def wait_for_run(
     client: ApiClient, run_id: str, console: Console | None, poll: float = WAIT_POLL_SECS
 ) -> dict[str, Any]:
-    """Poll a run until it ends; with a console, draw its progress live. Returns the final run."""
-    run = client.get_run(run_id)
-    if console is None:
-        while run["state"] not in RUN_TERMINAL:
-            time.sleep(poll)
-            run = client.get_run(run_id)
+    """Follow a run until it ends; with a console, draw its progress live. Returns the final run.
+
+    The run is fetched again whenever the events stream reports a change (at most every
+    `poll` seconds), and every few seconds regardless; without the stream it is polled.
+    """
+    watcher = ChangeWatcher(client, run_id)
+    try:
+        run = client.get_run(run_id)
+        live = Live(run_progress(run), console=console, refresh_per_second=10) if console else None
+        with live or nullcontext():
+            while run["state"] not in RUN_TERMINAL:
+                if watcher.live:
+                    watcher.wait(SAFETY_REFRESH_SECS)
+                time.sleep(poll)  # also gathers a burst of changes into one fetch
+                run = client.get_run(run_id)
+                if live:
+                    live.update(run_progress(run))
         return run
-    with Live(run_progress(run), console=console, refresh_per_second=10, transient=False) as live:
-        while run["state"] not in RUN_TERMINAL:
-            time.sleep(poll)
-            run = client.get_run(run_id)
-            live.update(run_progress(run))
-    return run
+    finally:
+        watcher.close()
 
 
 def log_chunks(
@@ -65,8 +74,12 @@ def log_chunks(
     """
     cursor = 0
     pinned = attempt
+    streamed: int | None = None  # an attempt already followed to its end
     while True:
-        chunk = client.logs(run_id, task_id, attempt=pinned, after=cursor)
+        if pinned is not None and pinned == streamed:
+            chunk = {"attempt": pinned, "cursor": cursor, "text": "", "done": True}
+        else:
+            chunk = client.logs(run_id, task_id, attempt=pinned, after=cursor)
         if pinned is None and chunk["attempt"] > 0:
             pinned = chunk["attempt"]  # a cursor belongs to one attempt: pin it before reading on
         cursor = chunk["cursor"]
@@ -75,6 +88,11 @@ def log_chunks(
             continue
         if not follow:
             return
+        if pinned is not None and not chunk["done"]:
+            # The server streams the attempt's log as it is written, until the attempt ends.
+            for text in client.follow_log(run_id, task_id, pinned, after=cursor):
+                yield {"run_id": run_id, "task_id": task_id, "attempt": pinned, "text": text}
+            chunk["done"], streamed = True, pinned
         if chunk["done"]:
             if attempt is not None:
                 return

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -40,11 +43,51 @@ def _reason(exc: httpx.TransportError) -> str:
     return text or type(exc).__name__
 
 
+class ChangeWatcher:
+    """Signals each change of one run, from the events stream in a background thread.
+
+    `wait(timeout)` returns True when something changed since the last call. When the stream
+    cannot be had (an older server, a proxy that buffers), `live` turns False and callers poll.
+    """
+
+    def __init__(self, client: ApiClient, run_id: str) -> None:
+        self._changed = threading.Event()
+        self._stop = threading.Event()
+        self.live = True
+        # A client of its own: the stream holds a connection for as long as it runs.
+        self._client = ApiClient(client.base_url, token=client.token)
+        self._thread = threading.Thread(target=self._listen, args=(run_id,), name="events", daemon=True)
+        self._thread.start()
+
+    def _listen(self, run_id: str) -> None:
+        try:
+            while not self._stop.is_set():
+                for _ in self._client.events(run_id=run_id):
+                    self._changed.set()
+                    if self._stop.is_set():
+                        return
+        except (ApiError, ApiUnreachable, ValueError):
+            self.live = False
+            self._changed.set()
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a change or `timeout`; True when there was a change."""
+        changed = self._changed.wait(timeout)
+        self._changed.clear()
+        return changed
+
+    def close(self) -> None:
+        """Stop listening (the thread ends with its stream)."""
+        self._stop.set()
+        self._client.close()
+
+
 class ApiClient:
     """One method per endpoint; returns the decoded JSON, raises ApiError / ApiUnreachable."""
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 10) -> None:
         self.base_url = base_url.rstrip("/")
+        self.token = token
         headers = {"Accept": "application/json", "User-Agent": "flowforge-client"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -170,6 +213,40 @@ class ApiClient:
     def get_task(self, run_id: str, task_id: str) -> dict[str, Any]:
         """GET /api/v1/runs/{run_id}/tasks/{task_id}: the instance, its `attempts` and `spec`."""
         return self._json("GET", f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}")
+
+    def events(self, *, run_id: str | None = None, dag_id: str | None = None, after: int | None = None,
+               read_timeout: float = 30.0) -> Iterator[dict[str, Any]]:
+        """GET /api/v1/events: yield each server-sent event's data (a dict with `id`) as it comes.
+
+        The server sends a keep-alive at least every 15 s, so `read_timeout` only trips on a
+        dead connection (ApiUnreachable). Ends when the server closes the stream.
+        """
+        params: dict[str, Any] = {k: v for k, v in (("run_id", run_id), ("dag_id", dag_id), ("after", after)) if v is not None}
+        timeout = httpx.Timeout(self._http.timeout.connect or 10, read=read_timeout)
+        try:
+            with self._http.stream("GET", "/api/v1/events", params=params, timeout=timeout,
+                                   headers={"Accept": "text/event-stream"}) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise _api_error(resp)
+                for line in resp.iter_lines():
+                    if line.startswith("data: "):
+                        yield json.loads(line[6:])
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(self.base_url, _reason(exc)) from exc
+
+    def follow_log(self, run_id: str, task_id: str, attempt: int, after: int = 0) -> Iterator[str]:
+        """GET .../logs?follow=1: yield an attempt's log text as it is written, until the attempt ends."""
+        params = {"follow": 1, "attempt": attempt, "after": after}
+        path = f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}/logs"
+        try:
+            with self._http.stream("GET", path, params=params, timeout=httpx.Timeout(10, read=None)) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise _api_error(resp)
+                yield from resp.iter_text()
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(self.base_url, _reason(exc)) from exc
 
     def logs(self, run_id: str, task_id: str, attempt: int | None = None, after: int = 0) -> dict[str, Any]:
         """GET .../logs: {"run_id", "task_id", "attempt", "text", "cursor", "done"}."""

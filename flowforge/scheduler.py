@@ -22,6 +22,9 @@ from .store.base import Store
 log = logging.getLogger(__name__)
 
 ACTIVE_RUN_LIMIT = 100_000  # every active run is looked at on each tick
+BATCH_SECS = 0.05  # longest a wake is held back while the queue still has work (see run)
+EVENTS_KEPT = 100_000  # the event log is a window for live views, not history
+PRUNE_EVERY_SECS = 60.0
 
 
 @dataclass
@@ -62,6 +65,7 @@ class Scheduler:
         self._specs: dict[tuple[str, int], tuple[DagSpec, list[str]]] = {}
         # When each queued attempt was last pushed by this process (run, task, attempt) -> time.
         self._pushed: dict[tuple[str, str, int], float] = {}
+        self._pruned_at = 0.0
 
     def _spec(self, run: Run) -> tuple[DagSpec, list[str]]:
         key = (run.dag_id, run.dag_version)
@@ -79,6 +83,9 @@ class Scheduler:
         if self._schedule(now, runs, report):
             runs = self._active_runs()
         dead = self._reap_workers(now, report)
+        if now - self._pruned_at >= PRUNE_EVERY_SECS:
+            self.store.prune_events(EVENTS_KEPT)
+            self._pruned_at = now
         running_runs = defaultdict(int)
         for run in runs:
             if run.state == RunState.RUNNING:
@@ -249,4 +256,23 @@ class Scheduler:
             except Exception:
                 log.exception("scheduler tick failed; retrying")
                 stop.wait(tick_secs)
-            self.queue.wait_for_wake(tick_secs)
+            if self.queue.wait_for_wake(tick_secs):
+                self._hold_while_queue_busy(stop)
+
+    def _hold_while_queue_busy(self, stop: threading.Event) -> None:
+        """After a wake, wait up to `BATCH_SECS` while messages still wait in the queue.
+
+        A message waiting means no worker is idle, so a later tick costs no worker any time,
+        and one tick then handles many finished tasks: a tick reads every task of each active
+        run, and ticking once per finished task made a wide run quadratic. Once the queue is
+        empty (a worker may soon be idle) the next wake ticks at once.
+        """
+        deadline = time.monotonic() + BATCH_SECS
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0 or self.queue.size() == 0:
+                    return
+            except Exception:
+                return  # the tick will report what is wrong with the queue
+            self.queue.wait_for_wake(remaining)

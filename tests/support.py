@@ -45,7 +45,7 @@ class FlowForgeProcess:
         if log_path:
             out.close()
 
-    def wait_healthy(self, timeout: float = 20.0) -> FlowForgeProcess:
+    def wait_healthy(self, timeout: float = 60.0) -> FlowForgeProcess:
         """Block until /health answers; fail with the process's output if it died or never did."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

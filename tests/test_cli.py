@@ -131,7 +131,10 @@ def services(tmp_path: Path) -> Iterator[Services]:
 def api(services: Services, runner: CliRunner) -> Iterator[LiveApi]:
     """A real API server over real services; no scheduler, so runs stay queued unless a test moves them."""
     with serving(create_app(services, api_token="")) as url:
-        yield LiveApi(url, services, runner)
+        try:
+            yield LiveApi(url, services, runner)
+        finally:
+            services.stopping.set()  # open event streams end, so the server stops at once
 
 
 # -- offline -------------------------------------------------------------------------------

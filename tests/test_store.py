@@ -458,3 +458,34 @@ def test_concurrent_claims_across_connections(tmp_path: Path) -> None:
     finally:
         for s in stores:
             s.close()
+
+
+def test_every_state_change_is_an_event_in_order(store) -> None:
+    from flowforge.core.dagfile import load_dag
+
+    text = "id: ev\ntasks:\n  - {id: a, command: 'true'}\n  - {id: b, command: 'true', depends_on: [a]}\n"
+    start = store.last_event_id()
+    store.put_dag(load_dag(text), text, 1.0)
+    run = store.create_run("ev", triggered_by="t", params={}, now=2.0)
+    store.set_run_state(run.run_id, [RunState.QUEUED], RunState.RUNNING, 3.0)
+    store.queue_tasks(run.run_id, [("a", 0)], 4.0)
+    store.claim_task(run.run_id, "a", 1, "w", 5.0)
+    store.finish_task(run.run_id, "a", 1, "w", state=TaskState.SUCCESS, now=6.0)
+    assert store.claim_task(run.run_id, "a", 1, "w", 7.0) is None  # refused: no event
+    store.stop_run(run.run_id, RunState.CANCELLED, "stop", 8.0)
+    events = store.events_after(start)
+    assert [(e.kind, e.task_id, e.state) for e in events] == [
+        ("dag", None, None),
+        ("run", None, "queued"),
+        ("run", None, "running"),
+        ("task", "a", "queued"),
+        ("task", "a", "running"),
+        ("task", "a", "success"),
+        ("run", None, "cancelled"),
+    ]
+    assert [e.id for e in events] == list(range(start + 1, start + 8))
+    assert {e.dag_id for e in events} == {"ev"} and events[3].attempt == 1
+    assert store.events_after(events[4].id, limit=1)[0].state == "success"
+    assert store.last_event_id() == events[-1].id
+    store.prune_events(keep=2)
+    assert [e.id for e in store.events_after(0)] == [e.id for e in events[-2:]]

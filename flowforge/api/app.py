@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from .errors import BodyTooLarge, CatchAllMiddleware, error_response, install_error_handlers
 from .routes_dags import build_dag_router
+from .routes_events import build_events_router
 from .routes_runs import build_run_router
 from .routes_system import STATIC_DIR, StoreCollector, build_system_router
 
@@ -149,5 +150,6 @@ def create_app(services: Services, *, api_token: str | None = None) -> FastAPI:
     app.include_router(build_system_router(services, registry))
     app.include_router(build_dag_router(services))
     app.include_router(build_run_router(services))
+    app.include_router(build_events_router(services))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

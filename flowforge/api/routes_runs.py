@@ -5,15 +5,17 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import Conflict, NotFound
-from ..core.params import resolve_params
 from ..core.model import TASK_ACTIVE, TASK_TERMINAL, RunState, TaskState
+from ..core.params import resolve_params
 from ..core.plan import tasks_to_clear
 from ..core.records import Run, TaskInstance
 from .errors import HttpError
+from .routes_events import SSE_HEADERS, StreamContext, log_stream
 from .views import run_view, task_spec_view
 
 if TYPE_CHECKING:  # services imports the engine; the API needs only the type
@@ -155,12 +157,17 @@ def build_run_router(services: Services) -> APIRouter:
 
     @router.get("/{run_id}/tasks/{task_id}/logs")
     def get_logs(
+        request: Request,
         run_id: str,
         task_id: str,
         attempt: int | None = Query(None, ge=1, description="attempt number; default the latest"),
         after: int = Query(0, ge=0, description="cursor from a previous answer; 0 = from the start"),
-    ) -> dict[str, Any]:
-        """Log text of one attempt after a cursor, the next cursor, and whether more can come."""
+        follow: bool = Query(False, description="stream the log as plain text until the attempt ends"),
+    ) -> Any:
+        """Log text of one attempt after a cursor, the next cursor, and whether more can come.
+
+        With `follow=1` the answer is the log itself as `text/plain`, streamed as the task writes it.
+        """
         ti = store.get_task_instance(run_id, task_id)
         if attempt is None:
             attempt = ti.attempt
@@ -175,6 +182,9 @@ def build_run_router(services: Services) -> APIRouter:
                 }
         elif attempt > ti.attempt:
             raise NotFound(f"task {task_id!r} of run {run_id!r} has no attempt {attempt} (latest: {ti.attempt})")
+        if follow:
+            stream = log_stream(StreamContext(request, services.stopping), store, run_id, task_id, attempt, after)
+            return StreamingResponse(stream, media_type="text/plain; charset=utf-8", headers=SSE_HEADERS)
         text, cursor = store.read_log(run_id, task_id, attempt, after)
         done = not (attempt == ti.attempt and ti.state in TASK_ACTIVE)
         return {"run_id": run_id, "task_id": task_id, "attempt": attempt, "text": text, "cursor": cursor, "done": done}

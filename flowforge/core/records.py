@@ -120,3 +120,21 @@ class WorkerInfo:
         d = asdict(self)
         d["running"] = list(self.running)
         return d
+
+
+@dataclass(frozen=True)
+class Event:
+    """A state change, numbered in commit order: a DAG, a run or a task instance changed."""
+
+    id: int
+    ts: float
+    kind: str  # dag | run | task
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    state: str | None = None
+    attempt: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ..core.model import DagSpec, RunState, TaskState
-from ..core.records import Attempt, DagRecord, Run, TaskInstance, WorkerInfo
+from ..core.records import Attempt, DagRecord, Event, Run, TaskInstance, WorkerInfo
 
 
 class Store(Protocol):
@@ -175,6 +175,23 @@ class Store(Protocol):
 
     def logical_dates(self, dag_id: str, start: float, end: float) -> set[float]:
         """Logical dates of the DAG's runs within [start, end]."""
+        ...
+
+    # -- events -------------------------------------------------------------------------
+    def events_after(self, after: int, limit: int = 500) -> list[Event]:
+        """State changes with an id above `after`, oldest first, at most `limit`.
+
+        Every change to a DAG, run or task instance writes one event in its own transaction;
+        ids follow commit order, so a reader resuming after id N never misses one.
+        """
+        ...
+
+    def last_event_id(self) -> int:
+        """The id of the newest event (0 when there is none yet)."""
+        ...
+
+    def prune_events(self, keep: int) -> None:
+        """Forget all but the newest `keep` events."""
         ...
 
     # -- logs ---------------------------------------------------------------------------

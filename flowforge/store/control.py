@@ -55,6 +55,10 @@ class RunControl:
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         raise NotImplementedError  # provided by SqlStore
 
+    if TYPE_CHECKING:  # provided by EventLog; a stub here would shadow it in SqlStore's MRO
+
+        def _emit_runs(self, cur: Cursor, run_ids: Sequence[str], now: float) -> None: ...
+
     def stop_run(self, run_id: str, state: RunState, reason: str, now: float) -> bool:
         """End a queued/running run now as `state` (cancelled, or failed on a run timeout), atomically.
 
@@ -72,6 +76,7 @@ class RunControl:
             self._exec(cur, STOP_ACTIVE_TASKS, (str(task_state), reason, now, run_id))
             self._exec(cur, STOP_PENDING_TASKS, (now, run_id))
             self._exec(cur, STOP_ATTEMPTS, (str(task_state), reason, now, run_id))
+            self._emit_runs(cur, [run_id], now)
         return True
 
     def clear_tasks(self, run_id: str, task_ids: Sequence[str], now: float) -> list[str]:
@@ -97,6 +102,8 @@ class RunControl:
                 self._exec(cur, CLEAR_ATTEMPTS, (run_id, tid))
             if cleared and RunState(row[0]) != RunState.RUNNING:
                 self._exec(cur, REOPEN_RUN, (run_id,))
+            if cleared:
+                self._emit_runs(cur, [run_id], now)
         return cleared
 
     def latest_logical_dates(self) -> dict[str, float]:

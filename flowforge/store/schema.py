@@ -104,6 +104,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 PRIMARY KEY (run_id, task_id, attempt, seq),
                 FOREIGN KEY (run_id, task_id, attempt) REFERENCES attempts (run_id, task_id, attempt)
                     ON DELETE CASCADE)""",
+            # Every state change, in commit order, for live views (GET /api/v1/events). Ids come
+            # from the one-row event_seq, bumped inside the writing transaction: the row lock
+            # makes ids follow commit order on PostgreSQL too, so a reader resuming after id N
+            # never misses an event committed later with a smaller id.
+            """CREATE TABLE events (
+                id BIGINT PRIMARY KEY,
+                ts DOUBLE PRECISION NOT NULL,
+                kind TEXT NOT NULL,
+                dag_id TEXT,
+                run_id TEXT,
+                task_id TEXT,
+                state TEXT,
+                attempt INTEGER)""",
+            "CREATE TABLE event_seq (id INTEGER PRIMARY KEY, value BIGINT NOT NULL)",
+            "INSERT INTO event_seq (id, value) VALUES (1, 0)",
             """CREATE TABLE workers (
                 worker_id TEXT PRIMARY KEY,
                 host TEXT NOT NULL,

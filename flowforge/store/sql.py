@@ -21,6 +21,7 @@ from ..core.model import RUN_TERMINAL, DagSpec, RunState, TaskState
 from ..core.records import Attempt, DagRecord, Run, TaskInstance, WorkerInfo
 from . import schema
 from .control import RunControl
+from .events import EventLog
 
 
 class Cursor(Protocol):
@@ -164,9 +165,25 @@ COUNT_TASKS = "SELECT state, COUNT(*) FROM task_instances GROUP BY state"
 FINISH_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY})
 
 
-def _dag(row: Sequence[Any]) -> DagRecord:
+# A stored version's spec never changes, so parsed specs are kept per (dag_id, version): the
+# scheduler lists the DAGs on every tick, and parsing a big spec each time cost milliseconds.
+SPEC_CACHE_SIZE = 128
+
+
+def _spec(dag_id: str, version: int, spec_json: str, cache: dict[tuple[str, int], DagSpec] | None) -> DagSpec:
+    spec = None if cache is None else cache.get((dag_id, version))
+    if spec is None:
+        spec = DagSpec.from_dict(json.loads(spec_json))
+        if cache is not None:
+            if len(cache) >= SPEC_CACHE_SIZE:
+                cache.clear()
+            cache[(dag_id, version)] = spec
+    return spec
+
+
+def _dag(row: Sequence[Any], cache: dict[tuple[str, int], DagSpec] | None = None) -> DagRecord:
     return DagRecord(
-        dag_id=row[0], version=row[1], spec=DagSpec.from_dict(json.loads(row[2])), source=row[3],
+        dag_id=row[0], version=row[1], spec=_spec(row[0], row[1], row[2], cache), source=row[3],
         active=bool(row[4]), paused=bool(row[5]), created_at=row[6], updated_at=row[7], schedule_after=row[8],
     )  # fmt: skip
 
@@ -186,12 +203,13 @@ def _attempt(row: Sequence[Any]) -> Attempt:
     return Attempt(row[0], row[1], row[2], TaskState(row[3]), *row[4:])
 
 
-class SqlStore(RunControl, ABC):
+class SqlStore(RunControl, EventLog, ABC):
     """The Store protocol over any DB-API connection; subclasses supply `_transaction` and `close`."""
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._rendered: dict[str, str] = {}
+        self._specs: dict[tuple[str, int], DagSpec] = {}
 
     # -- primitives ------------------------------------------------------------------------
     @abstractmethod
@@ -254,20 +272,24 @@ class SqlStore(RunControl, ABC):
                 if _canonical(DagSpec.from_dict(json.loads(old_json))) != spec_json:
                     self._exec(cur, INSERT_VERSION, (spec.id, version + 1, spec_json, source, now))
                     self._exec(cur, UPDATE_DAG_VERSION, (version + 1, now, spec.id))
+            self._emit_dag(cur, spec.id, now)
             return _dag(self._exec(cur, GET_DAG, (spec.id,)).fetchone())
 
     def get_dag(self, dag_id: str) -> DagRecord:
         """The DAG with its latest version (active or not); raises NotFound."""
-        return _dag(self._one(GET_DAG, (dag_id,), f"no DAG {dag_id!r}"))
+        return _dag(self._one(GET_DAG, (dag_id,), f"no DAG {dag_id!r}"), self._specs)
 
     def list_dags(self, include_inactive: bool = False) -> list[DagRecord]:
         """All DAGs ordered by id, latest version each; inactive ones only when asked."""
-        return [_dag(r) for r in self._all(LIST_DAGS, (include_inactive,))]
+        return [_dag(r, self._specs) for r in self._all(LIST_DAGS, (include_inactive,))]
 
     def get_dag_spec(self, dag_id: str, version: int) -> DagSpec:
         """The spec of one stored version; raises NotFound."""
+        cached = self._specs.get((dag_id, version))
+        if cached is not None:
+            return cached
         row = self._one(GET_SPEC, (dag_id, version), f"no version {version} of DAG {dag_id!r}")
-        return DagSpec.from_dict(json.loads(row[0]))
+        return _spec(dag_id, version, row[0], self._specs)
 
     def set_dag_flags(
         self,
@@ -283,7 +305,8 @@ class SqlStore(RunControl, ABC):
         params = [value for _, value in changes if value is not None]
         with self._transaction() as cur:
             if sets:
-                self._exec(cur, f"UPDATE dags SET {', '.join(sets)} WHERE dag_id = ?", (*params, dag_id))
+                if self._exec(cur, f"UPDATE dags SET {', '.join(sets)} WHERE dag_id = ?", (*params, dag_id)).rowcount:
+                    self._emit_dag(cur, dag_id, time.time())
             row = self._exec(cur, GET_DAG, (dag_id,)).fetchone()
         if row is None:
             raise NotFound(f"no DAG {dag_id!r}")
@@ -312,6 +335,7 @@ class SqlStore(RunControl, ABC):
             except self.dialect.integrity_error as e:
                 raise Conflict(f"DAG {dag_id!r} already has a run for logical date {logical_date}") from e
             cur.executemany(self._render(INSERT_TI), [(run.run_id, tid, i) for i, tid in enumerate(task_ids)])
+            self._emit_runs(cur, [run.run_id], now)
         return run
 
     def get_run(self, run_id: str) -> Run:
@@ -355,7 +379,10 @@ class SqlStore(RunControl, ABC):
             sets.append("ended_at = NULL")  # a re-opened run (retry) is no longer over
         sql = f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ? AND state IN {_marks(len(expected))}"
         with self._transaction() as cur:
-            return self._exec(cur, sql, (*params, run_id, *(str(s) for s in expected))).rowcount == 1
+            if self._exec(cur, sql, (*params, run_id, *(str(s) for s in expected))).rowcount != 1:
+                return False
+            self._emit_runs(cur, [run_id], now)
+            return True
 
     # -- task instances --------------------------------------------------------------------
     def task_instances(self, run_id: str) -> list[TaskInstance]:
@@ -384,6 +411,7 @@ class SqlStore(RunControl, ABC):
                 if self._exec(cur, QUEUE_TI, (now, run_id, task_id, attempt)).rowcount == 1:
                     self._exec(cur, INSERT_ATTEMPT, (run_id, task_id, attempt + 1, now))
                     queued.append(task_id)
+            self._emit_tasks(cur, run_id, queued, now)
         return queued
 
     def set_task_states(
@@ -421,6 +449,7 @@ class SqlStore(RunControl, ABC):
                     if attempt > 0:
                         self._exec(cur, CLOSE_ATTEMPT, (str(closed), now, run_id, task_id, attempt))
                     moved.append(task_id)
+            self._emit_tasks(cur, run_id, moved, now)
         return moved
 
     def claim_task(self, run_id: str, task_id: str, attempt: int, worker_id: str, now: float) -> TaskInstance | None:
@@ -429,6 +458,7 @@ class SqlStore(RunControl, ABC):
             if self._exec(cur, CLAIM_TI, (now, worker_id, run_id, task_id, attempt)).rowcount != 1:
                 return None
             self._exec(cur, CLAIM_ATTEMPT, (now, worker_id, run_id, task_id, attempt))
+            self._emit_tasks(cur, run_id, [task_id], now)
             return _ti(self._exec(cur, GET_TI, (run_id, task_id)).fetchone())
 
     def finish_task(
@@ -453,6 +483,7 @@ class SqlStore(RunControl, ABC):
             if self._exec(cur, FINISH_TI, params).rowcount != 1:
                 return False
             self._exec(cur, FINISH_ATTEMPT, (str(attempt_state), now, exit_code, error, run_id, task_id, attempt))
+            self._emit_tasks(cur, run_id, [task_id], now)
         return True
 
     def active_task_counts(self) -> dict[str, int]:

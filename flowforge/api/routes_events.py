@@ -1,0 +1,124 @@
+"""Live streams: server-sent events of state changes, and a task log followed as it grows.
+
+Both are read from the store, the single source of truth, so they work the same whether the
+scheduler and workers run in this process or on other hosts. They are the API's only async
+code: an async generator can notice a client that went away (and a server shutting down)
+between two polls; the store is still called in the thread pool, like everywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..core.model import TASK_ACTIVE
+from ..core.records import Event
+from ..store.base import Store
+
+if TYPE_CHECKING:
+    from ..services import Services
+
+POLL_SECS = 0.2  # how soon a change reaches a connected client
+KEEPALIVE_SECS = 15.0  # a comment line keeps proxies from closing an idle stream
+MAX_STREAM_SECS = 3600.0  # then the client reconnects (EventSource does so by itself, resuming)
+RECONNECT_MS = 2000
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _matches(event: Event, run_id: str | None, dag_id: str | None) -> bool:
+    return (run_id is None or event.run_id == run_id) and (dag_id is None or event.dag_id == dag_id)
+
+
+class StreamContext:
+    """What a stream checks between polls: the client still there, the server not stopping."""
+
+    def __init__(self, request: Request, stopping: threading.Event) -> None:
+        self.request = request
+        self.stopping = stopping
+        self.started = time.monotonic()
+
+    async def go_on(self) -> bool:
+        """False once the client left, the server is shutting down, or the stream is old enough."""
+        if self.stopping.is_set() or time.monotonic() - self.started > MAX_STREAM_SECS:
+            return False
+        return not await self.request.is_disconnected()
+
+
+async def sse_stream(
+    ctx: StreamContext, store: Store, after: int, run_id: str | None, dag_id: str | None
+) -> AsyncIterator[str]:
+    """`text/event-stream` lines: each event with its id (for Last-Event-ID), kind and JSON data."""
+    yield f"retry: {RECONNECT_MS}\n\n"
+    last_sent = time.monotonic()
+    while await ctx.go_on():
+        events = await run_in_threadpool(store.events_after, after)
+        for event in events:
+            after = event.id
+            if _matches(event, run_id, dag_id):
+                yield f"id: {event.id}\nevent: {event.kind}\ndata: {json.dumps(event.to_dict())}\n\n"
+                last_sent = time.monotonic()
+        if events:
+            continue  # there may be more right behind them
+        if time.monotonic() - last_sent >= KEEPALIVE_SECS:
+            yield f": keepalive {after}\n\n"
+            last_sent = time.monotonic()
+        await asyncio.sleep(POLL_SECS)
+
+
+async def log_stream(
+    ctx: StreamContext, store: Store, run_id: str, task_id: str, attempt: int, after: int
+) -> AsyncIterator[str]:
+    """An attempt's log as plain text, from cursor `after`, until the attempt has ended."""
+    while await ctx.go_on():
+        ti = await run_in_threadpool(store.get_task_instance, run_id, task_id)
+        text, after = await run_in_threadpool(store.read_log, run_id, task_id, attempt, after)
+        if text:
+            yield text
+        if not (ti.attempt == attempt and ti.state in TASK_ACTIVE):
+            # what the task wrote between the read above and its end
+            text, after = await run_in_threadpool(store.read_log, run_id, task_id, attempt, after)
+            if text:
+                yield text
+            return
+        await asyncio.sleep(POLL_SECS)
+
+
+def build_events_router(services: Services) -> APIRouter:
+    """GET /api/v1/events."""
+    router = APIRouter(prefix="/api/v1", tags=["events"])
+    store = services.store
+
+    @router.get(
+        "/events",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}},
+    )
+    def events(
+        request: Request,
+        run_id: str | None = Query(None, description="only changes of this run"),
+        dag_id: str | None = Query(None, description="only changes of this DAG and its runs"),
+        after: int | None = Query(None, ge=0, description="resume after this event id (0: every event kept)"),
+        last_event_id: str | None = Header(None, description="set by EventSource when it reconnects"),
+    ) -> StreamingResponse:
+        """Server-sent events: one per change of a DAG, run or task instance, resumable by id.
+
+        Without `after` or a Last-Event-ID header the stream starts with the next change.
+        Each event's data is JSON: id, ts, kind (dag|run|task), dag_id, run_id, task_id, state, attempt.
+        """
+        start = after
+        if start is None and last_event_id and last_event_id.strip().isdigit():
+            start = int(last_event_id.strip())
+        if start is None:
+            start = store.last_event_id()
+        stream = sse_stream(StreamContext(request, services.stopping), store, start, run_id, dag_id)
+        return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+
+    return router

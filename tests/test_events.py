@@ -1,0 +1,116 @@
+"""Live streams over a real HTTP server: server-sent events and followed logs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from .support import cli, start_up
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory):
+    proc = start_up(tmp_path_factory.mktemp("events") / "home", "--concurrency", "2")
+    yield proc
+    proc.stop()
+
+
+def submit(url: str, text: str) -> None:
+    assert httpx.post(f"{url}/api/v1/dags", json={"yaml": text}).status_code == 201
+
+
+def read_events(url: str, params: dict, until, timeout: float = 15.0, headers=None) -> list[dict]:
+    """Collect SSE events (with their `id:` lines) until `until(events)` is true."""
+    events: list[dict] = []
+    with httpx.stream("GET", f"{url}/api/v1/events", params=params, headers=headers or {}, timeout=timeout) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        current: dict = {}
+        for line in resp.iter_lines():
+            if line.startswith("id: "):
+                current["id"] = int(line[4:])
+            elif line.startswith("event: "):
+                current["event"] = line[7:]
+            elif line.startswith("data: "):
+                current["data"] = json.loads(line[6:])
+            elif line == "" and current:
+                events.append(current)
+                current = {}
+                if until(events):
+                    break
+    return events
+
+
+def test_events_stream_a_runs_changes_live_and_resume_by_id(up):
+    submit(up.url, "id: ev\ntasks:\n  - {id: a, command: 'echo a'}\n  - {id: b, command: 'echo b', depends_on: [a]}\n")
+    box: dict = {}
+
+    def trigger_soon():
+        time.sleep(0.5)  # the stream is open by then: it must see changes made after it started
+        box["run"] = httpx.post(f"{up.url}/api/v1/runs", json={"dag_id": "ev"}).json()["run_id"]
+
+    threading.Thread(target=trigger_soon).start()
+
+    def run_over(events):
+        return any(e["event"] == "run" and e["data"]["state"] == "success" for e in events)
+
+    events = read_events(up.url, {"dag_id": "ev"}, run_over)
+    run_id = box["run"]
+    mine = [e for e in events if e["data"]["run_id"] == run_id]
+    tasks = [(e["data"]["task_id"], e["data"]["state"]) for e in mine if e["event"] == "task"]
+    assert tasks == [("a", "queued"), ("a", "running"), ("a", "success"),
+                     ("b", "queued"), ("b", "running"), ("b", "success")]
+    assert [e["data"]["state"] for e in mine if e["event"] == "run"] == ["queued", "running", "success"]
+    ids = [e["id"] for e in events]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    # Resume: with Last-Event-ID the stream replays what came after that event.
+    middle = mine[3]["id"]
+    replay = read_events(up.url, {"run_id": run_id}, lambda ev: ev[-1]["data"]["state"] == "success"
+                         and ev[-1]["event"] == "run", headers={"Last-Event-ID": str(middle)})
+    assert replay[0]["id"] > middle
+    assert [e["id"] for e in replay] == [e["id"] for e in mine if e["id"] > middle]
+
+
+def test_followed_log_streams_lines_as_they_are_written(up):
+    submit(up.url, "id: chatty\ntasks:\n  - {id: t, command: 'echo one; sleep 1.2; echo two'}\n")
+    run_id = httpx.post(f"{up.url}/api/v1/runs", json={"dag_id": "chatty"}).json()["run_id"]
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{up.url}/api/v1/runs/{run_id}/tasks/t").json()["attempt"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    arrivals = []
+    start = time.monotonic()
+    with httpx.stream("GET", f"{up.url}/api/v1/runs/{run_id}/tasks/t/logs", params={"follow": 1, "attempt": 1},
+                      timeout=15) as resp:
+        assert resp.headers["content-type"].startswith("text/plain")
+        for chunk in resp.iter_text():
+            arrivals.append((time.monotonic() - start, chunk))
+    assert "".join(c for _, c in arrivals) == "one\ntwo\n"
+    assert arrivals[0][0] < 1.0, "the first line arrives before the task ends"
+
+
+def test_cli_logs_follow_prints_the_whole_log(up):
+    submit(up.url, "id: follow\ntasks:\n  - {id: t, command: 'echo start; sleep 0.5; echo end'}\n")
+    run_id = cli("trigger", "follow", url=up.url).stdout.strip()
+    result = cli("logs", run_id, "t", "--follow", url=up.url)
+    assert result.returncode == 0 and result.stdout == "start\nend\n"
+
+
+def test_cli_logs_follow_goes_on_through_retries_without_repeating(up):
+    submit(up.url, """\
+id: retrying
+retry_delay_secs: 0.2
+tasks:
+  - id: t
+    retries: 1
+    command: 'echo "try $FLOWFORGE_ATTEMPT"; sleep 0.5; [ "$FLOWFORGE_ATTEMPT" -ge 2 ]'
+""")
+    run_id = cli("trigger", "retrying", url=up.url).stdout.strip()
+    result = cli("logs", run_id, "t", "--follow", url=up.url)
+    assert result.returncode == 0
+    assert result.stdout == "try 1\ntry 2\n"
+    assert "--- attempt 2 ---" in result.stderr
