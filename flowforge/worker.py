@@ -12,8 +12,9 @@ import uuid
 from collections.abc import Callable
 
 from .core.model import DagSpec, TaskState
-from .core.records import WorkerInfo
+from .core.records import Run, WorkerInfo
 from .core.schedule import iso_utc
+from .core.secrets import LogMasker, secret_values
 from .core.states import attempt_outcome
 from .executor import attempt_context, run_command, task_env, terminate_group
 from .queues.base import Queue, TaskMessage
@@ -26,6 +27,7 @@ POLL_SECS = 0.5
 # How often the worker checks that the attempts it runs are still theirs to run (a cancel, a
 # run timeout, or a reaper gave them up): such a task is killed within about this long.
 WATCH_SECS = 0.5
+RUN_CACHE_SIZE = 1024
 
 
 def new_worker_id() -> str:
@@ -34,14 +36,24 @@ def new_worker_id() -> str:
 
 
 class LogBuffer:
-    """Collects a task's output and writes it to the store in chunks."""
+    """Writes a task's output to the store in chunks, with the task's secret values masked."""
 
-    def __init__(self, store: Store, run_id: str, task_id: str, attempt: int) -> None:
+    def __init__(self, store: Store, run_id: str, task_id: str, attempt: int, secrets: list[str]) -> None:
         self.store = store
         self.key = (run_id, task_id, attempt)
+        self.masker = LogMasker(secrets)
 
     def write(self, text: str) -> None:
         """Append one chunk (the executor already batches output)."""
+        self._append(self.masker.feed(text))
+
+    def close(self) -> None:
+        """Write what the masker held back."""
+        self._append(self.masker.flush())
+
+    def _append(self, text: str) -> None:
+        if not text:
+            return
         try:
             self.store.append_log(*self.key, text)
         except Exception:  # a log write must never kill the task's bookkeeping
@@ -73,6 +85,8 @@ class Worker:
         self.base_env = dict(os.environ) if base_env is None else base_env
         self.started_at = clock()
         self._specs: dict[tuple[str, int], DagSpec] = {}
+        # A run's DAG version, params and logical date never change: read once per run, not per task.
+        self._runs: dict[str, Run] = {}
         # "run_id/task_id" -> (attempt, process group id) of every task running here
         self._running: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
@@ -92,12 +106,20 @@ class Worker:
             spec = self._specs[key] = self.store.get_dag_spec(dag_id, version)
         return spec
 
+    def _run(self, run_id: str) -> Run:
+        run = self._runs.get(run_id)
+        if run is None:
+            if len(self._runs) >= RUN_CACHE_SIZE:
+                self._runs.clear()
+            run = self._runs[run_id] = self.store.get_run(run_id)
+        return run
+
     def _handle(self, msg: TaskMessage) -> bool:
         ti = self.store.claim_task(msg.run_id, msg.task_id, msg.attempt, self.worker_id, self.clock())
         if ti is None:
             log.debug("claim refused", extra={"run_id": msg.run_id, "task_id": msg.task_id, "attempt": msg.attempt})
             return False
-        run = self.store.get_run(msg.run_id)
+        run = self._run(msg.run_id)
         spec = self._spec(run.dag_id, run.dag_version)
         task = spec.task(msg.task_id)
         env = task_env(
@@ -114,7 +136,7 @@ class Worker:
             ),
         )
         key = f"{msg.run_id}/{msg.task_id}"
-        sink = LogBuffer(self.store, msg.run_id, msg.task_id, msg.attempt)
+        sink = LogBuffer(self.store, msg.run_id, msg.task_id, msg.attempt, secret_values(spec.env, task.env, run.params))
 
         def remember(pgid: int) -> None:
             with self._lock:
@@ -126,6 +148,7 @@ class Worker:
                 kill_grace=self.kill_grace, on_start=remember,
             )
         finally:
+            sink.close()
             with self._lock:
                 self._running.pop(key, None)
         now = self.clock()
@@ -218,8 +241,15 @@ class Worker:
         # Watching and heartbeats go on through the grace period: a task cancelled while the
         # worker drains is still stopped, and the worker is not taken for dead meanwhile.
         while deadline is None or (busy() and time.monotonic() < deadline):
-            if stop.wait(WATCH_SECS) and deadline is None:
-                deadline = time.monotonic() + grace
+            if deadline is None:
+                if stop.wait(WATCH_SECS):
+                    deadline = time.monotonic() + grace
+            else:
+                # Stopped: `stop.wait` no longer waits, so wait on a slot still draining instead
+                # of spinning; this returns as soon as it is done.
+                alive = [t for t in threads if t.is_alive()]
+                if alive:
+                    alive[0].join(min(WATCH_SECS, max(0.0, deadline - time.monotonic())))
             self.watch()
             if time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + self.heartbeat_secs

@@ -183,3 +183,21 @@ def test_a_run_waiting_for_a_slot_says_so(engine, api):
     assert "max_active_runs is 1" in detail["waiting"]
     for run in (first, second):
         api.post(f"/api/v1/runs/{run.run_id}/cancel")
+
+
+def test_secret_values_are_masked_in_task_logs_and_answers(engine, api):
+    engine.submit("""
+id: secretive
+env: {DB_PASSWORD: hunter22-long}
+tasks:
+  - id: t
+    env: {API_TOKEN: tok-123456}
+    command: 'echo "db=$DB_PASSWORD token=$API_TOKEN stage=ok"'
+""")
+    run = engine.trigger("secretive")
+    assert engine.wait(run.run_id).state == RunState.SUCCESS
+    assert engine.log(run.run_id, "t") == "db=*** token=*** stage=ok\n"
+    answer = api.get(f"/api/v1/runs/{run.run_id}/tasks/t/logs").json()
+    assert "hunter22" not in answer["text"] and "tok-123456" not in answer["text"]
+    dag = api.get("/api/v1/dags/secretive").text
+    assert "hunter22" not in dag and "tok-123456" not in dag

@@ -8,28 +8,16 @@ from typing import Any
 
 from ..core.records import DagRecord, Run, WorkerInfo
 from ..core.schedule import iso_utc, next_fire
+from ..core.secrets import MASK, SECRET_KEY_WORDS, mask_mapping
 
 log = logging.getLogger(__name__)
 
-MASK = "***"
-# DESIGN §7: values of env keys that look secret are masked in API answers.
-_SECRET_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|KEY", re.IGNORECASE)
 # `SOME_TOKEN: value` in the YAML source, block or flow style; best effort, keys only as written.
 _SECRET_LINE = re.compile(
-    r"(?P<key>\b[A-Za-z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|KEY)[A-Za-z0-9_]*[\"']?)"
+    rf"(?P<key>\b[A-Za-z0-9_]*(?:{SECRET_KEY_WORDS})[A-Za-z0-9_]*[\"']?)"
     r"(?P<sep>[ \t]*:[ \t]+)(?P<value>[^\s,}#][^,}\n#]*)",
     re.IGNORECASE,
 )
-
-
-def is_secret_key(key: str) -> bool:
-    """True when a key's name says its value is a secret."""
-    return bool(_SECRET_KEY.search(key))
-
-
-def mask_mapping(values: dict[str, Any]) -> dict[str, Any]:
-    """A copy with the values of secret-looking keys replaced by `***`."""
-    return {k: (MASK if is_secret_key(k) else v) for k, v in values.items()}
 
 
 def mask_source(source: str) -> str:
