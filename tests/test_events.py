@@ -107,9 +107,14 @@ retry_delay_secs: 0.2
 tasks:
   - id: t
     retries: 1
-    command: 'echo "try $FLOWFORGE_ATTEMPT"; sleep 0.5; [ "$FLOWFORGE_ATTEMPT" -ge 2 ]'
+    # the first attempt lasts long enough for the CLI to start following it, even on a busy machine
+    command: 'echo "try $FLOWFORGE_ATTEMPT"; [ "$FLOWFORGE_ATTEMPT" -ge 2 ] || { sleep 4; exit 1; }'
 """)
     run_id = cli("trigger", "retrying", url=up.url).stdout.strip()
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{up.url}/api/v1/runs/{run_id}/tasks/t").json()["attempt"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     result = cli("logs", run_id, "t", "--follow", url=up.url)
     assert result.returncode == 0
     assert result.stdout == "try 1\ntry 2\n"

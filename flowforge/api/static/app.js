@@ -1,89 +1,759 @@
-// FlowForge page stub: lists DAGs and recent runs from the JSON API.
-// Every value goes in through textContent, never innerHTML, so names and ids cannot inject markup.
-"use strict";
+// FlowForge's web page: three views over the JSON API behind hash routes (#/, #/dags/ID,
+// #/runs/ID[/TASK]), kept live by /api/v1/events when the server offers it and by polling
+// otherwise. No markup is ever built from data: see draw.js.
+import {
+  el, setText, setAttr, syncChildren, stateSquare, updateSquare, stateBadge, updateBadge, stateLegend,
+  fmtTime, fmtDuration, clip, layoutOrder, GraphView, RunGrid, drawGantt, RUN_TERMINAL, TASK_TERMINAL,
+} from "./draw.js";
 
 const TOKEN_KEY = "flowforge.token";
-const REFRESH_MS = 5000;
+const FAST_MS = 1000;
+// With the event stream open, polling is only a safety net for a missed event.
+const CALM_MS = 5000;
+const EVENTS_RETRY_MS = 30000;
+const LAST_RUNS = 12;
+const RECENT_RUNS = 50;
+const RELIST_MS = 10000;
+const GRID_RUNS = 25;
+// The kinds of change /api/v1/events reports; each event's data names its dag_id and run_id.
+const EVENT_KINDS = ["dag", "run", "task"];
+// Under a burst of events (a wide DAG finishing), refresh at most this often.
+const EVENT_REFRESH_MS = 250;
+// The most log pages (about 1 MiB each) read in one refresh, so a huge log cannot stall the page.
+const LOG_PAGES_PER_REFRESH = 4;
 
-function headers() {
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  return token ? { Authorization: "Bearer " + token } : {};
-}
+const $ = (selector) => document.querySelector(selector);
+const enc = encodeURIComponent;
+const dagHref = (id) => "#/dags/" + enc(id);
+const runHref = (id) => "#/runs/" + enc(id);
+const taskHref = (run, task) => `#/runs/${enc(run)}/${enc(task)}`;
 
-async function getJSON(path) {
-  const resp = await fetch(path, { headers: headers() });
-  if (resp.status === 401) {
-    document.getElementById("token-form").hidden = false;
-    throw new Error("this FlowForge API needs a token");
+// ---- the API --------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
   }
-  const body = await resp.json();
-  if (!resp.ok) {
-    throw new Error((body.error && body.error.message) || ("HTTP " + resp.status));
+}
+
+let tokenPrompt = null;
+
+/** Call the API; on 401 ask for the token (once for all waiting calls) and try again. */
+async function api(path, { method = "GET", body } = {}) {
+  for (;;) {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const headers = {};
+    if (token) headers.Authorization = "Bearer " + token;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let resp;
+    try {
+      resp = await fetch(path, {
+        method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new ApiError(0, "the FlowForge API does not answer");
+    }
+    if (resp.status === 401) {
+      await askForToken(Boolean(token));
+      continue;
+    }
+    const data = await resp.json().catch(() => null);
+    if (!resp.ok) {
+      const message = data && data.error && data.error.message;
+      throw new ApiError(resp.status, message || `${method} ${path}: HTTP ${resp.status}`);
+    }
+    return data;
   }
-  return body;
 }
 
-function cell(row, text, className) {
-  const td = document.createElement("td");
-  td.textContent = text === null || text === undefined ? "" : String(text);
-  if (className) td.className = className;
-  row.appendChild(td);
+function askForToken(refused) {
+  // Every call that met a 401 waits on the same prompt, so the user is asked once.
+  if (!tokenPrompt) {
+    let resolve;
+    tokenPrompt = new Promise((r) => { resolve = r; });
+    tokenPrompt.resolve = resolve;
+    setText($("#token-note"), refused
+      ? "The API refused that token; enter it again."
+      : "This FlowForge API needs a token (the value of FLOWFORGE_API_TOKEN).");
+    $("#token-dialog").showModal();
+    $("#token").focus();
+  }
+  return tokenPrompt;
 }
 
-function fmtTime(epoch) {
-  return epoch ? new Date(epoch * 1000).toLocaleString() : "";
-}
-
-function fmtDuration(start, end) {
-  if (!start) return "";
-  const secs = (end || Date.now() / 1000) - start;
-  return secs < 60 ? secs.toFixed(1) + "s" : Math.floor(secs / 60) + "m" + Math.round(secs % 60) + "s";
-}
-
-function fill(tableId, items, render) {
-  const tbody = document.querySelector("#" + tableId + " tbody");
-  const rows = items.map((item) => {
-    const tr = document.createElement("tr");
-    render(tr, item);
-    return tr;
+function setUpTokenDialog() {
+  const dialog = $("#token-dialog");
+  $("#token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = $("#token").value.trim();
+    if (!value) return;
+    sessionStorage.setItem(TOKEN_KEY, value);
+    $("#token").value = "";
+    dialog.close();
+    const waiting = tokenPrompt;
+    tokenPrompt = null;
+    if (waiting) waiting.resolve();
   });
-  tbody.replaceChildren(...rows);
+  // Nothing on the page works without the token, so Escape must not leave calls waiting forever.
+  dialog.addEventListener("cancel", (event) => event.preventDefault());
 }
 
-async function refresh() {
-  const message = document.getElementById("message");
+// ---- messages and actions -------------------------------------------------------------------
+
+/** Tell the user what an action did (or why it failed); `parts` are strings or nodes. */
+function say(kind, ...parts) {
+  const box = $("#message");
+  box.className = kind;
+  box.replaceChildren(...parts);
+}
+
+/** Run a button's action with the button disabled meanwhile; errors go to the message line. */
+async function act(button, work) {
+  button.disabled = true;
   try {
-    const [dags, runs] = await Promise.all([getJSON("/api/v1/dags"), getJSON("/api/v1/runs?limit=25")]);
-    fill("dags", dags.dags, (tr, d) => {
-      cell(tr, d.id);
-      cell(tr, d.name);
-      cell(tr, d.version);
-      cell(tr, d.schedule || "");
-      cell(tr, d.next_run ? new Date(d.next_run).toLocaleString() : "");
-      cell(tr, d.paused ? "yes" : "no");
-      cell(tr, d.task_count);
-    });
-    fill("runs", runs.runs, (tr, r) => {
-      cell(tr, r.run_id);
-      cell(tr, r.dag_id + " v" + r.dag_version);
-      cell(tr, r.state, "state state-" + r.state);
-      cell(tr, r.triggered_by);
-      cell(tr, fmtTime(r.created_at));
-      cell(tr, fmtDuration(r.started_at, r.ended_at));
-    });
-    message.textContent = "";
+    await work();
   } catch (err) {
-    message.textContent = err.message;
+    say("error", err.message);
+  } finally {
+    button.disabled = false;
+    refreshSoon();
   }
+}
+
+function button(label, onClick, attrs) {
+  const b = el("button", { type: "button", ...attrs }, label);
+  b.addEventListener("click", () => act(b, onClick));
+  return b;
+}
+
+async function triggerDag(dagId) {
+  const run = await api("/api/v1/runs", { method: "POST", body: { dag_id: dagId, triggered_by: "web" } });
+  // A paused DAG still runs what is triggered by hand; say so, since the flag suggests otherwise.
+  const paused = run.dag_paused ? " The DAG is paused: this run goes ahead, scheduled runs do not." : "";
+  say("info", `Triggered ${dagId}: run `, el("a", { href: runHref(run.run_id) }, run.run_id), "." + paused);
+}
+
+async function setPaused(dagId, paused) {
+  await api(`/api/v1/dags/${enc(dagId)}/${paused ? "pause" : "unpause"}`, { method: "POST" });
+  say("info", `${dagId} is ${paused ? "paused: no new scheduled runs" : "unpaused"}.`);
+}
+
+/** A dt/dd list kept in step with `pairs` ([label, text]); empty values are left out. */
+function renderMeta(dl, pairs) {
+  const shown = pairs.filter(([, value]) => value !== null && value !== undefined && value !== "");
+  syncChildren(dl, shown, ([label]) => label,
+    ([label]) => el("div", null, el("dt", null, label), el("dd")),
+    (node, [, value]) => setText(node.lastElementChild, value));
+}
+
+function table(className, headings, body) {
+  const head = el("tr", null, ...headings.map((h) => el("th", { scope: "col" }, h)));
+  return el("div", { class: "table-wrap" }, el("table", { class: className }, el("thead", null, head), body));
+}
+
+/** A table cell that, at phone width, shows its column's name before its value. */
+function td(label, ...children) {
+  return el("td", { "data-label": label }, ...children);
+}
+
+// ---- the DAG list ---------------------------------------------------------------------------
+
+class DagListView {
+  mount(main) {
+    document.title = "FlowForge";
+    this.parts = new WeakMap();
+    this.busyNow = false;
+    this.dagRows = el("tbody");
+    this.runRows = el("tbody");
+    this.empty = el("p", { class: "muted", hidden: true },
+      "No DAGs yet. Submit one with: flowforge submit -f my-dag.yaml");
+    main.append(
+      el("section", { id: "dag-list" }, el("h2", null, "DAGs"),
+        table("cards dags", ["DAG", "Schedule", "Next run", "Status", "Last runs", "Actions"], this.dagRows),
+        this.empty),
+      el("section", { id: "recent-runs" }, el("h2", null, "Recent runs"),
+        table("cards runs", ["Run", "DAG", "State", "Triggered by", "Created", "Duration"], this.runRows)));
+  }
+
+  busy() {
+    return this.busyNow;
+  }
+
+  async refresh() {
+    const [dags, runs] = await Promise.all([api("/api/v1/dags"), api(`/api/v1/runs?limit=${RECENT_RUNS}`)]);
+    const lastRuns = await this.lastRuns(dags.dags, runs.runs);
+    this.busyNow = runs.runs.some((r) => !RUN_TERMINAL.has(r.state));
+    this.empty.hidden = dags.dags.length > 0;
+    const items = dags.dags.map((dag) => ({ dag, runs: lastRuns.get(dag.id) || [] }));
+    syncChildren(this.dagRows, items, (item) => item.dag.id, (item) => this.dagRow(item), (row, item) => this.fillDagRow(row, item));
+    syncChildren(this.runRows, runs.runs.slice(0, 15), (r) => r.run_id, (r) => runRow(r), fillRunRow);
+  }
+
+  /**
+   * Each DAG's last runs. That is one call per DAG, so they are read again only when the newest
+   * runs overall changed (a run started or changed state) or every RELIST_MS as a safety net.
+   */
+  async lastRuns(dags, newest) {
+    const signature = JSON.stringify([dags.map((d) => d.id), newest.map((r) => [r.run_id, r.state])]);
+    if (signature === this.signature && Date.now() - this.listedAt < RELIST_MS) return this.cached;
+    const lists = await Promise.all(dags.map((d) => api(`/api/v1/runs?dag_id=${enc(d.id)}&limit=${LAST_RUNS}`)));
+    this.cached = new Map(dags.map((d, i) => [d.id, lists[i].runs]));
+    this.signature = signature;
+    this.listedAt = Date.now();
+    return this.cached;
+  }
+
+  dagRow({ dag }) {
+    const id = dag.id;
+    const p = {
+      name: el("div", { class: "muted small" }),
+      description: el("div", { class: "muted small description" }),
+      schedule: td("Schedule"), next: td("Next run"), status: el("span", { class: "flag" }),
+      squares: el("div", { class: "squares" }),
+      pause: el("button", { type: "button", class: "pause" }),
+    };
+    p.pause.addEventListener("click", () => act(p.pause, () => setPaused(id, p.pause.dataset.paused !== "true")));
+    const row = el("tr", { "data-dag": id },
+      td("DAG", el("div", null, el("a", { href: dagHref(id), class: "dag-id" }, id), p.name, p.description)),
+      p.schedule, p.next, td("Status", p.status), td("Last runs", p.squares),
+      td("Actions", el("div", { class: "actions" }, button("Trigger", () => triggerDag(id), { class: "trigger" }), p.pause)));
+    this.parts.set(row, p);
+    return row;
+  }
+
+  fillDagRow(row, { dag, runs }) {
+    const p = this.parts.get(row);
+    setText(p.name, dag.name !== dag.id ? dag.name : "");
+    p.name.hidden = dag.name === dag.id;
+    setText(p.description, dag.description ? clip(dag.description, 120) : "");
+    p.description.hidden = !dag.description;
+    setAttr(p.description, "title", dag.description || null);
+    setText(p.schedule, dag.schedule || "manual");
+    setText(p.next, dag.next_run ? fmtTime(dag.next_run) : "—");
+    setText(p.status, dag.paused ? "paused" : "active");
+    p.status.classList.toggle("paused", dag.paused);
+    p.pause.dataset.paused = String(dag.paused);
+    setText(p.pause, dag.paused ? "Unpause" : "Pause");
+    // Oldest on the left, as in the grid view, so the newest run is always at the right end.
+    syncChildren(p.squares, [...runs].reverse(), (r) => r.run_id, (r) => stateSquare(runHref(r.run_id)),
+      (node, r) => updateSquare(node, r.state, `run ${r.run_id} of ${fmtTime(r.created_at)}`));
+    if (!runs.length) setText(p.squares, "");
+  }
+}
+
+function runRow(run) {
+  return el("tr", { "data-run": run.run_id },
+    td("Run", el("a", { href: runHref(run.run_id) }, run.run_id)),
+    td("DAG", el("a", { href: dagHref(run.dag_id) }, run.dag_id)),
+    td("State", stateBadge(run.state)), td("Triggered by"), td("Created"), td("Duration"));
+}
+
+function fillRunRow(row, run) {
+  const cells = row.children;
+  updateBadge(cells[2].firstElementChild, run.state);
+  setText(cells[3], run.triggered_by);
+  setText(cells[4], fmtTime(run.created_at));
+  setText(cells[5], fmtDuration(run.started_at, run.ended_at));
+}
+
+// ---- one DAG: graph, grid of recent runs, source --------------------------------------------
+
+/** Record how long a drawing took, as a User Timing entry (the browser tests read it). */
+function measure(name, start) {
+  performance.clearMeasures(name); // only the latest: a page left open for days must not pile them up
+  performance.measure(name, { start, end: performance.now() });
+}
+
+class DagView {
+  constructor(dagId) {
+    this.dagId = dagId;
+    this.tasksOf = new Map(); // run id → {state, tasks}: a finished run's tasks are read once
+    this.busyNow = false;
+  }
+
+  mount(main) {
+    document.title = `${this.dagId} · FlowForge`;
+    this.title = el("h2");
+    this.description = el("p", { class: "description" });
+    this.meta = el("dl", { class: "meta" });
+    this.pause = el("button", { type: "button", class: "pause" });
+    this.pause.addEventListener("click", () => act(this.pause, () => setPaused(this.dagId, this.pause.dataset.paused !== "true")));
+    this.graphNote = el("p", { class: "muted small" });
+    this.graphBox = el("div", { class: "graph-box" });
+    this.gridBox = el("div", { class: "grid-box" });
+    this.source = el("pre", { class: "source" });
+    main.append(
+      el("nav", { class: "crumbs" }, el("a", { href: "#/" }, "DAGs"), " / ", this.dagId),
+      el("div", { class: "title-row" }, this.title,
+        el("div", { class: "actions" }, button("Trigger", () => triggerDag(this.dagId), { class: "trigger" }), this.pause)),
+      this.description, this.meta,
+      el("section", { id: "dag-graph" }, el("h3", null, "Graph"), this.graphNote, this.graphBox, stateLegend()),
+      el("section", { id: "dag-grid" }, el("h3", null, `Recent runs × tasks`), this.gridBox),
+      el("section", { id: "dag-source" }, el("details", { open: true }, el("summary", null, "YAML source"), this.source)));
+    this.graph = new GraphView(this.graphBox);
+    this.grid = new RunGrid(this.gridBox, { runHref, cellHref: taskHref });
+  }
+
+  busy() {
+    return this.busyNow;
+  }
+
+  cares(change) {
+    return change.dag_id === this.dagId;
+  }
+
+  async refresh() {
+    let dag, runs;
+    try {
+      [dag, { runs }] = await Promise.all([
+        api(`/api/v1/dags/${enc(this.dagId)}`),
+        api(`/api/v1/runs?dag_id=${enc(this.dagId)}&limit=${GRID_RUNS}`),
+      ]);
+    } catch (err) {
+      if (err.status !== 404) throw err;
+      setText(this.title, `No DAG ${this.dagId}`);
+      return;
+    }
+    const stale = runs.filter((r) => {
+      const known = this.tasksOf.get(r.run_id);
+      return !known || known.state !== r.state || !RUN_TERMINAL.has(r.state);
+    });
+    await Promise.all(stale.map(async (r) => {
+      const { tasks } = await api(`/api/v1/runs/${enc(r.run_id)}/tasks`);
+      this.tasksOf.set(r.run_id, { state: r.state, tasks: new Map(tasks.map((t) => [t.task_id, t])) });
+    }));
+    const shown = new Set(runs.map((r) => r.run_id));
+    for (const id of this.tasksOf.keys()) if (!shown.has(id)) this.tasksOf.delete(id);
+    this.busyNow = runs.some((r) => !RUN_TERMINAL.has(r.state));
+    this.render(dag, runs);
+  }
+
+  render(dag, runs) {
+    setText(this.title, dag.name || dag.id);
+    setText(this.description, dag.description || "");
+    this.description.hidden = !dag.description;
+    this.pause.dataset.paused = String(dag.paused);
+    setText(this.pause, dag.paused ? "Unpause" : "Pause");
+    renderMeta(this.meta, [
+      ["Id", dag.id], ["Version", dag.version], ["Status", dag.active ? (dag.paused ? "paused" : "active") : "inactive"],
+      ["Schedule", dag.schedule ? `${dag.schedule} (${dag.timezone})` : "manual"],
+      ["Next run", dag.next_run ? fmtTime(dag.next_run) : ""], ["Tasks", dag.task_count],
+      ["Max active runs", dag.max_active_runs], ["Tags", (dag.tags || []).join(", ")],
+    ]);
+
+    let started = performance.now();
+    if (this.graph.setDag(dag.tasks)) measure("flowforge:graph", started);
+    const latest = runs[0];
+    const latestTasks = latest ? this.tasksOf.get(latest.run_id).tasks : new Map();
+    this.graph.setStates(new Map([...latestTasks].map(([id, t]) => [id, t.state])));
+    setText(this.graphNote, latest
+      ? `Coloured by the latest run, ${latest.run_id} (${latest.state}).`
+      : "No runs yet: trigger one to see its states here.");
+
+    // Rows in the graph's order (by depth), then any task only older versions of the DAG had.
+    const rows = layoutOrder(dag.tasks);
+    const known = new Set(rows);
+    for (const r of runs) for (const id of this.tasksOf.get(r.run_id).tasks.keys()) {
+      if (!known.has(id)) { known.add(id); rows.push(id); }
+    }
+    started = performance.now();
+    const built = this.grid.render([...runs].reverse().map((run) => ({ run, tasks: this.tasksOf.get(run.run_id).tasks })), rows);
+    measure(built ? "flowforge:grid" : "flowforge:grid-update", started);
+    setText(this.source, dag.source || "");
+  }
+}
+
+// ---- one run: graph, task panel with attempts and log, Gantt --------------------------------
+
+class RunView {
+  constructor(runId) {
+    this.runId = runId;
+    this.task = null;
+    this.dag = null;
+    this.run = null;
+    this.logAttempt = null; // null: follow the latest attempt
+    this.log = { attempt: null, cursor: 0, done: false };
+    this.ganttKey = "";
+  }
+
+  mount(main) {
+    document.title = `Run ${this.runId} · FlowForge`;
+    this.title = el("h2", null, `Run ${this.runId}`);
+    this.state = el("span", { class: "badge", id: "run-state" }, "…"); // until the run is read
+    this.dagLink = el("a");
+    this.meta = el("dl", { class: "meta" });
+    this.cancel = button("Cancel run", () => this.cancelRun(), { class: "cancel danger" });
+    this.graphNote = el("p", { class: "muted small" });
+    this.graphBox = el("div", { class: "graph-box" });
+    this.ganttBox = el("div", { class: "gantt-box" });
+    this.panel = this.taskPanel();
+    main.append(
+      el("nav", { class: "crumbs" }, el("a", { href: "#/" }, "DAGs"), " / ", this.dagLink, " / run"),
+      el("div", { class: "title-row" }, this.title, this.state, el("div", { class: "actions" }, this.cancel)),
+      this.meta,
+      el("section", { id: "run-graph" }, el("h3", null, "Graph"), this.graphNote, this.graphBox, stateLegend()),
+      this.panel.section,
+      el("section", { id: "run-gantt" }, el("h3", null, "Gantt"), this.ganttBox));
+    this.graph = new GraphView(this.graphBox, { href: (task) => taskHref(this.runId, task) });
+    // The Gantt chart is as wide as its box: redraw it when the window changes size.
+    this.onResize = () => { this.ganttKey = ""; refreshSoon(); };
+    window.addEventListener("resize", this.onResize);
+  }
+
+  unmount() {
+    window.removeEventListener("resize", this.onResize);
+  }
+
+  taskPanel() {
+    const p = {
+      heading: el("h3", null, "Task"),
+      hint: el("p", { class: "muted" }, "Select a task in the graph or the Gantt chart to see its attempts and log."),
+      body: el("div", { hidden: true }),
+      state: el("span", { class: "badge", id: "task-state" }, "…"),
+      meta: el("dl", { class: "meta" }),
+      command: el("pre", { class: "command" }),
+      attempts: el("tbody"),
+      downstream: el("input", { type: "checkbox", id: "retry-downstream" }),
+      logNote: el("p", { class: "muted small log-note" }),
+      log: el("pre", { class: "log", tabindex: 0, "aria-label": "Task log" }),
+    };
+    p.retry = button("Retry task", () => this.retryTask(), { class: "retry" });
+    p.latest = button("Follow latest attempt", async () => { this.logAttempt = null; }, { class: "link", hidden: true });
+    p.body.append(
+      el("div", { class: "title-row" }, p.state, el("div", { class: "actions" }, p.retry,
+        el("label", { class: "small", for: "retry-downstream" }, p.downstream, " and its downstream tasks"))),
+      p.meta, p.command,
+      el("h4", null, "Attempts"),
+      table("cards attempts", ["#", "State", "Worker", "Queued", "Started", "Ended", "Duration", "Exit", "Error", "Log"], p.attempts),
+      el("div", { class: "log-head" }, el("h4", null, "Log"), p.logNote, p.latest), p.log);
+    p.section = el("section", { id: "task-panel" }, p.heading, p.hint, p.body);
+    return p;
+  }
+
+  /** Called by the router with the task in the address (or null). */
+  show(taskId) {
+    if (taskId === this.task) return;
+    this.task = taskId;
+    this.logAttempt = null;
+    this.resetLog(null);
+    // Nothing of the previous task may linger while the new one is read.
+    const p = this.panel;
+    p.state.className = "badge";
+    setText(p.state, "…");
+    p.meta.replaceChildren();
+    p.attempts.replaceChildren();
+    setText(p.command, "");
+    setText(p.logNote, "");
+    this.ganttKey = "";
+    this.graph.select(taskId);
+    setText(this.panel.heading, taskId ? `Task ${taskId}` : "Task");
+    this.panel.hint.hidden = Boolean(taskId);
+    this.panel.body.hidden = !taskId;
+    if (taskId) this.panel.section.scrollIntoView({ block: "nearest" });
+  }
+
+  resetLog(attempt) {
+    this.log = { attempt, cursor: 0, done: false };
+    this.panel.log.replaceChildren();
+  }
+
+  busy() {
+    return (this.run && !RUN_TERMINAL.has(this.run.state)) || (this.task !== null && !this.log.done);
+  }
+
+  cares(change) {
+    return change.run_id === this.runId;
+  }
+
+  async cancelRun() {
+    if (!window.confirm(`Cancel run ${this.runId}? Its running tasks are killed.`)) return;
+    const run = await api(`/api/v1/runs/${enc(this.runId)}/cancel`, { method: "POST" });
+    say("info", `Run ${this.runId} is ${run.state}.`);
+  }
+
+  async retryTask() {
+    const downstream = this.panel.downstream.checked;
+    await api(`/api/v1/runs/${enc(this.runId)}/tasks/${enc(this.task)}/retry`, { method: "POST", body: { downstream } });
+    this.logAttempt = null;
+    say("info", `Task ${this.task} will run again${downstream ? ", and its downstream tasks after it" : ""}.`);
+  }
+
+  async refresh() {
+    let run;
+    try {
+      run = await api(`/api/v1/runs/${enc(this.runId)}`);
+    } catch (err) {
+      if (err.status !== 404) throw err;
+      setText(this.title, `No run ${this.runId}`);
+      return;
+    }
+    if (!this.dag || this.dag.id !== run.dag_id || this.dag.version < run.dag_version) {
+      // The arrows come from the DAG's spec; a deleted DAG still leaves its run worth showing.
+      this.dag = await api(`/api/v1/dags/${enc(run.dag_id)}`).catch((err) => {
+        if (err.status === 404) return { id: run.dag_id, version: run.dag_version, tasks: [] };
+        throw err;
+      });
+    }
+    this.run = run;
+    this.render(run);
+    if (this.task) await this.refreshTask();
+  }
+
+  render(run) {
+    updateBadge(this.state, run.state);
+    setText(this.dagLink, run.dag_id);
+    setAttr(this.dagLink, "href", dagHref(run.dag_id));
+    this.cancel.hidden = RUN_TERMINAL.has(run.state);
+    const params = Object.entries(run.params || {}).map(([k, v]) => `${k}=${v}`).join(", ");
+    renderMeta(this.meta, [
+      ["DAG version", run.dag_version], ["Triggered by", run.triggered_by], ["Created", fmtTime(run.created_at)],
+      ["Started", fmtTime(run.started_at)], ["Ended", fmtTime(run.ended_at)],
+      ["Duration", fmtDuration(run.started_at, run.ended_at)], ["Params", params], ["Waiting", run.waiting],
+    ]);
+
+    const specs = new Map(this.dag.tasks.map((t) => [t.id, t]));
+    this.graph.setDag(run.tasks.map((ti) => {
+      const spec = specs.get(ti.task_id) || {};
+      return { id: ti.task_id, depends_on: spec.depends_on || [], name: spec.name, command: spec.command };
+    }));
+    this.graph.setStates(new Map(run.tasks.map((t) => [t.task_id, t.state])),
+      new Map(run.tasks.filter((t) => t.attempt > 1).map((t) => [t.task_id, `try ${t.attempt}`])));
+    this.graph.select(this.task);
+    setText(this.graphNote, this.dag.version !== run.dag_version
+      ? `Arrows drawn from version ${this.dag.version} of the DAG; this run uses version ${run.dag_version}.`
+      : "");
+
+    // Redraw the Gantt chart when something in it changed, or every time while bars still grow.
+    const key = JSON.stringify(run.tasks.map((t) => [t.state, t.queued_at, t.started_at, t.ended_at])) + this.task;
+    if (key !== this.ganttKey || run.tasks.some((t) => t.state === "running" || t.state === "queued")) {
+      this.ganttKey = key;
+      drawGantt(this.ganttBox, run.tasks, { href: (task) => taskHref(this.runId, task), now: Date.now() / 1000, selected: this.task });
+    }
+  }
+
+  async refreshTask() {
+    const task = this.task;
+    let ti;
+    try {
+      ti = await api(`/api/v1/runs/${enc(this.runId)}/tasks/${enc(task)}`);
+    } catch (err) {
+      if (err.status !== 404) throw err;
+      setText(this.panel.heading, `No task ${task} in this run`);
+      this.panel.body.hidden = true;
+      return;
+    }
+    if (task !== this.task) return; // the user picked another task meanwhile
+    this.renderTask(ti);
+    await this.followLog(ti);
+  }
+
+  renderTask(ti) {
+    const p = this.panel;
+    updateBadge(p.state, ti.state);
+    p.retry.disabled = !TASK_TERMINAL.has(ti.state);
+    const spec = ti.spec || {};
+    renderMeta(p.meta, [
+      ["Name", spec.name && spec.name !== ti.task_id ? spec.name : ""], ["Attempt", ti.attempt],
+      ["Retries allowed", spec.retries], ["Trigger rule", spec.trigger_rule],
+      ["Timeout", spec.timeout_secs ? `${spec.timeout_secs}s` : ""], ["Depends on", (spec.depends_on || []).join(", ")],
+      ["Next try at", ti.state === "up_for_retry" ? fmtTime(ti.retry_at) : ""],
+    ]);
+    setText(p.command, spec.command ? `$ ${spec.command}` : "");
+    p.command.hidden = !spec.command;
+    const shown = this.logAttempt ?? ti.attempt;
+    syncChildren(p.attempts, [...ti.attempts].reverse(), (a) => a.attempt, (a) => this.attemptRow(a), (row, a) => {
+      const c = row.children;
+      updateBadge(c[1].firstElementChild, a.state);
+      setText(c[2], a.worker_id || "");
+      setText(c[3], fmtTime(a.queued_at));
+      setText(c[4], fmtTime(a.started_at));
+      setText(c[5], fmtTime(a.ended_at));
+      setText(c[6], fmtDuration(a.started_at, a.ended_at));
+      setText(c[7], a.exit_code ?? "");
+      setText(c[8], a.error || "");
+      row.classList.toggle("selected", a.attempt === shown);
+    });
+    p.latest.hidden = this.logAttempt === null;
+  }
+
+  attemptRow(a) {
+    const show = el("button", { type: "button", class: "link" }, "Show");
+    show.addEventListener("click", () => {
+      this.logAttempt = a.attempt;
+      refreshSoon();
+    });
+    return el("tr", { "data-attempt": a.attempt },
+      td("#", String(a.attempt)), td("State", stateBadge(a.state)), td("Worker"), td("Queued"), td("Started"),
+      td("Ended"), td("Duration"), td("Exit"), td("Error"), td("Log", show));
+  }
+
+  /** Append what the attempt's log gained since the last look, using the API's cursor. */
+  async followLog(ti) {
+    const p = this.panel;
+    const attempt = this.logAttempt ?? ti.attempt;
+    if (attempt !== this.log.attempt) this.resetLog(attempt);
+    if (attempt === 0) {
+      this.log.done = TASK_TERMINAL.has(ti.state);
+      setText(p.logNote, "No attempt yet: the log starts with the first one.");
+      return;
+    }
+    // Read on from the cursor; a long log comes in pages (`more`), a few of them per refresh.
+    for (let page = 0; page < LOG_PAGES_PER_REFRESH && !this.log.done; page++) {
+      const chunk = await api(`/api/v1/runs/${enc(this.runId)}/tasks/${enc(this.task)}/logs`
+        + `?attempt=${attempt}&after=${this.log.cursor}`);
+      if (this.log.attempt !== attempt || chunk.task_id !== this.task) return;
+      if (chunk.text) {
+        const pinned = p.log.scrollHeight - p.log.scrollTop - p.log.clientHeight < 40;
+        p.log.append(document.createTextNode(chunk.text));
+        if (pinned) p.log.scrollTop = p.log.scrollHeight; // keep following unless the user scrolled up
+      }
+      this.log.cursor = chunk.cursor;
+      this.log.done = chunk.done;
+      if (!chunk.more) break;
+    }
+    const empty = p.log.textContent === "" ? " (empty so far)" : "";
+    setText(p.logNote, this.log.done
+      ? `Attempt ${attempt}${p.log.textContent === "" ? ": no output" : ""}.`
+      : `Attempt ${attempt}, following live${empty}…`);
+  }
+}
+
+// ---- status bar, live updates, routing ------------------------------------------------------
+
+async function refreshStatus() {
+  const s = await api("/api/v1/status");
+  const w = s.workers || {};
+  setText($("#st-workers"), `${w.alive ?? 0} alive${w.stale ? `, ${w.stale} stale` : ""} · ${w.slots ?? 0} slots`);
+  setText($("#st-queue"), s.queue_depth ?? 0);
+  setText($("#st-running"), (s.tasks || {}).running ?? 0);
+}
+
+const live = { events: null, eventsOpen: false, timer: null, soon: null, running: false, again: false, error: null };
+let current = null;
+
+function showLive() {
+  const node = $("#st-live");
+  if (live.error) {
+    setText(node, `error: ${live.error}`);
+  } else {
+    setText(node, live.eventsOpen ? "live (events)" : `live (polling every ${FAST_MS / 1000} s)`);
+  }
+  node.classList.toggle("error", Boolean(live.error));
+}
+
+function pollDelay() {
+  if (document.hidden) return CALM_MS;
+  if (!live.eventsOpen) return FAST_MS;
+  return current && current.busy() ? FAST_MS : CALM_MS;
+}
+
+/** Re-read what the status bar and the visible view show; one refresh at a time. */
+async function refresh() {
+  clearTimeout(live.timer);
+  if (live.running) {
+    live.again = true;
+    return;
+  }
+  live.running = true;
+  try {
+    do {
+      live.again = false;
+      try {
+        await Promise.all([refreshStatus(), current ? current.refresh() : null]);
+        live.error = null;
+      } catch (err) {
+        live.error = err.message;
+      }
+    } while (live.again);
+  } finally {
+    live.running = false;
+    showLive();
+    live.timer = setTimeout(refresh, pollDelay());
+  }
+}
+
+/** Refresh shortly; calls meanwhile join the one already planned, so bursts cost one refresh. */
+function refreshSoon(delay = 50) {
+  if (live.soon) return;
+  live.soon = setTimeout(() => {
+    live.soon = null;
+    refresh();
+  }, delay);
+}
+
+function onEvent(message) {
+  let change = null;
+  try {
+    change = JSON.parse(message.data);
+  } catch {
+    // Not JSON: still a sign that something changed.
+  }
+  // A change elsewhere (another DAG's run) leaves the visible view as it is; the status bar
+  // catches up at the next calm poll.
+  if (change && current && current.cares && !current.cares(change)) return;
+  refreshSoon(EVENT_REFRESH_MS);
+}
+
+function connectEvents() {
+  // EventSource cannot send an Authorization header: with a token the page polls instead.
+  if (!window.EventSource || sessionStorage.getItem(TOKEN_KEY)) return;
+  const source = new EventSource("/api/v1/events");
+  live.events = source;
+  source.addEventListener("open", () => {
+    live.eventsOpen = true;
+    showLive();
+  });
+  source.addEventListener("error", () => {
+    live.eventsOpen = false;
+    showLive();
+    // CLOSED: the server has no stream (an older FlowForge) or refused it; try again later.
+    // Otherwise the browser reconnects by itself, and polling covers the gap meanwhile.
+    if (source.readyState === EventSource.CLOSED) {
+      live.events = null;
+      setTimeout(connectEvents, EVENTS_RETRY_MS);
+    }
+    refreshSoon();
+  });
+  // An event only says that something changed; the JSON API stays the one source of what to show.
+  source.addEventListener("message", onEvent);
+  for (const kind of EVENT_KINDS) source.addEventListener(kind, onEvent);
+}
+
+function parseRoute(hash) {
+  let parts;
+  try {
+    parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  } catch {
+    parts = [];
+  }
+  if (parts[0] === "dags" && parts[1]) return { key: "dag\n" + parts[1], make: () => new DagView(parts[1]) };
+  if (parts[0] === "runs" && parts[1]) {
+    return { key: "run\n" + parts[1], make: () => new RunView(parts[1]), arg: parts[2] || null };
+  }
+  return { key: "list", make: () => new DagListView() };
+}
+
+function route() {
+  const target = parseRoute(location.hash);
+  if (!current || current.key !== target.key) {
+    if (current && current.unmount) current.unmount();
+    current = target.make();
+    current.key = target.key;
+    const main = $("#view");
+    main.replaceChildren();
+    current.mount(main);
+    say("info");
+    window.scrollTo(0, 0);
+  }
+  if (current.show) current.show(target.arg);
+  refreshSoon();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  document.getElementById("token-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    sessionStorage.setItem(TOKEN_KEY, document.getElementById("token").value);
-    document.getElementById("token-form").hidden = true;
-    refresh();
-  });
-  refresh();
-  setInterval(refresh, REFRESH_MS);
+  setUpTokenDialog();
+  window.addEventListener("hashchange", route);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshSoon(); });
+  route();
+  connectEvents();
 });
