@@ -1,15 +1,41 @@
-"""`flowforge up`: the commands that start FlowForge's own processes (registered on the app by cli.py)."""
+"""`flowforge up`, `api`, `scheduler`, `worker`: the commands that start FlowForge's own processes.
+
+They are registered on the app by cli.py.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from . import __version__
 from .cli_output import EXIT_BAD_INPUT, fail
+
+if TYPE_CHECKING:  # the services pull in the engine and uvicorn: imported when a command runs
+    from .settings import Settings
+
+HostOpt = Annotated[str | None, typer.Option(help="Address to bind the API to (default: 127.0.0.1).")]
+PortOpt = Annotated[int | None, typer.Option(min=1, max=65535, help="Port of the API (default: 8080).")]
+ConcurrencyOpt = Annotated[
+    int | None,
+    typer.Option("--concurrency", "-c", min=1, help="Worker slots, i.e. tasks at once (default: CPU count)."),
+]
+HomeOpt = Annotated[Path | None, typer.Option(help="Data directory (default: $FLOWFORGE_HOME or ~/.flowforge).")]
+InsecureOpt = Annotated[
+    bool, typer.Option("--insecure", help="Allow a non-loopback --host without FLOWFORGE_API_TOKEN.")
+]
+TokenFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file",
+        envvar="FLOWFORGE_API_TOKEN_FILE",
+        help="Read the API token from this file (instead of FLOWFORGE_API_TOKEN).",
+    ),
+]
 
 
 def up(
@@ -28,18 +54,13 @@ def up(
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Allow a non-loopback --host without FLOWFORGE_API_TOKEN.")
     ] = False,
+    token_file: TokenFileOpt = None,
 ) -> None:
     """Start everything in one process: API, web page, scheduler and workers. Ctrl-C stops it."""
     from .services import run_all_in_one
-    from .settings import Settings
 
-    settings = Settings.from_env(home=home, host=host, port=port, concurrency=concurrency)
-    if not _is_loopback(settings.host) and not settings.api_token and not insecure:
-        fail(
-            f"refusing to serve on {settings.host} without FLOWFORGE_API_TOKEN: anyone who can reach it "
-            "could run shell commands. Set a token, or pass --insecure.",
-            EXIT_BAD_INPUT,
-        )
+    settings = _settings(home=home, host=host, port=port, concurrency=concurrency, token_file=token_file)
+    _refuse_open_bind(settings, insecure)
     paths = find_examples() if examples else []
     if examples and not paths:
         typer.echo("warning: no examples/*.yaml next to the package or in the current directory", err=True)
@@ -48,7 +69,92 @@ def up(
         f"({settings.concurrency} worker slots, data in {settings.home}); Ctrl-C to stop",
         err=True,
     )
-    run_all_in_one(settings, paths)
+    _start(lambda: run_all_in_one(settings, paths))
+
+
+def api(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    home: HomeOpt = None,
+    insecure: InsecureOpt = False,
+    token_file: TokenFileOpt = None,
+) -> None:
+    """Serve the REST API and the web page (no scheduler, no workers). Ctrl-C stops it."""
+    from .services import run_api
+
+    settings = _settings(home=home, host=host, port=port, token_file=token_file)
+    _refuse_open_bind(settings, insecure)
+    typer.echo(f"FlowForge {__version__} API: http://{settings.host}:{settings.port} ({_backends(settings)})", err=True)
+    _start(lambda: run_api(settings))
+
+
+def scheduler(home: HomeOpt = None) -> None:
+    """Run the scheduler: start runs, queue ready tasks, retry, reap dead workers. Ctrl-C stops it."""
+    from .services import run_scheduler
+
+    settings = _settings(home=home)
+    _require_shared_queue(settings, "scheduler")
+    typer.echo(f"FlowForge {__version__} scheduler ({_backends(settings)})", err=True)
+    _start(lambda: run_scheduler(settings))
+
+
+def worker(concurrency: ConcurrencyOpt = None, home: HomeOpt = None) -> None:
+    """Run a worker with N task slots; Ctrl-C lets running tasks finish (within a grace period)."""
+    from .services import run_worker
+
+    settings = _settings(home=home, concurrency=concurrency)
+    _require_shared_queue(settings, "worker")
+    typer.echo(
+        f"FlowForge {__version__} worker: {settings.concurrency} slot(s) ({_backends(settings)})", err=True
+    )
+    _start(lambda: run_worker(settings))
+
+
+def _settings(**overrides: Any) -> Settings:
+    """Settings from flags and environment; a bad value exits 2 with its one-line reason."""
+    from .settings import Settings
+
+    try:
+        return Settings.from_env(**overrides)
+    except ValueError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+
+
+def _backends(settings: Settings) -> str:
+    from .settings import redact_url
+
+    return f"store {redact_url(settings.db_url)}, queue {redact_url(settings.queue_url)}"
+
+
+def _start(role: Callable[[], None]) -> None:
+    """Run a role; a start-up failure becomes one line (setting, what was tried) and exit 2 or 3."""
+    from .services import StartupError
+
+    try:
+        role()
+    except StartupError as exc:
+        fail(str(exc), exc.exit_code)
+
+
+def _require_shared_queue(settings: Settings, role: str) -> None:
+    """Exit 2 when the queue is in-process: a lone scheduler or worker would wait forever."""
+    if settings.queue_url.startswith("memory:"):
+        fail(
+            f"FLOWFORGE_QUEUE={settings.queue_url}: an in-process queue reaches no other process, so a "
+            f"separate {role} would never hear from the others. Set FLOWFORGE_QUEUE=redis://HOST:6379/0, "
+            "or run everything in one process with 'flowforge up'.",
+            EXIT_BAD_INPUT,
+        )
+
+
+def _refuse_open_bind(settings: Settings, insecure: bool) -> None:
+    """Exit 2 rather than serve a remote shell to the network without a token (unless --insecure)."""
+    if not _is_loopback(settings.host) and not settings.api_token and not insecure:
+        fail(
+            f"refusing to serve on {settings.host} without FLOWFORGE_API_TOKEN: anyone who can reach it "
+            "could run shell commands. Set a token (or --token-file PATH), or pass --insecure.",
+            EXIT_BAD_INPUT,
+        )
 
 
 def _is_loopback(host: str) -> bool:

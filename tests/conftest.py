@@ -9,8 +9,10 @@ import pytest
 
 from flowforge.store import Store, open_store
 
-# A later change adds "postgres" here when FLOWFORGE_TEST_PG names a test database.
-STORE_BACKENDS = ["sqlite-memory", "sqlite-file"]
+from .backends import PG_ENV, REDIS_ENV, pg_database, redis_prefix, require_env
+
+# "postgres" runs on a fresh database per test, and is skipped unless FLOWFORGE_TEST_PG is set.
+STORE_BACKENDS = ["sqlite-memory", "sqlite-file", "postgres"]
 
 
 def open_test_store(backend: str, tmp_path: Path) -> Store:
@@ -25,8 +27,25 @@ def open_test_store(backend: str, tmp_path: Path) -> Store:
 @pytest.fixture(params=STORE_BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A fresh migrated store of each backend, closed afterwards."""
-    s = open_test_store(request.param, tmp_path)
+    if request.param == "postgres":
+        s = open_store(request.getfixturevalue("pg_url"))
+    else:
+        s = open_test_store(request.param, tmp_path)
     try:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database, dropped afterwards; skips without FLOWFORGE_TEST_PG."""
+    with pg_database(require_env(PG_ENV)) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis queue URL with a fresh key prefix, deleted afterwards; skips without FLOWFORGE_TEST_REDIS."""
+    with redis_prefix(require_env(REDIS_ENV)) as url:
+        yield url

@@ -1,4 +1,4 @@
-"""Scheduler and worker together, in-process, on a real SQLite file and the in-process queue."""
+"""Scheduler and worker together, in-process: on SQLite + the in-process queue, and on PostgreSQL + Redis."""
 
 from __future__ import annotations
 
@@ -11,21 +11,24 @@ from flowforge.core.dagfile import load_dag
 from flowforge.core.model import RunState, TaskState
 from flowforge.core.records import WorkerInfo
 from flowforge.queues.base import TaskMessage
-from flowforge.queues.memory import MemoryQueue
+from flowforge.queues import open_queue
 from flowforge.scheduler import Scheduler
 from flowforge.store import open_store
-from flowforge.worker import Worker
+from flowforge.worker import Worker, new_worker_id
 
 
 class Engine:
     """A store, a queue, and (once started) a scheduler and a worker running in threads."""
 
-    def __init__(self, tmp_path, slots=2):
-        self.store = open_store(f"sqlite:///{tmp_path / 'ff.db'}")
-        self.queue = MemoryQueue()
+    def __init__(self, tmp_path, slots=2, db_url=None, queue_url="memory://"):
+        self.store = open_store(db_url or f"sqlite:///{tmp_path / 'ff.db'}")
+        worker_id = new_worker_id()
+        self.queue = open_queue(queue_url, consumer=worker_id)
         self.stop = threading.Event()
         self.scheduler = Scheduler(self.store, self.queue, worker_dead_after=2.0)
-        self.worker = Worker(self.store, self.queue, slots=slots, kill_grace=0.5, heartbeat_secs=0.2)
+        self.worker = Worker(
+            self.store, self.queue, slots=slots, worker_id=worker_id, kill_grace=0.5, heartbeat_secs=0.2
+        )
         self.threads: list[threading.Thread] = []
 
     def start(self):
@@ -70,9 +73,17 @@ class Engine:
         self.store.close()
 
 
-@pytest.fixture
-def engine(tmp_path):
-    e = Engine(tmp_path)
+# "postgres+redis" is skipped unless FLOWFORGE_TEST_PG and FLOWFORGE_TEST_REDIS are set.
+ENGINE_BACKENDS = ["sqlite+memory", "postgres+redis"]
+
+
+@pytest.fixture(params=ENGINE_BACKENDS)
+def engine(request, tmp_path):
+    if request.param == "postgres+redis":
+        urls = request.getfixturevalue("pg_url"), request.getfixturevalue("redis_url")
+        e = Engine(tmp_path, db_url=urls[0], queue_url=urls[1])
+    else:
+        e = Engine(tmp_path)
     yield e
     e.close()
 

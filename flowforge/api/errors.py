@@ -29,6 +29,8 @@ _STATUS_CODES = {
     503: "unavailable",
 }
 
+_UNPARSABLE_BODY = "There was an error parsing the body"  # FastAPI's detail, raised with a 400
+
 
 class HttpError(Exception):
     """An error answer decided by a route: status, stable code, sentence, optional details."""
@@ -114,6 +116,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     def _http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
+            # FastAPI's answer to a body it cannot decode (e.g. not UTF-8); JSON it cannot parse
+            # is already a 422, and so is every other invalid body: keep one status for them all.
+            return error_response(422, "invalid_request", "invalid request: the body is not valid JSON")
         code = _STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
         message = str(exc.detail) if exc.detail else code.replace("_", " ")
         if exc.status_code == 404 and exc.detail == "Not Found":

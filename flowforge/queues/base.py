@@ -48,6 +48,10 @@ class Queue(Protocol):
         """Messages waiting to be taken."""
         ...
 
+    def release_consumer(self, consumer: str) -> int:
+        """Give back the messages `consumer` (a dead worker's id) took but never acked; returns how many."""
+        ...
+
     def wake_scheduler(self) -> None:
         """Tell the scheduler something changed (a task finished, a run was triggered)."""
         ...

@@ -45,6 +45,10 @@ class MemoryQueue:
         with self._cond:
             return len(self._items)
 
+    def release_consumer(self, consumer: str) -> int:
+        """Nothing to give back: consumers share this process, so none dies alone."""
+        return 0
+
     def wake_scheduler(self) -> None:
         """Ring the doorbell."""
         self._wake.set()

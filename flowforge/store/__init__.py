@@ -1,18 +1,29 @@
-"""Storage: one interface (`Store`), SQLite now and PostgreSQL later, chosen by URL."""
+"""Storage: one interface (`Store`), on SQLite or PostgreSQL, chosen by URL."""
 
 from __future__ import annotations
 
 from .base import Store
 
 
-def open_store(url: str) -> Store:
-    """Open (and migrate) the store that `url` names: `sqlite:///path` or `sqlite://:memory:`."""
+def open_store(url: str, *, pool_size: int | None = None) -> Store:
+    """Open (and migrate) the store that `url` names: `sqlite:///path`, `sqlite://:memory:`, `postgresql://…`.
+
+    `pool_size` bounds a PostgreSQL store's connections (SQLite has one connection).
+    Raises ValueError for a bad URL and core.errors.Unavailable when the database cannot be reached.
+    """
     if url.startswith("sqlite:"):
         from .sqlite import SqliteStore
 
         return SqliteStore.from_url(url)
+    if url.startswith(("postgresql:", "postgres:")):
+        # Imported here: psycopg is needed only by deployments that use PostgreSQL.
+        from .postgres import DEFAULT_POOL_SIZE, PostgresStore
+
+        return PostgresStore.from_url(url, pool_size=pool_size or DEFAULT_POOL_SIZE)
     scheme = url.split(":", 1)[0]
-    raise ValueError(f"unsupported store URL scheme {scheme!r} in FLOWFORGE_DB (expected sqlite:///PATH)")
+    raise ValueError(
+        f"unsupported store URL scheme {scheme!r} in FLOWFORGE_DB (expected sqlite:///PATH or postgresql://HOST/DB)"
+    )
 
 
 __all__ = ["Store", "open_store"]

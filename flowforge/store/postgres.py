@@ -1,0 +1,133 @@
+"""`PostgresStore`: the SQL store on PostgreSQL through a psycopg 3 connection pool."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..core.errors import Unavailable
+from .sql import Cursor, Dialect, SqlStore
+
+log = logging.getLogger(__name__)
+
+# A fixed 64-bit key for pg_advisory_xact_lock: two processes starting at once against an empty
+# database would otherwise both try CREATE TABLE and one would fail. The lock is released with
+# the migration's transaction, so it can never be left behind by a crash.
+MIGRATE_LOCK_KEY = 0x466C6F77466F7267  # "FlowForg"
+
+POSTGRES = Dialect(
+    name="postgresql",
+    placeholder="%s",
+    integrity_error=psycopg.IntegrityError,
+    migrate_lock=f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK_KEY})",
+)
+
+CONNECT_TIMEOUT_SECS = 5
+# How long a caller waits for a pooled connection; while PostgreSQL is down each call fails
+# after this long, and the loops above (scheduler tick, worker heartbeat) log and retry.
+POOL_TIMEOUT_SECS = 15.0
+# The pool retries a failed connection with doubling delays until this much time has passed,
+# then gives up and starts afresh on the next call. Kept short so that once PostgreSQL is back,
+# a process reconnects within seconds, not after a backoff grown during a long outage.
+RECONNECT_TIMEOUT_SECS = 5.0
+DEFAULT_POOL_SIZE = 10
+
+
+def describe_error(exc: BaseException) -> str:
+    """psycopg's message on one line, without libpq's hint lines ("Is the server running…")."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return " ".join(first.removeprefix("connection failed:").split())
+
+
+def is_connection_error(exc: psycopg.Error) -> bool:
+    """True when `exc` means the server went away (not, say, a lock timeout or a cancelled query)."""
+    state = exc.sqlstate
+    # 08: connection exception; 57P01-57P03: the server is shutting down or starting up.
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+def check_connection(url: str) -> None:
+    """Connect once and disconnect; raises Unavailable (refused, unknown host, no such database, ...).
+
+    Done before the pool opens because a pool only reports "timed out" whatever the cause.
+    """
+    try:
+        with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECS):
+            pass
+    except psycopg.ProgrammingError as exc:  # a malformed connection string: a configuration error
+        raise ValueError(f"bad PostgreSQL URL: {describe_error(exc)}") from None
+    except psycopg.OperationalError as exc:
+        reason = describe_error(exc)
+        if "does not exist" in reason:
+            reason += " (create it first, e.g. with createdb, or fix the URL)"
+        raise Unavailable(f"cannot connect to PostgreSQL: {reason}") from None
+
+
+class PostgresStore(SqlStore):
+    """The Store on PostgreSQL: every thread borrows a connection from one pool per process.
+
+    Transactions run at PostgreSQL's default READ COMMITTED. That is enough for the fencing
+    compare-and-sets in SqlStore: a conditional UPDATE that waited on a row lock re-checks its
+    WHERE clause against the committed row, so exactly one of two racing claims sees rowcount 1.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE, timeout: float = POOL_TIMEOUT_SECS) -> None:
+        super().__init__(POSTGRES)
+        self.url = url
+        check_connection(url)
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(pool_size, 1),
+            open=False,
+            # A quick round trip on each checkout: after a PostgreSQL restart the pool hands out
+            # a fresh connection instead of a dead one, so no caller sees a stale-socket error.
+            check=ConnectionPool.check_connection,
+            timeout=timeout,
+            reconnect_timeout=RECONNECT_TIMEOUT_SECS,
+            kwargs={"connect_timeout": CONNECT_TIMEOUT_SECS},
+            name="flowforge",
+        )
+        try:
+            self._pool.open(wait=True, timeout=max(timeout, CONNECT_TIMEOUT_SECS))
+            self.migrate()
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise Unavailable(f"cannot connect to PostgreSQL: {describe_error(exc)}") from None
+        except BaseException:
+            self._pool.close()
+            raise
+
+    @classmethod
+    def from_url(cls, url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> PostgresStore:
+        """Open `postgresql://user:password@host:port/dbname?option=value` (or `postgres://`)."""
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"bad PostgreSQL URL {url.split('@')[-1]!r}: expected postgresql://HOST/DBNAME")
+        return cls(url, pool_size=pool_size)
+
+    @contextmanager
+    def _transaction(self, write: bool = True) -> Iterator[Cursor]:
+        """A cursor in one transaction on a pooled connection: committed on exit, rolled back on error."""
+        # The pool's context commits when the block ends normally and rolls back on an exception;
+        # a connection left broken (server gone) is discarded rather than returned to the pool.
+        try:
+            with self._pool.connection() as conn, conn.cursor() as cur:
+                yield cur
+        except PoolTimeout as exc:
+            raise Unavailable(f"PostgreSQL unavailable: {describe_error(exc)}") from exc
+        except psycopg.OperationalError as exc:
+            if is_connection_error(exc):
+                raise Unavailable(f"PostgreSQL unavailable: {describe_error(exc)}") from exc
+            raise
+
+    def close(self) -> None:
+        """Close every pooled connection (idempotent)."""
+        self._pool.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.url.split('@')[-1]!r})"
