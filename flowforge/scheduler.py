@@ -9,6 +9,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import os
+import socket
+import uuid
+
 from .core.graph import topological_order
 from .core.errors import Conflict
 from .core.model import DagSpec, RunState, TaskState
@@ -21,6 +25,8 @@ from .store.base import Store
 
 log = logging.getLogger(__name__)
 
+LEADER_LEASE = "scheduler"
+LEADER_TTL_SECS = 5.0  # a standby takes over within about this long after the leader died
 ACTIVE_RUN_LIMIT = 100_000  # every active run is looked at on each tick
 BATCH_SECS = 0.05  # longest a wake is held back while the queue still has work (see run)
 EVENTS_KEPT = 100_000  # the event log is a window for live views, not history
@@ -55,9 +61,15 @@ class Scheduler:
         *,
         requeue_after: float = 60.0,
         worker_dead_after: float = 30.0,
+        leader_ttl: float = LEADER_TTL_SECS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        # Only the holder of the "scheduler" lease acts; another scheduler stands by and takes
+        # over once the lease lapses (the holder died) or is released (it stopped).
+        self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.leader_ttl = leader_ttl
+        self.is_leader = False
         self.queue = queue
         self.requeue_after = requeue_after
         self.worker_dead_after = worker_dead_after
@@ -117,8 +129,8 @@ class Scheduler:
             tis = instances[run.run_id]
             if self._timed_out(run, spec, now):
                 continue
-            if dead:
-                tis = self._fail_dead_workers_tasks(run, spec, tis, dead, now)
+            if housekeeping:
+                tis = self._reap_lost_attempts(run, spec, tis, dead, now)
             self._requeue_lost(run, tis, now, report)
             views = {ti.task_id: TaskView(ti.state, ti.attempt, ti.retry_at) for ti in tis}
             capacity = spec.max_active_tasks - active_tasks[run.dag_id]
@@ -235,43 +247,75 @@ class Scheduler:
                 dead.add(w.worker_id)
         return dead
 
-    def _fail_dead_workers_tasks(
+    def _reap_lost_attempts(
         self, run: Run, spec: DagSpec, tis: list[TaskInstance], dead: set[str], now: float
     ) -> list[TaskInstance]:
-        """Fail (and retry under budget) every attempt a dead worker was running."""
+        """Give up as `lost` every running attempt whose lease expired or whose worker is dead.
+
+        The task is retried under its budget like after a failure. Conditional on the lease
+        token, so a late renewal or a second scheduler doing the same cannot record it twice;
+        the old worker's late result is refused.
+        """
         out = []
         for ti in tis:
-            if ti.state == TaskState.RUNNING and ti.worker_id in dead:
+            expired = ti.lease_expires_at is not None and ti.lease_expires_at < now and now >= self._reap_after
+            if ti.state == TaskState.RUNNING and (expired or ti.worker_id in dead):
                 task = spec.task(ti.task_id)
                 state, retry_at = attempt_outcome(
                     ti.attempt, task.retries, False, now, task.retry_delay_secs, task.max_retry_delay_secs
                 )
+                error = f"lost: worker {ti.worker_id} died or lost contact while running the task (lease expired)"
                 if self.store.finish_task(
-                    run.run_id, ti.task_id, ti.attempt, ti.worker_id, state=state, now=now,
-                    error=f"worker {ti.worker_id} died while running the task", retry_at=retry_at,
+                    run.run_id, ti.task_id, ti.attempt, ti.worker_id or "", state=state, now=now, error=error,
+                    retry_at=retry_at, lease_token=ti.lease_token, attempt_state=TaskState.LOST,
                 ):
+                    log.warning("attempt lost: %s", error,
+                                extra={"run_id": run.run_id, "task_id": ti.task_id, "attempt": ti.attempt})
                     ti = replace(ti, state=state, retry_at=retry_at)
             out.append(ti)
         return out
 
     # -- loop ---------------------------------------------------------------------------------
+    def lead(self, now: float) -> bool:
+        """Take or keep the scheduler lease; True while this scheduler is the one that acts."""
+        was = self.is_leader
+        self.is_leader = self.store.hold_lease(LEADER_LEASE, self.holder, now, self.leader_ttl)
+        if self.is_leader != was:
+            log.info("this scheduler is %s", "now the leader" if self.is_leader else "standing by",
+                     extra={"holder": self.holder})
+        return self.is_leader
+
     def run(self, stop: threading.Event, tick_secs: float = 1.0) -> None:
-        """Tick whenever woken (a task finished, a run was triggered) and at least every `tick_secs`."""
+        """Tick whenever woken (a task finished, a run was triggered) and at least every `tick_secs`.
+
+        Stands by without acting while another scheduler holds the lease.
+        """
         housekept = float("-inf")  # monotonic time of the last tick with housekeeping
-        while not stop.is_set():
-            housekeeping = time.monotonic() - housekept >= tick_secs
-            try:
-                self.tick(self.clock(), housekeeping=housekeeping)
-                if housekeeping:
-                    housekept = time.monotonic()
-            except Exception:
-                log.exception("scheduler tick failed; retrying")
-                # Workers could not heartbeat either if the store was down: once it is back,
-                # give them a full dead-after period before declaring any of them dead.
-                self._reap_after = self.clock() + self.worker_dead_after
-                stop.wait(tick_secs)
-            if self.queue.wait_for_wake(tick_secs):
-                self._hold_while_queue_busy(stop)
+        try:
+            while not stop.is_set():
+                housekeeping = time.monotonic() - housekept >= tick_secs
+                try:
+                    if housekeeping:
+                        housekept = time.monotonic()
+                        if not self.lead(self.clock()):
+                            stop.wait(tick_secs)
+                            continue
+                    self.tick(self.clock(), housekeeping=housekeeping)
+                except Exception:
+                    log.exception("scheduler tick failed; retrying")
+                    # Workers could not heartbeat either if the store was down: once it is back,
+                    # give them a full dead-after period before declaring any of them dead.
+                    self._reap_after = self.clock() + self.worker_dead_after
+                    stop.wait(tick_secs)
+                if self.queue.wait_for_wake(tick_secs):
+                    self._hold_while_queue_busy(stop)
+        finally:
+            if self.is_leader:
+                try:
+                    self.store.release_lease(LEADER_LEASE, self.holder)  # the standby need not wait
+                except Exception:
+                    log.warning("could not release the scheduler lease", exc_info=True)
+                self.is_leader = False
 
     def _hold_while_queue_busy(self, stop: threading.Event) -> None:
         """After a wake, wait up to `BATCH_SECS` while messages still wait in the queue.

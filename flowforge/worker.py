@@ -10,7 +10,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
+from .core.errors import Unavailable
 from .core.model import DagSpec, TaskState
 from .core.records import Run, WorkerInfo
 from .core.schedule import iso_utc
@@ -24,6 +27,11 @@ log = logging.getLogger(__name__)
 
 # How long one `get` waits for a message before the slot checks whether to stop.
 POLL_SECS = 0.5
+# While the store is unreachable a finished task's result is retried at this pace (doubling).
+RECORD_RETRY_SECS, RECORD_RETRY_MAX_SECS = 0.5, 10.0
+T = TypeVar("T")
+# Task output held in memory while the store is unreachable; beyond this the oldest is dropped.
+MAX_PENDING_LOG_CHARS = 4 * 1024 * 1024
 # How often the worker checks that the attempts it runs are still theirs to run (a cancel, a
 # run timeout, or a reaper gave them up): such a task is killed within about this long.
 WATCH_SECS = 0.5
@@ -35,6 +43,16 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+@dataclass
+class Held:
+    """An attempt this worker claimed: its lease token and, once started, its process group."""
+
+    attempt: int
+    token: str
+    pgid: int | None = None
+    lost: bool = False  # the lease was refused: kill the task, drop its result
+
+
 class LogBuffer:
     """Writes a task's output to the store in chunks, with the task's secret values masked."""
 
@@ -42,21 +60,36 @@ class LogBuffer:
         self.store = store
         self.key = (run_id, task_id, attempt)
         self.masker = LogMasker(secrets)
+        self._pending = ""  # output not yet written because the store was unavailable
 
     def write(self, text: str) -> None:
         """Append one chunk (the executor already batches output)."""
         self._append(self.masker.feed(text))
 
     def close(self) -> None:
-        """Write what the masker held back."""
+        """Write what the masker held back, and what an outage held up (waiting for the store to return)."""
         self._append(self.masker.flush())
+        delay = RECORD_RETRY_SECS
+        while self._pending:
+            time.sleep(delay)
+            delay = min(delay * 2, RECORD_RETRY_MAX_SECS)
+            self._append("")
 
     def _append(self, text: str) -> None:
+        text = self._pending + text
         if not text:
             return
         try:
             self.store.append_log(*self.key, text)
+            self._pending = ""
+        except Unavailable as exc:
+            if not self._pending:
+                log.warning("could not store log output (%s); keeping it to write later", exc,
+                            extra={"run_id": self.key[0], "task_id": self.key[1]})
+            # Kept, up to a bound, and written with the next chunk or on close.
+            self._pending = text[-MAX_PENDING_LOG_CHARS:]
         except Exception:  # a log write must never kill the task's bookkeeping
+            self._pending = ""
             log.exception("could not store log chunk", extra={"run_id": self.key[0], "task_id": self.key[1]})
 
 
@@ -72,6 +105,7 @@ class Worker:
         worker_id: str | None = None,
         kill_grace: float = 5.0,
         heartbeat_secs: float = 5.0,
+        lease_secs: float | None = None,
         clock: Callable[[], float] = time.time,
         base_env: dict[str, str] | None = None,
     ) -> None:
@@ -81,14 +115,18 @@ class Worker:
         self.worker_id = worker_id or new_worker_id()
         self.kill_grace = kill_grace
         self.heartbeat_secs = heartbeat_secs
+        # An attempt's lease outlives a few missed renewals (every WATCH_SECS) but not a dead
+        # worker: after this long without one, the scheduler gives the attempt up as lost.
+        self.lease_secs = lease_secs if lease_secs is not None else 3 * heartbeat_secs
+        self._renewed_at = time.monotonic()
         self.clock = clock
         self.base_env = dict(os.environ) if base_env is None else base_env
         self.started_at = clock()
         self._specs: dict[tuple[str, int], DagSpec] = {}
         # A run's DAG version, params and logical date never change: read once per run, not per task.
         self._runs: dict[str, Run] = {}
-        # "run_id/task_id" -> (attempt, process group id) of every task running here
-        self._running: dict[str, tuple[int, int]] = {}
+        # "run_id/task_id" -> the lease and process group of every attempt held here
+        self._running: dict[str, Held] = {}
         self._lock = threading.Lock()
 
     # -- one message --------------------------------------------------------------------
@@ -114,13 +152,40 @@ class Worker:
             run = self._runs[run_id] = self.store.get_run(run_id)
         return run
 
+    def _until_stored(self, what: str, msg: TaskMessage, call: Callable[[], T]) -> T:
+        """`call()`, retried while the store is unavailable.
+
+        Once an attempt is claimed, giving up would leave it `running` for good under a live
+        worker; and a result exists only in this process until it is written.
+        """
+        delay = RECORD_RETRY_SECS
+        while True:
+            try:
+                return call()
+            except Unavailable as exc:
+                log.warning("could not %s (%s); retrying in %.1fs", what, exc, delay,
+                            extra={"run_id": msg.run_id, "task_id": msg.task_id, "attempt": msg.attempt})
+                time.sleep(delay)
+                delay = min(delay * 2, RECORD_RETRY_MAX_SECS)
+
     def _handle(self, msg: TaskMessage) -> bool:
-        ti = self.store.claim_task(msg.run_id, msg.task_id, msg.attempt, self.worker_id, self.clock())
-        if ti is None:
+        ti = self.store.claim_task(msg.run_id, msg.task_id, msg.attempt, self.worker_id, self.clock(), self.lease_secs)
+        if ti is None or ti.lease_token is None:
             log.debug("claim refused", extra={"run_id": msg.run_id, "task_id": msg.task_id, "attempt": msg.attempt})
             return False
-        run = self._run(msg.run_id)
-        spec = self._spec(run.dag_id, run.dag_version)
+        key = f"{msg.run_id}/{msg.task_id}"
+        held = Held(msg.attempt, ti.lease_token)
+        with self._lock:
+            self._running[key] = held  # from now on `watch` renews its lease
+        try:
+            return self._run_claimed(msg, held)
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
+
+    def _run_claimed(self, msg: TaskMessage, held: Held) -> bool:
+        run = self._until_stored("read the run", msg, lambda: self._run(msg.run_id))
+        spec = self._until_stored("read the DAG", msg, lambda: self._spec(run.dag_id, run.dag_version))
         task = spec.task(msg.task_id)
         env = task_env(
             self.base_env,
@@ -135,12 +200,12 @@ class Worker:
                 params=run.params,
             ),
         )
-        key = f"{msg.run_id}/{msg.task_id}"
         sink = LogBuffer(self.store, msg.run_id, msg.task_id, msg.attempt, secret_values(spec.env, task.env, run.params))
 
         def remember(pgid: int) -> None:
-            with self._lock:
-                self._running[key] = (msg.attempt, pgid)
+            held.pgid = pgid
+            if held.lost:  # given up while the process was starting
+                terminate_group(pgid, self.kill_grace)
 
         try:
             result = run_command(
@@ -149,16 +214,15 @@ class Worker:
             )
         finally:
             sink.close()
-            with self._lock:
-                self._running.pop(key, None)
         now = self.clock()
         state, retry_at = attempt_outcome(
             msg.attempt, task.retries, result.succeeded, now, task.retry_delay_secs, task.max_retry_delay_secs
         )
-        recorded = self.store.finish_task(
+        recorded = self._until_stored("record the result", msg, lambda: self.store.finish_task(
             msg.run_id, msg.task_id, msg.attempt, self.worker_id,
             state=state, now=now, exit_code=result.exit_code, error=result.error, retry_at=retry_at,
-        )
+            lease_token=held.token,
+        ))
         if not recorded:
             log.info("result dropped: the attempt was stopped or given up meanwhile",
                      extra={"run_id": msg.run_id, "task_id": msg.task_id, "attempt": msg.attempt})
@@ -186,32 +250,44 @@ class Worker:
                 log.exception("task handling failed", extra={"run_id": msg.run_id, "task_id": msg.task_id})
 
     def watch(self) -> int:
-        """Stop the tasks whose attempt is no longer this worker's to run; returns how many.
+        """Renew the leases of the attempts held here; stop those that are no longer ours. Returns how many.
 
-        The store is the source of truth: when a run is cancelled or times out, or the attempt
-        was handed to another worker, the instance is no longer `running` at this attempt.
+        The store is the source of truth: when a run is cancelled or times out, or the lease
+        lapsed and the scheduler gave the attempt up as lost, the renewal is refused, and the
+        task's process group is killed (its result would be refused too). When the store
+        cannot be reached for longer than a lease, the worker fences itself: it kills every
+        task, since the scheduler will have handed them to another worker by then.
         """
         with self._lock:
-            running = list(self._running.items())
-        stopped = 0
-        for key, (attempt, pgid) in running:
-            run_id, task_id = key.split("/", 1)
-            try:
-                ti = self.store.get_task_instance(run_id, task_id)
-            except Exception:
-                log.exception("could not check a running task", extra={"run_id": run_id, "task_id": task_id})
-                continue
-            if ti.state != TaskState.RUNNING or ti.attempt != attempt or ti.worker_id != self.worker_id:
-                log.info("stopping task: its attempt is now %s", ti.state,
-                         extra={"run_id": run_id, "task_id": task_id, "attempt": attempt})
-                terminate_group(pgid, self.kill_grace)
-                stopped += 1
-        return stopped
+            held = dict(self._running)
+        if not held:
+            self._renewed_at = time.monotonic()
+            return 0
+        leases = [(*key.split("/", 1), h.attempt, h.token) for key, h in held.items()]
+        try:
+            lost = self.store.renew_leases(self.worker_id, leases, self.clock(), self.lease_secs)  # type: ignore[arg-type]
+        except Exception as exc:
+            if time.monotonic() - self._renewed_at < self.lease_secs:
+                log.warning("could not renew leases (%s); retrying", exc)
+                return 0
+            log.error("no lease renewed for %.0fs: fencing myself, killing %d task(s)",
+                      self.lease_secs, len(held))
+            lost = leases  # type: ignore[assignment]
+        else:
+            self._renewed_at = time.monotonic()
+        for run_id, task_id, attempt, _ in lost:
+            h = held[f"{run_id}/{task_id}"]
+            h.lost = True
+            log.info("stopping task: its attempt is no longer this worker's",
+                     extra={"run_id": run_id, "task_id": task_id, "attempt": attempt})
+            if h.pgid is not None:
+                terminate_group(h.pgid, self.kill_grace)
+        return len(lost)
 
     def kill_running(self) -> int:
         """SIGKILL the process groups of every task this worker runs; returns how many."""
         with self._lock:
-            groups = [pgid for _, pgid in self._running.values()]
+            groups = [h.pgid for h in self._running.values() if h.pgid is not None]
         for pgid in groups:
             try:
                 os.killpg(pgid, signal.SIGKILL)

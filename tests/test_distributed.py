@@ -148,7 +148,7 @@ def test_run_survives_a_worker_killed_mid_run(cluster: Cluster) -> None:
         assert [a["state"] for a in attempts].count("success") == 1, (t["task_id"], attempts)
         assert attempts[-1]["state"] == "success"
         for a in attempts[:-1]:
-            assert a["state"] == "failed" and a["worker_id"] == victim_id, (t["task_id"], attempts)
+            assert a["state"] == "lost" and a["worker_id"] == victim_id, (t["task_id"], attempts)
             assert "died" in a["error"] and victim_id in a["error"]
             retried.add(t["task_id"])
         if t["task_id"] in orphaned:

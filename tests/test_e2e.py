@@ -125,7 +125,7 @@ tasks:
             time.sleep(0.1)
         assert run["state"] == "success", run
         b = httpx.get(f"{second.url}/api/v1/runs/{run_id}/tasks/b").json()
-        assert [a["state"] for a in b["attempts"]] == ["failed", "success"]
+        assert [a["state"] for a in b["attempts"]] == ["lost", "success"]
         assert "died" in b["attempts"][0]["error"]
         assert waited.returncode == 0
     finally:

@@ -288,8 +288,8 @@ tasks:
     assert engine.wait(run.run_id).state == RunState.SUCCESS
     attempts = engine.store.attempts(run.run_id, "t")
     assert [(a.attempt, a.state, a.worker_id) for a in attempts] == [
-        (1, TaskState.FAILED, "ghost"), (2, TaskState.SUCCESS, engine.worker.worker_id)]
-    assert "ghost died" in attempts[0].error
+        (1, TaskState.LOST, "ghost"), (2, TaskState.SUCCESS, engine.worker.worker_id)]
+    assert "worker ghost died" in attempts[0].error
     assert {w.worker_id: w.state for w in engine.store.list_workers()}["ghost"] == "dead"
 
 
@@ -326,3 +326,80 @@ def test_worker_heartbeat_is_visible(engine):
     w = workers[engine.worker.worker_id]
     assert w.state == "alive" and w.slots == 2
     assert time.time() - w.last_heartbeat < 2
+
+
+def test_an_expired_lease_is_lost_and_its_late_result_refused(engine):
+    """A worker that stopped renewing (paused, cut off) loses its attempt; its late finish is fenced."""
+    engine.submit("""
+id: leased
+retry_delay_secs: 0.01
+tasks:
+  - {id: t, command: echo second, retries: 1}
+""")
+    run = engine.trigger("leased")
+    now = time.time()
+    engine.scheduler.tick(now)
+    msg = engine.queue.get(1)
+    stale = engine.store.claim_task(run.run_id, "t", msg.attempt, "paused-worker", now, lease_secs=0.2)
+    assert stale is not None and stale.lease_token
+    assert engine.store.renew_leases("paused-worker", [(run.run_id, "t", 1, "not-the-token")], now, 5) == [
+        (run.run_id, "t", 1, "not-the-token")]
+    time.sleep(0.3)  # the lease lapses; the worker is "paused" and renews nothing
+    engine.start()
+    assert engine.wait(run.run_id).state == RunState.SUCCESS
+    # the paused worker wakes up and reports: too late, fenced by its token
+    assert not engine.store.finish_task(run.run_id, "t", 1, "paused-worker", state=TaskState.SUCCESS,
+                                        now=time.time(), lease_token=stale.lease_token)
+    assert engine.store.renew_leases("paused-worker", [(run.run_id, "t", 1, stale.lease_token)], time.time(), 5)
+    attempts = engine.store.attempts(run.run_id, "t")
+    assert [a.state for a in attempts] == [TaskState.LOST, TaskState.SUCCESS]
+    assert engine.log(run.run_id, "t", 2) == "second\n"
+
+
+def test_worker_kills_a_task_whose_lease_it_lost(engine, tmp_path):
+    engine.submit(f"""
+id: stolen
+tasks:
+  - {{id: t, command: "echo $$ > {tmp_path}/pid; exec sleep 60"}}
+""")
+    run = engine.trigger("stolen")
+    engine.start()
+    deadline = time.monotonic() + 10
+    while not ((tmp_path / "pid").exists() and (tmp_path / "pid").read_text().strip()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    ti = engine.store.get_task_instance(run.run_id, "t")
+    # the scheduler gives the attempt up (as if the lease had lapsed): the worker must stop the task
+    assert engine.store.finish_task(run.run_id, "t", ti.attempt, ti.worker_id, state=TaskState.FAILED,
+                                    now=time.time(), lease_token=ti.lease_token, attempt_state=TaskState.LOST)
+    from .test_executor import pid_alive
+    pid = int((tmp_path / "pid").read_text())
+    deadline = time.monotonic() + 5
+    while pid_alive(pid):
+        assert time.monotonic() < deadline, "the worker did not kill a task whose lease it lost"
+        time.sleep(0.05)
+
+
+def test_one_scheduler_leads_and_a_standby_takes_over(engine):
+    """Two schedulers on one store: only the lease holder acts; the other takes over when it stops."""
+    first, second = engine.scheduler, Scheduler(engine.store, engine.queue, leader_ttl=0.5)
+    now = time.time()
+    assert first.lead(now) and not second.lead(now)
+    assert first.lead(now + 0.1), "the holder keeps its lease"
+    assert second.lead(now + 5.7), "a lease not renewed lapses"
+    assert not first.lead(now + 5.8)
+    engine.store.release_lease("scheduler", second.holder)
+    assert first.lead(now + 5.9), "a released lease is free at once"
+
+
+def test_a_standby_scheduler_does_nothing_until_it_leads(engine):
+    engine.submit("id: led\ntasks:\n  - {id: t, command: echo led}\n")
+    other = Scheduler(engine.store, engine.queue, leader_ttl=30)
+    assert other.lead(time.time())  # another scheduler holds the lease for a long while
+    run = engine.trigger("led")
+    engine.start()
+    time.sleep(1.5)
+    assert engine.store.get_run(run.run_id).state == RunState.QUEUED, "a standby must not act"
+    engine.store.release_lease("scheduler", other.holder)
+    assert engine.wait(run.run_id).state == RunState.SUCCESS
+    assert engine.scheduler.is_leader

@@ -489,3 +489,51 @@ def test_every_state_change_is_an_event_in_order(store) -> None:
     assert store.last_event_id() == events[-1].id
     store.prune_events(keep=2)
     assert [e.id for e in store.events_after(0)] == [e.id for e in events[-2:]]
+
+
+# -- leases -----------------------------------------------------------------------------------
+def test_claim_gives_a_fresh_lease_token_and_finish_needs_it(store: Store) -> None:
+    run_id = running_task(store)
+    ti = store.get_task_instance(run_id, "extract")
+    assert ti.lease_token and ti.lease_expires_at == T0 + 2 + 15.0
+    assert "lease_token" not in ti.to_dict(), "the token is the worker's alone, never shown"
+    assert not store.finish_task(run_id, "extract", 1, "w1", state=TaskState.SUCCESS, now=T0 + 3,
+                                 lease_token="stale-token")
+    assert store.finish_task(run_id, "extract", 1, "w1", state=TaskState.SUCCESS, now=T0 + 3,
+                             lease_token=ti.lease_token)
+    assert [a.state for a in store.attempts(run_id, "extract")] == [TaskState.SUCCESS]
+
+
+def test_renew_leases_extends_held_ones_and_reports_lost_ones(store: Store) -> None:
+    run_id = running_task(store)
+    token = store.get_task_instance(run_id, "extract").lease_token
+    assert token is not None
+    held = (run_id, "extract", 1, token)
+    assert store.renew_leases("w1", [held], T0 + 5, 10.0) == []
+    assert store.get_task_instance(run_id, "extract").lease_expires_at == T0 + 15
+    assert store.renew_leases("w2", [held], T0 + 6, 10.0) == [held], "another worker cannot renew it"
+    # the reaper gives the attempt up: the holder learns it at its next renewal
+    assert store.finish_task(run_id, "extract", 1, "w1", state=TaskState.UP_FOR_RETRY, now=T0 + 20,
+                             lease_token=token, attempt_state=TaskState.LOST, retry_at=T0 + 22)
+    assert store.renew_leases("w1", [held], T0 + 21, 10.0) == [held]
+    assert [a.state for a in store.attempts(run_id, "extract")] == [TaskState.LOST]
+
+
+def test_at_most_one_live_attempt_per_task(store: Store) -> None:
+    run_id = running_task(store)
+    assert isinstance(store, SqlStore)
+    with pytest.raises(store.dialect.integrity_error):
+        raw(store, "INSERT INTO attempts (run_id, task_id, attempt, state) VALUES (?, ?, 9, 'queued')",
+            (run_id, "extract"))
+
+
+def test_hold_lease_one_holder_at_a_time(store: Store) -> None:
+    assert store.hold_lease("scheduler", "a", T0, 5.0)
+    assert not store.hold_lease("scheduler", "b", T0 + 1, 5.0)
+    assert store.hold_lease("scheduler", "a", T0 + 4, 5.0), "the holder renews"
+    assert not store.hold_lease("scheduler", "b", T0 + 8.9, 5.0)
+    assert store.hold_lease("scheduler", "b", T0 + 9.1, 5.0), "a lapsed lease is taken over"
+    store.release_lease("scheduler", "a")  # not the holder: no effect
+    assert not store.hold_lease("scheduler", "a", T0 + 10, 5.0)
+    store.release_lease("scheduler", "b")
+    assert store.hold_lease("scheduler", "a", T0 + 10, 5.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 
@@ -32,6 +33,7 @@ class TaskState(StrEnum):
     UPSTREAM_FAILED = "upstream_failed"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+    LOST = "lost"  # attempts only: its worker's lease expired (died, hung, cut off)
 
 
 TASK_TERMINAL = frozenset(
@@ -111,10 +113,16 @@ class DagSpec:
 
     def task(self, task_id: str) -> TaskSpec:
         """The task with this id; KeyError when there is none."""
+        return self._tasks_by_id[task_id]
+
+    @cached_property
+    def _tasks_by_id(self) -> dict[str, TaskSpec]:
+        # The planner looks tasks up on every tick: a scan of a 200-task DAG per lookup made
+        # each tick quadratic. The first task wins on a duplicate id, as the scan did.
+        index: dict[str, TaskSpec] = {}
         for t in self.tasks:
-            if t.id == task_id:
-                return t
-        raise KeyError(task_id)
+            index.setdefault(t.id, t)
+        return index
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

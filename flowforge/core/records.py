@@ -72,11 +72,14 @@ class TaskInstance:
     exit_code: int | None = None
     error: str | None = None
     worker_id: str | None = None
+    lease_token: str | None = None  # fencing token of the running attempt
+    lease_expires_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
+        """JSON-ready form (without the lease token: it is the running worker's alone)."""
         d = asdict(self)
         d["state"] = str(self.state)
+        del d["lease_token"]
         return d
 
 

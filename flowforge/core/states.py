@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from enum import StrEnum
 
@@ -27,13 +28,15 @@ def evaluate_trigger(rule: TriggerRule, upstream: Iterable[TaskState]) -> Readin
     Decides as early as the outcome is certain (e.g. `all_success` fails as soon as
     one upstream failed), as Airflow does. A task with no upstream is always ready.
     """
-    states = list(upstream)
-    if not states:
+    # One counting pass in C: the scheduler evaluates every pending task on every tick, and a
+    # layer of 20 tasks each waiting on 20 upstream made four Python passes add up.
+    counts = Counter(upstream)
+    if not counts:
         return Readiness.READY
-    done = all(s in TASK_TERMINAL for s in states)
-    n_success = sum(s == TaskState.SUCCESS for s in states)
-    n_failed = sum(s in _FAILED for s in states)
-    n_skipped = sum(s == TaskState.SKIPPED for s in states)
+    done = TASK_TERMINAL.issuperset(counts)
+    n_success = counts[TaskState.SUCCESS]
+    n_failed = sum(counts[s] for s in _FAILED)
+    n_skipped = counts[TaskState.SKIPPED]
 
     if rule is TriggerRule.ALL_SUCCESS:
         if n_failed:

@@ -118,12 +118,37 @@ class Store(Protocol):
         """Move each (task_id, attempt) in one of `expected` at that attempt to `new`; returns ids moved."""
         ...
 
-    def claim_task(self, run_id: str, task_id: str, attempt: int, worker_id: str, now: float) -> TaskInstance | None:
-        """`queued` → `running` for exactly this attempt, recording the worker.
+    def claim_task(
+        self, run_id: str, task_id: str, attempt: int, worker_id: str, now: float, lease_secs: float = 15.0
+    ) -> TaskInstance | None:
+        """`queued` → `running` for exactly this attempt, recording the worker and a new lease.
 
-        Returns the updated instance, or None when it was not queued at that attempt
-        (a duplicate or stale message): the caller must then not run it.
+        The lease (a fresh random `lease_token`, valid until now+lease_secs) is the attempt's
+        fencing token: renewals and the result count only with it. Returns the updated
+        instance, or None when it was not queued at that attempt (a duplicate or stale
+        message): the caller must then not run it.
         """
+        ...
+
+    def renew_leases(
+        self, worker_id: str, leases: Sequence[tuple[str, str, int, str]], now: float, lease_secs: float
+    ) -> list[tuple[str, str, int, str]]:
+        """Extend the leases (run_id, task_id, attempt, token) this worker holds, in one transaction.
+
+        Returns those it lost (the attempt is no longer running under that token: cancelled,
+        timed out, or given up as lost): the worker must kill them and drop their results.
+        """
+        ...
+
+    def hold_lease(self, name: str, holder: str, now: float, ttl: float) -> bool:
+        """Take or keep the lease `name` (e.g. "scheduler") for `holder` until now+ttl.
+
+        Atomic; False while another holder's lease has not expired.
+        """
+        ...
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give up the lease `name` if `holder` has it, so that a standby takes over at once."""
         ...
 
     def finish_task(
@@ -138,11 +163,15 @@ class Store(Protocol):
         exit_code: int | None = None,
         error: str | None = None,
         retry_at: float | None = None,
+        lease_token: str | None = None,
+        attempt_state: TaskState | None = None,
     ) -> bool:
         """`running` → `state` (success, failed or up_for_retry) if this worker still runs this attempt.
 
-        The attempt row records the attempt's own result (`failed` when the instance goes
-        `up_for_retry`). Returns False, changing nothing, when the attempt was fenced off.
+        With `lease_token`, only while the attempt still holds that lease. The attempt row
+        records the attempt's own result: `attempt_state`, by default `failed` when the
+        instance goes `up_for_retry` (the reaper says `lost`). Returns False, changing
+        nothing, when the attempt was fenced off.
         """
         ...
 
@@ -199,8 +228,14 @@ class Store(Protocol):
         """Append a chunk of output to an attempt's log; raises NotFound for an unknown attempt."""
         ...
 
-    def read_log(self, run_id: str, task_id: str, attempt: int, after: int = 0) -> tuple[str, int]:
-        """The log text written after cursor `after` (0 = from the start), and the new cursor."""
+    def read_log(
+        self, run_id: str, task_id: str, attempt: int, after: int = 0, max_bytes: int | None = None
+    ) -> tuple[str, int]:
+        """The log text written after cursor `after` (0 = from the start), and the new cursor.
+
+        With `max_bytes`, the text stops at a piece boundary before it would pass that many
+        UTF-8 bytes, yet holds at least one piece when there is one; read on from the cursor.
+        """
         ...
 
     # -- workers ------------------------------------------------------------------------

@@ -35,8 +35,11 @@ CLEAR_TASK = (
 )
 CLEAR_ATTEMPTS = "UPDATE attempts SET cleared = TRUE WHERE run_id = ? AND task_id = ?"
 REOPEN_RUN = "UPDATE runs SET state = 'running', ended_at = NULL WHERE run_id = ?"
+# One index lookup per DAG (runs_logical_date): a GROUP BY over runs read every scheduled run
+# ever made, on every scheduler tick.
 LATEST_LOGICAL_DATES = (
-    "SELECT dag_id, MAX(logical_date) FROM runs WHERE logical_date IS NOT NULL GROUP BY dag_id"
+    "SELECT d.dag_id, (SELECT MAX(r.logical_date) FROM runs r"
+    " WHERE r.dag_id = d.dag_id AND r.logical_date IS NOT NULL) FROM dags d"
 )
 LOGICAL_DATES_BETWEEN = (
     "SELECT logical_date FROM runs WHERE dag_id = ? AND logical_date >= ? AND logical_date <= ?"
@@ -108,7 +111,7 @@ class RunControl:
 
     def latest_logical_dates(self) -> dict[str, float]:
         """The newest logical date of each DAG's scheduled (or backfilled) runs."""
-        return {dag_id: latest for dag_id, latest in self._all(LATEST_LOGICAL_DATES)}
+        return {dag_id: latest for dag_id, latest in self._all(LATEST_LOGICAL_DATES) if latest is not None}
 
     def logical_dates(self, dag_id: str, start: float, end: float) -> set[float]:
         """Logical dates of the DAG's runs within [start, end]."""

@@ -74,6 +74,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 exit_code INTEGER,
                 error TEXT,
                 worker_id TEXT,
+                -- the running attempt's fencing token: new on every claim; renewals and the
+                -- result are accepted only with it, and only before lease_expires_at passes
+                lease_token TEXT,
+                lease_expires_at DOUBLE PRECISION,
                 PRIMARY KEY (run_id, task_id))""",
             """CREATE TABLE attempts (
                 run_id TEXT NOT NULL,
@@ -89,12 +93,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 -- set when a user clears the task to run it again: its history stays, but it no
                 -- longer counts as the task's result
                 cleared BOOLEAN NOT NULL DEFAULT FALSE,
+                lease_token TEXT,
                 PRIMARY KEY (run_id, task_id, attempt),
                 FOREIGN KEY (run_id, task_id) REFERENCES task_instances (run_id, task_id) ON DELETE CASCADE)""",
             # The last line of defence for "no successful task is run again": even if every
             # check above it failed, the database refuses a second success.
             "CREATE UNIQUE INDEX attempts_one_success ON attempts (run_id, task_id)"
             " WHERE state = 'success' AND NOT cleared",
+            # ... and at most one attempt of a task is ever queued or running at a time.
+            "CREATE UNIQUE INDEX attempts_one_live ON attempts (run_id, task_id) WHERE state IN ('queued', 'running')",
+            # One row per role that must have a single active holder (the scheduler): whoever
+            # holds an unexpired lease acts; the others wait and take over when it lapses.
+            """CREATE TABLE leases (
+                name TEXT PRIMARY KEY,
+                holder TEXT NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL)""",
             """CREATE TABLE task_logs (
                 run_id TEXT NOT NULL,
                 task_id TEXT NOT NULL,
@@ -128,6 +141,18 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 last_heartbeat DOUBLE PRECISION NOT NULL,
                 running_json TEXT NOT NULL,
                 state TEXT NOT NULL)""",
+        ],
+    ),
+    (
+        2,
+        [
+            # Runs of one state, newest first (the scheduler's active runs, `runs --state …`) read
+            # just what they return, however long the history; it serves what runs_state did.
+            "CREATE INDEX runs_state_created ON runs (state, created_at)",
+            "DROP INDEX runs_state",
+            # Counting task instances by state (/status, /metrics) reads this small index
+            # instead of every row of the table.
+            "CREATE INDEX task_instances_state ON task_instances (state)",
         ],
     ),
 ]

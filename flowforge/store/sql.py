@@ -36,6 +36,8 @@ class Cursor(Protocol):
 
     def fetchone(self) -> Any: ...
 
+    def fetchmany(self, size: int, /) -> list[Any]: ...
+
     def fetchall(self) -> list[Any]: ...
 
 
@@ -104,7 +106,7 @@ INSERT_TI = "INSERT INTO task_instances (run_id, task_id, position, state, attem
 # Column order matches the TaskInstance / Attempt dataclasses, so rows map positionally.
 TI_COLS = (
     "SELECT run_id, task_id, state, attempt, retry_at, queued_at, started_at, ended_at,"
-    " exit_code, error, worker_id FROM task_instances"
+    " exit_code, error, worker_id, lease_token, lease_expires_at FROM task_instances"
 )
 LIST_TI = TI_COLS + " WHERE run_id = ? ORDER BY position"
 GET_TI = TI_COLS + " WHERE run_id = ? AND task_id = ?"
@@ -114,21 +116,25 @@ LIST_ATTEMPTS = (
 )
 QUEUE_TI = (
     "UPDATE task_instances SET state = 'queued', attempt = attempt + 1, queued_at = ?, retry_at = NULL,"
-    " started_at = NULL, ended_at = NULL, exit_code = NULL, error = NULL, worker_id = NULL"
+    " started_at = NULL, ended_at = NULL, exit_code = NULL, error = NULL, worker_id = NULL,"
+    " lease_token = NULL, lease_expires_at = NULL"
     " WHERE run_id = ? AND task_id = ? AND attempt = ? AND state IN ('pending', 'up_for_retry')"
 )
 INSERT_ATTEMPT = "INSERT INTO attempts (run_id, task_id, attempt, state, queued_at) VALUES (?, ?, ?, 'queued', ?)"
+# RETURNING the claimed row saves a round trip per task (SQLite 3.35+, PostgreSQL).
 CLAIM_TI = (
-    "UPDATE task_instances SET state = 'running', started_at = ?, worker_id = ?"
-    " WHERE run_id = ? AND task_id = ? AND attempt = ? AND state = 'queued'"
+    "UPDATE task_instances SET state = 'running', started_at = ?, worker_id = ?, lease_token = ?,"
+    " lease_expires_at = ? WHERE run_id = ? AND task_id = ? AND attempt = ? AND state = 'queued'"
+    " RETURNING " + TI_COLS.removeprefix("SELECT ").removesuffix(" FROM task_instances")
 )
 CLAIM_ATTEMPT = (
-    "UPDATE attempts SET state = 'running', started_at = ?, worker_id = ?"
+    "UPDATE attempts SET state = 'running', started_at = ?, worker_id = ?, lease_token = ?"
     " WHERE run_id = ? AND task_id = ? AND attempt = ?"
 )
 FINISH_TI = (
     "UPDATE task_instances SET state = ?, ended_at = ?, exit_code = ?, error = ?, retry_at = ?"
     " WHERE run_id = ? AND task_id = ? AND attempt = ? AND state = 'running' AND worker_id = ?"
+    " AND (CAST(? AS TEXT) IS NULL OR lease_token = ?)"
 )
 FINISH_ATTEMPT = (
     "UPDATE attempts SET state = ?, ended_at = ?, exit_code = ?, error = ?"
@@ -139,6 +145,14 @@ CLOSE_ATTEMPT = (
     "UPDATE attempts SET state = ?, ended_at = ?"
     " WHERE run_id = ? AND task_id = ? AND attempt = ? AND state IN ('queued', 'running')"
 )
+RENEW_LEASE = (
+    "UPDATE task_instances SET lease_expires_at = ?"
+    " WHERE run_id = ? AND task_id = ? AND attempt = ? AND state = 'running' AND worker_id = ? AND lease_token = ?"
+)
+TAKE_LEASE = "UPDATE leases SET holder = ?, expires_at = ? WHERE name = ? AND (holder = ? OR expires_at < ?)"
+INSERT_LEASE = "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)"
+RELEASE_LEASE = "UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ?"
+DEFAULT_LEASE_SECS = 15.0
 ACTIVE_COUNTS = (
     "SELECT r.dag_id, COUNT(*) FROM runs r JOIN task_instances t ON t.run_id = r.run_id"
     " WHERE r.state IN ('queued', 'running') AND t.state IN ('queued', 'running') GROUP BY r.dag_id"
@@ -147,6 +161,7 @@ APPEND_LOG = (
     "INSERT INTO task_logs (run_id, task_id, attempt, seq, data)"
     " SELECT ?, ?, ?, COALESCE(MAX(seq), 0) + 1, ? FROM task_logs WHERE run_id = ? AND task_id = ? AND attempt = ?"
 )
+LOG_PIECE_CHARS = 65536  # the largest piece of log one row holds
 READ_LOG = "SELECT seq, data FROM task_logs WHERE run_id = ? AND task_id = ? AND attempt = ? AND seq > ? ORDER BY seq"
 UPSERT_WORKER = (
     "INSERT INTO workers (worker_id, host, pid, slots, started_at, last_heartbeat, running_json, state)"
@@ -452,14 +467,19 @@ class SqlStore(RunControl, EventLog, ABC):
             self._emit_tasks(cur, run_id, moved, now)
         return moved
 
-    def claim_task(self, run_id: str, task_id: str, attempt: int, worker_id: str, now: float) -> TaskInstance | None:
-        """`queued` → `running` for exactly this attempt; None when it was not queued at that attempt."""
+    def claim_task(
+        self, run_id: str, task_id: str, attempt: int, worker_id: str, now: float, lease_secs: float = DEFAULT_LEASE_SECS
+    ) -> TaskInstance | None:
+        """`queued` → `running` for exactly this attempt with a new lease; None when it was not queued at that attempt."""
+        token = uuid.uuid4().hex
         with self._transaction() as cur:
-            if self._exec(cur, CLAIM_TI, (now, worker_id, run_id, task_id, attempt)).rowcount != 1:
+            params = (now, worker_id, token, now + lease_secs, run_id, task_id, attempt)
+            rows = self._exec(cur, CLAIM_TI, params).fetchall()
+            if len(rows) != 1:
                 return None
-            self._exec(cur, CLAIM_ATTEMPT, (now, worker_id, run_id, task_id, attempt))
+            self._exec(cur, CLAIM_ATTEMPT, (now, worker_id, token, run_id, task_id, attempt))
             self._emit_tasks(cur, run_id, [task_id], now)
-            return _ti(self._exec(cur, GET_TI, (run_id, task_id)).fetchone())
+            return _ti(rows[0])
 
     def finish_task(
         self,
@@ -473,18 +493,55 @@ class SqlStore(RunControl, EventLog, ABC):
         exit_code: int | None = None,
         error: str | None = None,
         retry_at: float | None = None,
+        lease_token: str | None = None,
+        attempt_state: TaskState | None = None,
     ) -> bool:
-        """`running` → `state` if this worker still runs this attempt; False (no change) when fenced off."""
+        """`running` → `state` if this worker still runs this attempt (with this lease); False when fenced off."""
         if state not in FINISH_STATES:
             raise ValueError(f"finish_task state must be success, failed or up_for_retry, not {state}")
-        attempt_state = TaskState.FAILED if state == TaskState.UP_FOR_RETRY else state
+        if attempt_state is None:
+            attempt_state = TaskState.FAILED if state == TaskState.UP_FOR_RETRY else state
         with self._transaction() as cur:
-            params = (str(state), now, exit_code, error, retry_at, run_id, task_id, attempt, worker_id)
+            params = (str(state), now, exit_code, error, retry_at, run_id, task_id, attempt, worker_id,
+                      lease_token, lease_token)  # fmt: skip
             if self._exec(cur, FINISH_TI, params).rowcount != 1:
                 return False
             self._exec(cur, FINISH_ATTEMPT, (str(attempt_state), now, exit_code, error, run_id, task_id, attempt))
             self._emit_tasks(cur, run_id, [task_id], now)
         return True
+
+    def renew_leases(
+        self, worker_id: str, leases: Sequence[tuple[str, str, int, str]], now: float, lease_secs: float
+    ) -> list[tuple[str, str, int, str]]:
+        """Extend the leases (run_id, task_id, attempt, token) this worker holds; returns those it lost.
+
+        A lease is lost when its attempt is no longer running under that token: the run was
+        cancelled or timed out, or the lease expired and the attempt was given up as lost.
+        """
+        lost = []
+        if not leases:
+            return lost
+        with self._transaction() as cur:
+            for run_id, task_id, attempt, token in leases:
+                params = (now + lease_secs, run_id, task_id, attempt, worker_id, token)
+                if self._exec(cur, RENEW_LEASE, params).rowcount != 1:
+                    lost.append((run_id, task_id, attempt, token))
+        return lost
+
+    def hold_lease(self, name: str, holder: str, now: float, ttl: float) -> bool:
+        """Take or keep the lease `name` for `holder` until now+ttl; False while another holds it unexpired."""
+        with self._transaction() as cur:
+            if self._exec(cur, TAKE_LEASE, (holder, now + ttl, name, holder, now)).rowcount == 1:
+                return True
+            try:
+                return self._exec(cur, INSERT_LEASE, (name, holder, now + ttl)).rowcount == 1
+            except self.dialect.integrity_error:
+                return False  # another process inserted it first
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give up the lease `name` if `holder` has it, so a standby takes over at once."""
+        with self._transaction() as cur:
+            self._exec(cur, RELEASE_LEASE, (name, holder))
 
     def active_task_counts(self) -> dict[str, int]:
         """Number of `queued` + `running` task instances per dag_id, over all active runs."""
@@ -495,16 +552,36 @@ class SqlStore(RunControl, EventLog, ABC):
         """Append a chunk of output to an attempt's log; NotFound when the attempt does not exist."""
         if not text:
             return
+        # Stored in pieces of bounded size, so that a reader can page through any log (read_log's max_bytes).
+        pieces = [text[i : i + LOG_PIECE_CHARS] for i in range(0, len(text), LOG_PIECE_CHARS)]
         with self._transaction() as cur:
             try:
-                self._exec(cur, APPEND_LOG, (run_id, task_id, attempt, text, run_id, task_id, attempt))
+                for piece in pieces:
+                    self._exec(cur, APPEND_LOG, (run_id, task_id, attempt, piece, run_id, task_id, attempt))
             except self.dialect.integrity_error as e:
                 raise NotFound(f"no attempt {attempt} of task {task_id!r} in run {run_id!r}") from e
 
-    def read_log(self, run_id: str, task_id: str, attempt: int, after: int = 0) -> tuple[str, int]:
-        """The log text written after cursor `after` (0 = from the start), and the new cursor."""
-        rows = self._all(READ_LOG, (run_id, task_id, attempt, after))
-        return "".join(r[1] for r in rows), (rows[-1][0] if rows else after)
+    def read_log(
+        self, run_id: str, task_id: str, attempt: int, after: int = 0, max_bytes: int | None = None
+    ) -> tuple[str, int]:
+        """The log text written after cursor `after` (0 = from the start), and the new cursor.
+
+        With `max_bytes`, stops before the piece that would take the text (UTF-8) past it, but
+        always returns at least one piece when there is one: read on from the cursor for the rest.
+        """
+        parts: list[str] = []
+        cursor, size = after, 0
+        with self._transaction(write=False) as cur:
+            self._exec(cur, READ_LOG, (run_id, task_id, attempt, after))
+            while rows := cur.fetchmany(64):
+                for seq, data in rows:
+                    if max_bytes is not None:
+                        size += len(data.encode("utf-8"))
+                        if parts and size > max_bytes:
+                            return "".join(parts), cursor
+                    parts.append(data)
+                    cursor = seq
+        return "".join(parts), cursor
 
     # -- workers ---------------------------------------------------------------------------
     def upsert_worker(self, worker: WorkerInfo) -> None:
