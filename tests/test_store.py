@@ -537,3 +537,14 @@ def test_hold_lease_one_holder_at_a_time(store: Store) -> None:
     assert not store.hold_lease("scheduler", "a", T0 + 10, 5.0)
     store.release_lease("scheduler", "b")
     assert store.hold_lease("scheduler", "a", T0 + 10, 5.0)
+
+
+def test_a_trigger_with_the_same_idempotency_key_returns_the_same_run(store: Store) -> None:
+    store.put_dag(make_spec(), "src", T0)
+    first = store.create_run("etl", triggered_by="ci", params={}, now=T0, idempotency_key="build-42")
+    again = store.create_run("etl", triggered_by="ci", params={}, now=T0 + 1, idempotency_key="build-42")
+    other = store.create_run("etl", triggered_by="ci", params={}, now=T0 + 2, idempotency_key="build-43")
+    plain = [store.create_run("etl", triggered_by="ci", params={}, now=T0 + 3) for _ in range(2)]
+    assert again.run_id == first.run_id and again.created_at == first.created_at
+    assert len({first.run_id, other.run_id, *(r.run_id for r in plain)}) == 4
+    assert len(store.list_runs(dag_id="etl")) == 4

@@ -58,8 +58,12 @@ class Store(Protocol):
         params: dict[str, Any],
         now: float,
         logical_date: float | None = None,
+        idempotency_key: str | None = None,
     ) -> Run:
         """Create a `queued` run of the DAG's latest version with every task `pending`, atomically.
+
+        With an `idempotency_key` that the DAG already has a run for, that run is returned
+        and nothing is created (a client retrying a trigger gets one run, not two).
 
         Raises NotFound for an unknown or inactive DAG, and Conflict when the DAG already has
         a run for this `logical_date` (so a cron tick can never start two runs).

@@ -51,6 +51,9 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 triggered_by TEXT NOT NULL,
                 params_json TEXT NOT NULL,
                 logical_date DOUBLE PRECISION,
+                -- set by a client that may send the same trigger twice (a retry after a
+                -- timeout): the second request gets the first one's run
+                idempotency_key TEXT,
                 created_at DOUBLE PRECISION NOT NULL,
                 started_at DOUBLE PRECISION,
                 ended_at DOUBLE PRECISION,
@@ -61,6 +64,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             # One run per logical date (cron tick) per DAG: a second scheduler or a retried
             # tick cannot start the same scheduled run twice.
             "CREATE UNIQUE INDEX runs_logical_date ON runs (dag_id, logical_date) WHERE logical_date IS NOT NULL",
+            "CREATE UNIQUE INDEX runs_idempotency_key ON runs (dag_id, idempotency_key)"
+            " WHERE idempotency_key IS NOT NULL",
             """CREATE TABLE task_instances (
                 run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
                 task_id TEXT NOT NULL,

@@ -98,9 +98,10 @@ RUN_COLS = (
 )
 GET_RUN = RUN_COLS + " WHERE run_id = ?"
 INSERT_RUN = (
-    "INSERT INTO runs (run_id, dag_id, dag_version, state, triggered_by, params_json, logical_date, created_at)"
-    " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)"
+    "INSERT INTO runs (run_id, dag_id, dag_version, state, triggered_by, params_json, logical_date,"
+    " idempotency_key, created_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)"
 )
+GET_RUN_BY_KEY = RUN_COLS + " WHERE dag_id = ? AND idempotency_key = ?"
 INSERT_TI = "INSERT INTO task_instances (run_id, task_id, position, state, attempt) VALUES (?, ?, ?, 'pending', 0)"
 
 # Column order matches the TaskInstance / Attempt dataclasses, so rows map positionally.
@@ -336,8 +337,29 @@ class SqlStore(RunControl, EventLog, ABC):
         params: dict[str, Any],
         now: float,
         logical_date: float | None = None,
+        idempotency_key: str | None = None,
     ) -> Run:
-        """Create a `queued` run of the latest version, every task `pending`; NotFound, Conflict."""
+        """Create a `queued` run of the latest version, every task `pending`; NotFound, Conflict.
+
+        With an `idempotency_key` the DAG already has a run for, that run is returned instead.
+        """
+        if idempotency_key is not None:
+            existing = self._all(GET_RUN_BY_KEY, (dag_id, idempotency_key))
+            if existing:
+                return _run(existing[0])
+        try:
+            return self._insert_run(dag_id, triggered_by, params, now, logical_date, idempotency_key)
+        except Conflict:
+            # Two requests with one key raced: the other one's run is the answer.
+            existing = self._all(GET_RUN_BY_KEY, (dag_id, idempotency_key)) if idempotency_key else []
+            if existing:
+                return _run(existing[0])
+            raise
+
+    def _insert_run(
+        self, dag_id: str, triggered_by: str, params: dict[str, Any], now: float, logical_date: float | None,
+        idempotency_key: str | None,
+    ) -> Run:
         with self._transaction() as cur:
             row = self._exec(cur, DAG_LATEST, (dag_id,)).fetchone()
             if row is None or not row[1]:
@@ -345,7 +367,8 @@ class SqlStore(RunControl, EventLog, ABC):
             version, task_ids = row[0], [t["id"] for t in json.loads(row[2])["tasks"]]
             run = Run(_new_run_id(), dag_id, version, RunState.QUEUED, triggered_by, dict(params), logical_date, now)
             try:
-                values = (run.run_id, dag_id, version, triggered_by, json.dumps(params), logical_date, now)
+                values = (run.run_id, dag_id, version, triggered_by, json.dumps(params), logical_date,
+                          idempotency_key, now)  # fmt: skip
                 self._exec(cur, INSERT_RUN, values)
             except self.dialect.integrity_error as e:
                 raise Conflict(f"DAG {dag_id!r} already has a run for logical date {logical_date}") from e
