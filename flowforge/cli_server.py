@@ -28,6 +28,15 @@ HomeOpt = Annotated[Path | None, typer.Option(help="Data directory (default: $FL
 InsecureOpt = Annotated[
     bool, typer.Option("--insecure", help="Allow a non-loopback --host without FLOWFORGE_API_TOKEN.")
 ]
+GraceOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--grace",
+        min=0,
+        help="On SIGTERM/Ctrl-C: seconds running tasks may take to finish; the rest are killed and "
+        "given back to run again (default: 30).",
+    ),
+]
 TokenFileOpt = Annotated[
     Path | None,
     typer.Option(
@@ -55,11 +64,14 @@ def up(
         bool, typer.Option("--insecure", help="Allow a non-loopback --host without FLOWFORGE_API_TOKEN.")
     ] = False,
     token_file: TokenFileOpt = None,
+    grace: GraceOpt = None,
 ) -> None:
     """Start everything in one process: API, web page, scheduler and workers. Ctrl-C stops it."""
     from .services import run_all_in_one
 
-    settings = _settings(home=home, host=host, port=port, concurrency=concurrency, token_file=token_file)
+    settings = _settings(
+        home=home, host=host, port=port, concurrency=concurrency, token_file=token_file, grace_secs=grace
+    )
     _refuse_open_bind(settings, insecure)
     paths = find_examples() if examples else []
     if examples and not paths:
@@ -98,11 +110,11 @@ def scheduler(home: HomeOpt = None) -> None:
     _start(lambda: run_scheduler(settings))
 
 
-def worker(concurrency: ConcurrencyOpt = None, home: HomeOpt = None) -> None:
-    """Run a worker with N task slots; Ctrl-C lets running tasks finish (within a grace period)."""
+def worker(concurrency: ConcurrencyOpt = None, home: HomeOpt = None, grace: GraceOpt = None) -> None:
+    """Run a worker with N task slots; SIGTERM/Ctrl-C lets running tasks finish (within --grace)."""
     from .services import run_worker
 
-    settings = _settings(home=home, concurrency=concurrency)
+    settings = _settings(home=home, concurrency=concurrency, grace_secs=grace)
     _require_shared_queue(settings, "worker")
     typer.echo(
         f"FlowForge {__version__} worker: {settings.concurrency} slot(s) ({_backends(settings)})", err=True

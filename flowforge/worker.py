@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from .core.errors import Unavailable
@@ -51,6 +51,7 @@ class Held:
     token: str
     pgid: int | None = None
     lost: bool = False  # the lease was refused: kill the task, drop its result
+    given_back: bool = False  # killed at shutdown: another attempt runs it, whatever its budget
 
 
 class LogBuffer:
@@ -218,10 +219,15 @@ class Worker:
         state, retry_at = attempt_outcome(
             msg.attempt, task.retries, result.succeeded, now, task.retry_delay_secs, task.max_retry_delay_secs
         )
+        attempt_state = None
+        if held.given_back and not result.succeeded:
+            # The worker stopped, not the task: the attempt does not count against its retries.
+            state, retry_at, attempt_state = TaskState.UP_FOR_RETRY, now, TaskState.LOST
+            result = replace(result, error=f"worker {self.worker_id} stopped before the task ended; given back")
         recorded = self._until_stored("record the result", msg, lambda: self.store.finish_task(
             msg.run_id, msg.task_id, msg.attempt, self.worker_id,
             state=state, now=now, exit_code=result.exit_code, error=result.error, retry_at=retry_at,
-            lease_token=held.token,
+            lease_token=held.token, attempt_state=attempt_state,
         ))
         if not recorded:
             log.info("result dropped: the attempt was stopped or given up meanwhile",
@@ -287,7 +293,10 @@ class Worker:
     def kill_running(self) -> int:
         """SIGKILL the process groups of every task this worker runs; returns how many."""
         with self._lock:
-            groups = [h.pgid for h in self._running.values() if h.pgid is not None]
+            held = list(self._running.values())
+        for h in held:
+            h.given_back = True
+        groups = [h.pgid for h in held if h.pgid is not None]
         for pgid in groups:
             try:
                 os.killpg(pgid, signal.SIGKILL)

@@ -403,3 +403,34 @@ def test_a_standby_scheduler_does_nothing_until_it_leads(engine):
     engine.store.release_lease("scheduler", other.holder)
     assert engine.wait(run.run_id).state == RunState.SUCCESS
     assert engine.scheduler.is_leader
+
+
+def test_a_stopping_worker_lets_short_tasks_finish_and_gives_back_the_rest(engine, tmp_path):
+    engine.submit("""
+id: drain
+tasks:
+  - {id: short, command: "sleep 0.5; echo short done"}
+  - {id: long, command: '[ "$FLOWFORGE_ATTEMPT" -ge 2 ] && echo second || exec sleep 60', retries: 0}
+""")
+    run = engine.trigger("drain")
+    stop = threading.Event()
+    first = threading.Thread(target=engine.worker.run, args=(stop, 1.5), daemon=True)
+    first.start()
+    engine.scheduler.tick(time.time())
+    deadline = time.monotonic() + 10
+    while {ti.state for ti in engine.store.task_instances(run.run_id)} != {TaskState.RUNNING}:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    stop.set()  # SIGTERM: take nothing new, let running tasks go on for the grace period
+    first.join(15)
+    short = engine.store.get_task_instance(run.run_id, "short")
+    assert short.state == TaskState.SUCCESS, "a task shorter than the grace period finishes"
+    long_attempts = engine.store.attempts(run.run_id, "long")
+    assert [a.state for a in long_attempts] == [TaskState.LOST]
+    assert "given back" in long_attempts[0].error
+    assert engine.store.get_task_instance(run.run_id, "long").state == TaskState.UP_FOR_RETRY
+    # a new worker runs it again, although its retry budget was 0: the worker stopped, not the task
+    engine.worker = Worker(engine.store, engine.queue, slots=2, kill_grace=0.5, heartbeat_secs=0.2)
+    engine.start()
+    assert engine.wait(run.run_id).state == RunState.SUCCESS
+    assert engine.log(run.run_id, "long", 2) == "second\n"
