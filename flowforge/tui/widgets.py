@@ -1,0 +1,193 @@
+"""The dashboard's tables and text panes, and the formatting they share."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from rich.cells import cell_len
+from rich.text import Text
+from textual.widgets import DataTable, Static
+from textual.widgets.data_table import CellDoesNotExist
+
+from .states import STATE_CLASSES, foreground, run_glyph, state_class, task_glyph
+
+
+def fmt_time(ts: float | None, now: float) -> str:
+    """Local clock time; with the date when it is not today."""
+    if ts is None:
+        return "—"
+    if time.strftime("%Y%m%d", time.localtime(ts)) == time.strftime("%Y%m%d", time.localtime(now)):
+        return time.strftime("%H:%M:%S", time.localtime(ts))
+    return time.strftime("%m-%d %H:%M", time.localtime(ts))
+
+
+def fmt_duration(start: float | None, end: float | None, now: float) -> str:
+    """`1.2s`, `3m05s`, `2h10m`; up to now while still running."""
+    if start is None:
+        return "—"
+    secs = max(0.0, (end if end is not None else now) - start)
+    if secs < 60:
+        return f"{secs:.1f}s"
+    if secs < 3600:
+        return f"{int(secs // 60)}m{int(secs % 60):02d}s"
+    return f"{int(secs // 3600)}h{int(secs % 3600 // 60):02d}m"
+
+
+MAX_ATTEMPT_LINES = 3
+
+
+class StateTable(DataTable[Any]):
+    """A DataTable whose cells can be coloured by run or task state (colours in app.tcss)."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = DataTable.COMPONENT_CLASSES | STATE_CLASSES
+    DEFAULT_CLASSES = "stateful"
+    _spec: list[tuple[str, str]]
+    _widths: list[int]
+
+    def styled(self, text: str, state: str | None) -> Text:
+        """`text` in the colour of `state`."""
+        return Text(text, style=self.state_style(state))
+
+    def state_style(self, state: str | None) -> Any:
+        """The colour of `state` (blended with the theme, so it works on any row background)."""
+        return foreground(self.get_component_rich_style(state_class(state)))
+
+    def run_state(self, state: str | None) -> Text:
+        """Glyph and name of a run state, coloured."""
+        return self.styled(f"{run_glyph(state)} {state or '—'}", state)
+
+    def selected_key(self) -> str | None:
+        """The key of the row under the cursor."""
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        except CellDoesNotExist:  # the cursor can sit outside a table that just shrank
+            return None
+        return str(key) if key is not None else None
+
+    def set_columns(self, columns: Sequence[tuple[str, str]]) -> None:
+        """Declare the (label, key) columns; their widths follow the data (see `sync_rows`)."""
+        self._spec = list(columns)
+        self._widths = [cell_len(label) for label, _ in self._spec]
+        for (label, key), width in zip(self._spec, self._widths, strict=True):
+            self.add_column(label, key=key, width=width)
+
+    def sync_rows(self, rows: Sequence[tuple[str, Sequence[Any]]], keep: str | None) -> None:
+        """Show these (key, cells) rows: cells updated in place, the table rebuilt when keys or widths change.
+
+        Columns get explicit widths that only grow: DataTable measures automatic widths later, when
+        idle, and a frame drawn before that would show cut-off cells. The cursor is put back on
+        `keep`. Call inside `prevent(RowHighlighted)` so that redrawing is not taken for the user moving.
+        """
+        keys = [k for k, _ in rows]
+        current = [str(r.key.value) for r in self.ordered_rows]
+        base = self._widths if keys == current else [cell_len(label) for label, _ in self._spec]
+        widths = [max([base[i], *(_cell_width(cells[i]) for _, cells in rows)]) for i in range(len(self._spec))]
+        if keys == current and widths == self._widths:
+            columns = [key for _, key in self._spec]
+            for key, cells in rows:
+                for col, value in zip(columns, cells, strict=False):
+                    if self.get_cell(key, col) != value:
+                        self.update_cell(key, col, value)
+        else:
+            self.clear(columns=True)
+            self._widths = widths
+            for (label, key), width in zip(self._spec, widths, strict=True):
+                self.add_column(label, key=key, width=width)
+            for key, cells in rows:
+                self.add_row(*cells, key=key)
+        if keep in keys:
+            target = keys.index(keep)
+            if self.cursor_row != target:
+                self.move_cursor(row=target, animate=False, scroll=True)
+
+
+def _cell_width(value: Any) -> int:
+    return value.cell_len if isinstance(value, Text) else cell_len(str(value))
+
+
+class StatusBar(Static):
+    """The top line: API address, connection, run and worker counts."""
+
+
+def dag_rows(
+    dags: list[dict[str, Any]],
+    last_runs: dict[str, dict[str, Any]],
+    needle: str,
+    table: StateTable,
+) -> list[tuple[str, list[Any]]]:
+    """The DAG table's rows: last run glyph, id, paused mark, schedule; filtered by `needle`."""
+    needle = needle.strip().lower()
+    out = []
+    for dag in dags:
+        haystack = " ".join([dag["id"], dag.get("name") or "", *dag.get("tags", [])]).lower()
+        if needle and needle not in haystack:
+            continue
+        last = last_runs.get(dag["id"])
+        state = last.get("state") if last else None
+        out.append(
+            (
+                dag["id"],
+                [
+                    table.styled(run_glyph(state) if last else " ", state),
+                    Text(dag["id"], style="dim" if dag.get("paused") else ""),
+                    Text("paused", style="italic") if dag.get("paused") else Text(""),
+                    dag.get("schedule") or "—",
+                ],
+            )
+        )
+    return out
+
+
+def run_rows(runs: list[dict[str, Any]], table: StateTable, now: float) -> list[tuple[str, list[Any]]]:
+    """The run table's rows: id, state, started, duration, who triggered it."""
+    return [
+        (
+            r["run_id"],
+            [
+                r["run_id"][:8],
+                table.run_state(r.get("state")),
+                fmt_time(r.get("started_at") or r.get("created_at"), now),
+                fmt_duration(r.get("started_at"), r.get("ended_at"), now),
+                r.get("triggered_by") or "",
+            ],
+        )
+        for r in runs
+    ]
+
+
+def attempts_text(task: dict[str, Any] | None, shown: int, now: float, style_of: Callable[[str | None], Any]) -> Text:
+    """One line per attempt: number, state, worker, start, duration, exit code, error; `shown` marked."""
+    if not task:
+        return Text("")
+    text = Text()
+    attempts = task.get("attempts") or []
+    if not attempts:
+        text.append(f"{task_glyph(task.get('state'))} {task.get('state')}", style_of(task.get("state")))
+        text.append(" · not attempted yet")
+        return text
+    if len(attempts) > MAX_ATTEMPT_LINES:
+        # The latest ones and the one shown; the rest are a `[` away.
+        keep = {a.get("attempt") for a in attempts[-(MAX_ATTEMPT_LINES - 1) :]} | {shown}
+        text.append(f"  {len(attempts) - len(keep)} earlier attempts ([ and ] to step)\n", "dim")
+        attempts = [a for a in attempts if a.get("attempt") in keep]
+    for a in attempts:
+        n, state = a.get("attempt"), a.get("state")
+        text.append("▸ " if n == shown else "  ")
+        text.append(f"#{n} {task_glyph(state)} {state}", style_of(state))
+        bits = [
+            fmt_time(a.get("started_at"), now),
+            fmt_duration(a.get("started_at"), a.get("ended_at"), now),
+        ]
+        if a.get("exit_code") is not None:
+            bits.append(f"exit {a['exit_code']}")
+        if a.get("worker_id"):
+            bits.append(str(a["worker_id"]))
+        if a.get("error") and a["error"] != f"exit code {a.get('exit_code')}":
+            bits.append(str(a["error"]))
+        text.append("  " + " · ".join(bits) + "\n")
+    text.rstrip()
+    return text
