@@ -198,6 +198,14 @@ def status_table(status: dict[str, Any]) -> Table:
     workers = {k: v for k, v in status.get("workers", {}).items() if k not in ("total", "slots")}
     table.add_row("Workers", counts(workers))
     table.add_row("Queue depth", str(status.get("queue_depth", 0)))
+    ready = status.get("ready")
+    if ready:
+        problems = [f"{part}: {ready[part]}" for part in ("store", "queue", "scheduler") if ready.get(part) != "ok"]
+        text = Text("ready", style="green") if ready.get("status") == "ready" else Text("not ready", style="red")
+        for problem in problems:
+            text.append(f"; {problem}")
+        table.add_row("Ready", text)
+        table.add_row("Scheduler leader", ready.get("leader") or "none")
     return table
 
 

@@ -6,6 +6,7 @@ They are registered on the app by cli.py.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,6 +18,34 @@ from .cli_output import EXIT_BAD_INPUT, fail
 
 if TYPE_CHECKING:  # the services pull in the engine and uvicorn: imported when a command runs
     from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+LogLevelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-level",
+        envvar="FLOWFORGE_LOG_LEVEL",
+        help="debug, info, warning, error or critical (default: info). Logs are JSON lines unless "
+        "stderr is a terminal; FLOWFORGE_LOG_FORMAT=json or console chooses.",
+    ),
+]
+MetricsPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=1,
+        max=65535,
+        envvar="FLOWFORGE_METRICS_PORT",
+        help="Serve this process's Prometheus metrics on this port (default: not served).",
+    ),
+]
+MetricsHostOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics-host", envvar="FLOWFORGE_METRICS_HOST", help="Address for --metrics-port (default: 127.0.0.1)."
+    ),
+]
 
 HostOpt = Annotated[str | None, typer.Option(help="Address to bind the API to (default: 127.0.0.1).")]
 PortOpt = Annotated[int | None, typer.Option(min=1, max=65535, help="Port of the API (default: 8080).")]
@@ -65,6 +94,7 @@ def up(
     ] = False,
     token_file: TokenFileOpt = None,
     grace: GraceOpt = None,
+    log_level: LogLevelOpt = None,
 ) -> None:
     """Start everything in one process: API, web page, scheduler and workers. Ctrl-C stops it."""
     from .services import run_all_in_one
@@ -73,13 +103,13 @@ def up(
         home=home, host=host, port=port, concurrency=concurrency, token_file=token_file, grace_secs=grace
     )
     _refuse_open_bind(settings, insecure)
+    _logging(log_level)
     paths = find_examples() if examples else []
     if examples and not paths:
-        typer.echo("warning: no examples/*.yaml next to the package or in the current directory", err=True)
-    typer.echo(
-        f"FlowForge {__version__}: http://{settings.host}:{settings.port} "
-        f"({settings.concurrency} worker slots, data in {settings.home}); Ctrl-C to stop",
-        err=True,
+        log.warning("no examples/*.yaml next to the package or in the current directory")
+    log.info(
+        "FlowForge %s: http://%s:%d (%d worker slots, data in %s); Ctrl-C to stop",
+        __version__, settings.host, settings.port, settings.concurrency, settings.home,
     )
     _start(lambda: run_all_in_one(settings, paths))
 
@@ -90,36 +120,62 @@ def api(
     home: HomeOpt = None,
     insecure: InsecureOpt = False,
     token_file: TokenFileOpt = None,
+    log_level: LogLevelOpt = None,
 ) -> None:
     """Serve the REST API and the web page (no scheduler, no workers). Ctrl-C stops it."""
     from .services import run_api
 
     settings = _settings(home=home, host=host, port=port, token_file=token_file)
     _refuse_open_bind(settings, insecure)
-    typer.echo(f"FlowForge {__version__} API: http://{settings.host}:{settings.port} ({_backends(settings)})", err=True)
+    _logging(log_level)
+    log.info("FlowForge %s API: http://%s:%d (%s)", __version__, settings.host, settings.port, _backends(settings))
     _start(lambda: run_api(settings))
 
 
-def scheduler(home: HomeOpt = None) -> None:
+def scheduler(
+    home: HomeOpt = None,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
     """Run the scheduler: start runs, queue ready tasks, retry, reap dead workers. Ctrl-C stops it."""
     from .services import run_scheduler
 
-    settings = _settings(home=home)
+    settings = _settings(home=home, metrics_port=metrics_port, metrics_host=metrics_host)
     _require_shared_queue(settings, "scheduler")
-    typer.echo(f"FlowForge {__version__} scheduler ({_backends(settings)})", err=True)
+    _logging(log_level)
+    log.info("FlowForge %s scheduler (%s)", __version__, _backends(settings))
     _start(lambda: run_scheduler(settings))
 
 
-def worker(concurrency: ConcurrencyOpt = None, home: HomeOpt = None, grace: GraceOpt = None) -> None:
+def worker(
+    concurrency: ConcurrencyOpt = None,
+    home: HomeOpt = None,
+    grace: GraceOpt = None,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
     """Run a worker with N task slots; SIGTERM/Ctrl-C lets running tasks finish (within --grace)."""
     from .services import run_worker
 
-    settings = _settings(home=home, concurrency=concurrency, grace_secs=grace)
-    _require_shared_queue(settings, "worker")
-    typer.echo(
-        f"FlowForge {__version__} worker: {settings.concurrency} slot(s) ({_backends(settings)})", err=True
+    settings = _settings(
+        home=home, concurrency=concurrency, grace_secs=grace, metrics_port=metrics_port, metrics_host=metrics_host
     )
+    _require_shared_queue(settings, "worker")
+    _logging(log_level)
+    log.info("FlowForge %s worker: %d slot(s) (%s)", __version__, settings.concurrency, _backends(settings))
     _start(lambda: run_worker(settings))
+
+
+def _logging(level: str | None) -> None:
+    """Set up this process's logs (JSON lines or console); a bad level exits 2 naming the setting."""
+    from .logsetup import setup_logging
+
+    try:
+        setup_logging(level)
+    except ValueError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
 
 
 def _settings(**overrides: Any) -> Settings:

@@ -120,6 +120,15 @@ class ApiClient:
         except ValueError as exc:
             raise ApiError(resp.status_code, "bad_response", f"the API answered with non-JSON from {path}") from exc
 
+    def _every_page(self, path: str, key: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every item of a paged list, reading on while the answer says `has_more`."""
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self._json("GET", path, params={**params, "offset": len(items)})
+            items.extend(page[key])
+            if not page.get("has_more") or not page[key]:
+                return items
+
     # -- system -----------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         """GET /health."""
@@ -138,14 +147,14 @@ class ApiClient:
         return self._json("GET", "/api/v1/status")
 
     def workers(self) -> list[dict[str, Any]]:
-        """GET /api/v1/workers."""
-        return self._json("GET", "/api/v1/workers")["workers"]
+        """GET /api/v1/workers, every page."""
+        return self._every_page("/api/v1/workers", "workers", {})
 
     # -- DAGs -------------------------------------------------------------------------
     def list_dags(self, include_inactive: bool = False) -> list[dict[str, Any]]:
-        """GET /api/v1/dags."""
+        """GET /api/v1/dags, every page."""
         params = {"include_inactive": "1"} if include_inactive else {}
-        return self._json("GET", "/api/v1/dags", params=params)["dags"]
+        return self._every_page("/api/v1/dags", "dags", params)
 
     def submit_dag(self, yaml_text: str) -> dict[str, Any]:
         """POST /api/v1/dags with the YAML; the stored record plus `created` / `changed`."""

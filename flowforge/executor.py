@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 import select
 import signal
 import subprocess
@@ -17,6 +18,21 @@ from typing import Any
 # so that a followed log shows a line soon after the task prints it.
 FLUSH_INTERVAL_SECS = 0.5
 _READ_SIZE = 65536
+
+# A command made only of these characters, words separated by blanks, has nothing for a shell to
+# do: no quoting, expansion, globbing, redirection, operator or comment. It is run without
+# /bin/sh, which saves starting a shell per task (dash forks the command rather than exec it).
+_PLAIN_COMMAND = re.compile(r"[A-Za-z0-9_./:,+@=-]+(?:[ \t]+[A-Za-z0-9_./:,+@=-]+)*")
+# Words /bin/sh runs itself (builtins, keywords, special names): these keep going through the
+# shell, whose own versions can differ from the programs of the same name (echo -e, pwd, kill …).
+_SHELL_WORDS = frozenset(
+    ". : [ [[ ]] { } ! alias bg break case cd command continue do done echo elif else esac eval exec exit "
+    "export fc fg fi for function getopts hash if in jobs kill let local printf pwd read readonly return "
+    "select set shift source test then time times trap type typeset ulimit umask unalias unset until wait "
+    "while".split()
+)
+# `true` and `false` are builtins too, but the programs behave the same unless given options.
+_SAME_WITHOUT_ARGS = frozenset({"true", "false"})
 
 
 @dataclass(frozen=True)
@@ -54,9 +70,20 @@ def task_env(
 
 
 def attempt_context(
-    *, dag_id: str, run_id: str, task_id: str, attempt: int, logical_date: str, params: Mapping[str, Any]
+    *,
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    attempt: int,
+    logical_date: str,
+    params: Mapping[str, Any],
+    lease_token: str | None = None,
 ) -> dict[str, str]:
-    """The FLOWFORGE_* variables a task sees; params as FLOWFORGE_PARAM_<NAME>."""
+    """The FLOWFORGE_* variables a task sees; params as FLOWFORGE_PARAM_<NAME>.
+
+    FLOWFORGE_LEASE_TOKEN is the attempt's fencing token, new on every claim: with it a command
+    can tell its own writes from those of an earlier attempt that is still running somewhere.
+    """
     ctx = {
         "FLOWFORGE_DAG_ID": dag_id,
         "FLOWFORGE_RUN_ID": run_id,
@@ -64,9 +91,28 @@ def attempt_context(
         "FLOWFORGE_ATTEMPT": str(attempt),
         "FLOWFORGE_LOGICAL_DATE": logical_date,
     }
+    if lease_token is not None:
+        ctx["FLOWFORGE_LEASE_TOKEN"] = lease_token
     for name, value in params.items():
         ctx[f"FLOWFORGE_PARAM_{name.upper()}"] = "" if value is None else str(value)
     return ctx
+
+
+def direct_argv(command: str, env: Mapping[str, str]) -> list[str] | None:
+    """The argv to run `command` with, without a shell, when it needs none; else None.
+
+    Only plain words qualify (see `_PLAIN_COMMAND`), not starting with a variable assignment or
+    a shell builtin or keyword, and only when the environment has a PATH (without one, /bin/sh
+    and Python would search different default paths).
+    """
+    text = command.strip()
+    if "PATH" not in env or not _PLAIN_COMMAND.fullmatch(text):
+        return None
+    argv = text.split()
+    first = argv[0]
+    if "=" in first or first in _SHELL_WORDS or (first in _SAME_WITHOUT_ARGS and len(argv) > 1):
+        return None
+    return argv
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -133,6 +179,18 @@ def _pump(fd: int, sink: Callable[[str], None]) -> None:
         sink("".join(pending))
 
 
+def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,  # own session => own process group, pgid == pid
+        close_fds=True,
+    )
+
+
 def run_command(
     command: str,
     *,
@@ -144,24 +202,27 @@ def run_command(
 ) -> ExecResult:
     """Run `command` with /bin/sh -c in a new process group and wait for it.
 
-    stdout and stderr go, interleaved, to `sink`. At `timeout` the whole group gets
+    A command of plain words (`direct_argv`) is run as it is, without the shell; if that fails
+    to start (not found, not executable, no #! line), /bin/sh runs it as before, so the error,
+    exit code and output are the shell's as always. stdout and stderr go, interleaved, to `sink`. At `timeout` the whole group gets
     SIGTERM, then SIGKILL after `kill_grace`. When the shell exits, whatever it left
     running in its group is killed too: a task's processes end with the task.
     `on_start` receives the process group id (for cancelling from elsewhere).
     """
     started = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            ["/bin/sh", "-c", command],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            start_new_session=True,  # own session => own process group, pgid == pid
-            close_fds=True,
-        )
-    except OSError as exc:
-        return ExecResult(None, False, time.monotonic() - started, f"could not start /bin/sh: {exc}")
+    child_env = dict(env)
+    proc = None
+    argv = direct_argv(command, child_env)
+    if argv is not None:
+        try:
+            proc = _spawn(argv, child_env)
+        except OSError:
+            proc = None  # the shell will run it and say why it cannot
+    if proc is None:
+        try:
+            proc = _spawn(["/bin/sh", "-c", command], child_env)
+        except OSError as exc:
+            return ExecResult(None, False, time.monotonic() - started, f"could not start /bin/sh: {exc}")
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     pgid = proc.pid

@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import os
 import socket
@@ -23,6 +24,9 @@ from .core.states import attempt_outcome
 from .queues.base import Queue, TaskMessage
 from .store.base import Store
 
+if TYPE_CHECKING:  # the metrics are passed in; the engine does not import prometheus_client
+    from .metrics import SchedulerMetrics
+
 log = logging.getLogger(__name__)
 
 LEADER_LEASE = "scheduler"
@@ -31,6 +35,10 @@ ACTIVE_RUN_LIMIT = 100_000  # every active run is looked at on each tick
 BATCH_SECS = 0.05  # longest a wake is held back while the queue still has work (see run)
 EVENTS_KEPT = 100_000  # the event log is a window for live views, not history
 PRUNE_EVERY_SECS = 60.0
+# A task queued this long without a claim while no message at all waits in the queue is not
+# waiting its turn: its message is gone (Redis restarted empty or was flushed, or a worker froze
+# after taking it). It is pushed again then, rather than after `requeue_after`.
+STRANDED_SECS = 3.0
 
 
 @dataclass
@@ -63,8 +71,10 @@ class Scheduler:
         worker_dead_after: float = 30.0,
         leader_ttl: float = LEADER_TTL_SECS,
         clock: Callable[[], float] = time.time,
+        metrics: SchedulerMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         # Only the holder of the "scheduler" lease acts; another scheduler stands by and takes
         # over once the lease lapses (the holder died) or is released (it stopped).
         self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -79,6 +89,7 @@ class Scheduler:
         self._reap_after = 0.0
         # When each queued attempt was last pushed by this process (run, task, attempt) -> time.
         self._pushed: dict[tuple[str, str, int], float] = {}
+        self._drained: bool | None = None  # the queue held no message (asked once per tick, when needed)
         self._pruned_at = 0.0
 
     def _spec(self, run: Run) -> tuple[DagSpec, list[str]]:
@@ -98,6 +109,7 @@ class Scheduler:
         schedules and dead workers, and so reads two tables less per finished task.
         """
         report = TickReport()
+        self._drained = None
         runs = self._active_runs()
         if housekeeping and self._schedule(now, runs, report):
             runs = self._active_runs()
@@ -124,6 +136,7 @@ class Scheduler:
                     continue
                 running_runs[run.dag_id] += 1
                 report.runs_started += 1
+                log.info("run started", extra={"run_id": run.run_id, "dag_id": run.dag_id})
                 run = replace(run, state=RunState.RUNNING)
                 instances[run.run_id] = self.store.task_instances(run.run_id)
             tis = instances[run.run_id]
@@ -147,6 +160,9 @@ class Scheduler:
                 self.queue.put(messages)
                 for m in messages:
                     self._pushed[(m.run_id, m.task_id, m.attempt)] = now
+                    log.debug("task queued", extra={"run_id": m.run_id, "task_id": m.task_id, "attempt": m.attempt})
+                if self.metrics:
+                    self.metrics.observe_queued(run, spec, tis, [q for q in plan.to_queue if q[0] in queued], now)
                 report.tasks_queued += len(messages)
                 active_tasks[run.dag_id] += len(messages)
             if plan.run_state is not None:
@@ -212,6 +228,7 @@ class Scheduler:
 
         The message may have been lost (a queue restart, a worker dying between pop and
         claim, or this process restarting); a duplicate is harmless, the claim refuses it.
+        When the queue is empty, `STRANDED_SECS` is long enough.
         """
         again = []
         for ti in tis:
@@ -219,12 +236,22 @@ class Scheduler:
                 continue
             key = (run.run_id, ti.task_id, ti.attempt)
             last = self._pushed.get(key)  # None: queued by an earlier process
-            if last is None or now - last >= self.requeue_after:
+            if (last is None or now - last >= self.requeue_after
+                    or (now - last >= STRANDED_SECS and self._queue_drained())):
                 again.append(TaskMessage(run.run_id, ti.task_id, ti.attempt))
                 self._pushed[key] = now
         if again:
             self.queue.put(again)
             report.tasks_requeued += len(again)
+
+    def _queue_drained(self) -> bool:
+        """True when no message waits in the queue; asked at most once per tick."""
+        if self._drained is None:
+            try:
+                self._drained = self.queue.size() == 0
+            except Exception:  # unreachable: requeue_after still applies
+                self._drained = False
+        return self._drained
 
     # -- dead workers ---------------------------------------------------------------------------
     def _reap_workers(self, now: float, report: TickReport) -> set[str]:
@@ -238,11 +265,12 @@ class Scheduler:
                     self.queue.release_consumer(w.worker_id)
                 except Exception:
                     log.warning("could not give back the queue messages of dead worker %s", w.worker_id,
-                                exc_info=True)
+                                exc_info=True, extra={"worker_id": w.worker_id})
                 self.store.upsert_worker(replace(w, state="dead"))
                 dead.add(w.worker_id)
                 report.workers_dead += 1
-                log.warning("worker %s missed its heartbeats: marked dead", w.worker_id)
+                log.warning("worker %s missed its heartbeats: marked dead", w.worker_id,
+                            extra={"worker_id": w.worker_id})
             elif w.state == "dead":
                 dead.add(w.worker_id)
         return dead
@@ -269,8 +297,9 @@ class Scheduler:
                     run.run_id, ti.task_id, ti.attempt, ti.worker_id or "", state=state, now=now, error=error,
                     retry_at=retry_at, lease_token=ti.lease_token, attempt_state=TaskState.LOST,
                 ):
-                    log.warning("attempt lost: %s", error,
-                                extra={"run_id": run.run_id, "task_id": ti.task_id, "attempt": ti.attempt})
+                    log.warning("attempt lost: %s", error, extra={
+                        "run_id": run.run_id, "task_id": ti.task_id, "attempt": ti.attempt, "dag_id": run.dag_id,
+                        "worker_id": ti.worker_id})
                     ti = replace(ti, state=state, retry_at=retry_at)
             out.append(ti)
         return out
@@ -280,6 +309,8 @@ class Scheduler:
         """Take or keep the scheduler lease; True while this scheduler is the one that acts."""
         was = self.is_leader
         self.is_leader = self.store.hold_lease(LEADER_LEASE, self.holder, now, self.leader_ttl)
+        if self.metrics:
+            self.metrics.is_leader.set(int(self.is_leader))
         if self.is_leader != was:
             log.info("this scheduler is %s", "now the leader" if self.is_leader else "standing by",
                      extra={"holder": self.holder})
@@ -300,7 +331,10 @@ class Scheduler:
                         if not self.lead(self.clock()):
                             stop.wait(tick_secs)
                             continue
+                    started = time.perf_counter()
                     self.tick(self.clock(), housekeeping=housekeeping)
+                    if self.metrics:
+                        self.metrics.loop_seconds.observe(time.perf_counter() - started)
                 except Exception:
                     log.exception("scheduler tick failed; retrying")
                     # Workers could not heartbeat either if the store was down: once it is back,
@@ -316,6 +350,8 @@ class Scheduler:
                 except Exception:
                     log.warning("could not release the scheduler lease", exc_info=True)
                 self.is_leader = False
+                if self.metrics:
+                    self.metrics.is_leader.set(0)
 
     def _hold_while_queue_busy(self, stop: threading.Event) -> None:
         """After a wake, wait up to `BATCH_SECS` while messages still wait in the queue.

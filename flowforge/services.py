@@ -6,16 +6,19 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import uvicorn
+from prometheus_client import CollectorRegistry
 
 from .core.dagfile import load_dag_file
 from .core.errors import DagValidationError, Unavailable
+from .metrics import SchedulerMetrics, WorkerMetrics, process_registry, serve_metrics
 from .queues import Queue, open_queue
 from .settings import Settings, redact_url
 from .scheduler import Scheduler
@@ -79,18 +82,44 @@ def build_services(settings: Settings, *, consumer: str | None = None) -> Servic
     return Services(settings=settings, store=store, queue=queue)
 
 
-def make_worker(services: Services, worker_id: str | None = None) -> Worker:
-    """A worker with the settings' slots, heartbeat and kill grace."""
+def make_worker(
+    services: Services, worker_id: str | None = None, registry: CollectorRegistry | None = None
+) -> Worker:
+    """A worker with the settings' slots, heartbeat and kill grace; its metrics on `registry` if given."""
     s = services.settings
     return Worker(
         services.store, services.queue, slots=s.concurrency, worker_id=worker_id,
         kill_grace=s.kill_grace_secs, heartbeat_secs=s.heartbeat_secs,
+        metrics=WorkerMetrics(registry) if registry is not None else None,
     )
 
 
-def make_scheduler(services: Services) -> Scheduler:
-    """A scheduler that declares a worker dead after three missed heartbeats."""
-    return Scheduler(services.store, services.queue, worker_dead_after=services.settings.heartbeat_secs * 3)
+def make_scheduler(services: Services, registry: CollectorRegistry | None = None) -> Scheduler:
+    """A scheduler that declares a worker dead after three missed heartbeats; its metrics on `registry` if given."""
+    return Scheduler(
+        services.store, services.queue, worker_dead_after=services.settings.heartbeat_secs * 3,
+        metrics=SchedulerMetrics(registry) if registry is not None else None,
+    )
+
+
+@contextmanager
+def metrics_endpoint(settings: Settings, registry: CollectorRegistry) -> Iterator[None]:
+    """Serve `registry` on --metrics-host:--metrics-port while the block runs (nothing without a port)."""
+    if settings.metrics_port is None:
+        yield
+        return
+    host, port = settings.metrics_host, settings.metrics_port
+    try:
+        server = serve_metrics(registry, host, port)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StartupError(f"--metrics-port {port}: cannot listen on {host}:{port} ({reason})", 2) from None
+    log.info("metrics on http://%s:%d/metrics", host, port)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def submit_examples(store: Store, paths: list[Path], now: float) -> list[str]:
@@ -138,6 +167,7 @@ def api_server(app: object, settings: Settings, stopping: threading.Event) -> uv
         port=settings.port,
         log_level="warning",
         access_log=False,
+        log_config=None,  # uvicorn's records go through the process's logging (JSON or console)
         # Open event streams would otherwise hold a shutdown up for as long as clients stay.
         timeout_graceful_shutdown=3,
     )
@@ -153,17 +183,18 @@ def run_all_in_one(settings: Settings, examples: list[Path]) -> None:
     try:
         for line in submit_examples(services.store, examples, time.time()):
             log.info(line)
-        worker = make_worker(services)
+        registry = process_registry()  # one /metrics for the API, the scheduler and the worker
+        worker = make_worker(services, registry=registry)
         if settings.queue_url.startswith("memory:"):
             mark_other_workers_dead(services.store, worker.worker_id)
-        scheduler = make_scheduler(services)
+        scheduler = make_scheduler(services, registry)
         threads = [
             threading.Thread(target=scheduler.run, args=(stop, settings.tick_secs), name="scheduler", daemon=True),
             threading.Thread(target=worker.run, args=(stop, settings.grace_secs), name="worker", daemon=True),
         ]
         for t in threads:
             t.start()
-        server = api_server(create_app(services), settings, services.stopping)
+        server = api_server(create_app(services, registry=registry), settings, services.stopping)
         log.info("FlowForge is up on http://%s:%d (%d worker slots, store %s)",
                  settings.host, settings.port, settings.concurrency, redact_url(settings.db_url))
         server.run()
@@ -197,7 +228,7 @@ def run_api(settings: Settings) -> None:
     try:
         log.info("FlowForge API on http://%s:%d (store %s, queue %s)", settings.host, settings.port,
                     redact_url(settings.db_url), redact_url(settings.queue_url))
-        api_server(create_app(services), settings, services.stopping).run()
+        api_server(create_app(services, registry=process_registry()), settings, services.stopping).run()
     finally:
         services.close()
 
@@ -211,7 +242,10 @@ def run_scheduler(settings: Settings, stop: threading.Event | None = None) -> No
             stop_on_signals(stop)
         log.info("FlowForge scheduler (store %s, queue %s)",
                     redact_url(settings.db_url), redact_url(settings.queue_url))
-        make_scheduler(services).run(stop, settings.tick_secs)
+        registry = process_registry()
+        scheduler = make_scheduler(services, registry)
+        with metrics_endpoint(settings, registry):
+            scheduler.run(stop, settings.tick_secs)
     finally:
         services.close()
 
@@ -227,7 +261,10 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
         if threading.current_thread() is threading.main_thread():
             stop_on_signals(stop)
         log.info("FlowForge worker %s with %d slot(s) (store %s, queue %s)", worker_id, settings.concurrency,
-                    redact_url(settings.db_url), redact_url(settings.queue_url))
-        make_worker(services, worker_id).run(stop, settings.grace_secs)
+                 redact_url(settings.db_url), redact_url(settings.queue_url), extra={"worker_id": worker_id})
+        registry = process_registry()
+        worker = make_worker(services, worker_id, registry)
+        with metrics_endpoint(settings, registry):
+            worker.run(stop, settings.grace_secs)
     finally:
         services.close()

@@ -21,6 +21,8 @@ SETTINGS_ENV_VARS = (
     "FLOWFORGE_LOG_FORMAT",
     "FLOWFORGE_LOG_LEVEL",
     "FLOWFORGE_HEARTBEAT_SECS",
+    "FLOWFORGE_METRICS_PORT",
+    "FLOWFORGE_METRICS_HOST",
 )
 
 
@@ -47,6 +49,8 @@ class Settings:
     max_yaml_bytes: int = 1024 * 1024
     api_token: str | None = None  # with a token, every API request but /health needs it
     api_read_token: str | None = None  # good for GET and HEAD only; needs api_token too
+    metrics_port: int | None = None  # `scheduler` and `worker` serve their metrics here when set
+    metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

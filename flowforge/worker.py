@@ -11,17 +11,20 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core.errors import Unavailable
 from .core.model import DagSpec, TaskState
-from .core.records import Run, WorkerInfo
+from .core.records import Run, TaskInstance, WorkerInfo
 from .core.schedule import iso_utc
 from .core.secrets import LogMasker, secret_values
 from .core.states import attempt_outcome
 from .executor import attempt_context, run_command, task_env, terminate_group
 from .queues.base import Queue, TaskMessage
 from .store.base import Store
+
+if TYPE_CHECKING:  # the metrics are passed in; the engine does not import prometheus_client
+    from .metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ MAX_PENDING_LOG_CHARS = 4 * 1024 * 1024
 # How often the worker checks that the attempts it runs are still theirs to run (a cancel, a
 # run timeout, or a reaper gave them up): such a task is killed within about this long.
 WATCH_SECS = 0.5
+# How often the worker looks for attempts whose lease may have lapsed (see `fence`).
+FENCE_CHECK_SECS = 0.1
 RUN_CACHE_SIZE = 1024
 
 
@@ -49,6 +54,7 @@ class Held:
 
     attempt: int
     token: str
+    renewed: float  # monotonic time of the last claim or renewal the store accepted (taken before the call)
     pgid: int | None = None
     lost: bool = False  # the lease was refused: kill the task, drop its result
     given_back: bool = False  # killed at shutdown: another attempt runs it, whatever its budget
@@ -86,12 +92,13 @@ class LogBuffer:
         except Unavailable as exc:
             if not self._pending:
                 log.warning("could not store log output (%s); keeping it to write later", exc,
-                            extra={"run_id": self.key[0], "task_id": self.key[1]})
+                            extra={"run_id": self.key[0], "task_id": self.key[1], "attempt": self.key[2]})
             # Kept, up to a bound, and written with the next chunk or on close.
             self._pending = text[-MAX_PENDING_LOG_CHARS:]
         except Exception:  # a log write must never kill the task's bookkeeping
             self._pending = ""
-            log.exception("could not store log chunk", extra={"run_id": self.key[0], "task_id": self.key[1]})
+            log.exception("could not store log chunk",
+                          extra={"run_id": self.key[0], "task_id": self.key[1], "attempt": self.key[2]})
 
 
 class Worker:
@@ -109,8 +116,10 @@ class Worker:
         lease_secs: float | None = None,
         clock: Callable[[], float] = time.time,
         base_env: dict[str, str] | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.queue = queue
         self.slots = slots
         self.worker_id = worker_id or new_worker_id()
@@ -119,7 +128,6 @@ class Worker:
         # An attempt's lease outlives a few missed renewals (every WATCH_SECS) but not a dead
         # worker: after this long without one, the scheduler gives the attempt up as lost.
         self.lease_secs = lease_secs if lease_secs is not None else 3 * heartbeat_secs
-        self._renewed_at = time.monotonic()
         self.clock = clock
         self.base_env = dict(os.environ) if base_env is None else base_env
         self.started_at = clock()
@@ -129,6 +137,8 @@ class Worker:
         # "run_id/task_id" -> the lease and process group of every attempt held here
         self._running: dict[str, Held] = {}
         self._lock = threading.Lock()
+        if metrics:
+            metrics.slots.set(slots)
 
     # -- one message --------------------------------------------------------------------
     def handle(self, msg: TaskMessage) -> bool:
@@ -153,6 +163,11 @@ class Worker:
             run = self._runs[run_id] = self.store.get_run(run_id)
         return run
 
+    def _ctx(self, msg: TaskMessage, **more: Any) -> dict[str, Any]:
+        """The context fields of a log line about this attempt."""
+        return {"run_id": msg.run_id, "task_id": msg.task_id, "attempt": msg.attempt, "worker_id": self.worker_id,
+                **more}
+
     def _until_stored(self, what: str, msg: TaskMessage, call: Callable[[], T]) -> T:
         """`call()`, retried while the store is unavailable.
 
@@ -164,30 +179,40 @@ class Worker:
             try:
                 return call()
             except Unavailable as exc:
-                log.warning("could not %s (%s); retrying in %.1fs", what, exc, delay,
-                            extra={"run_id": msg.run_id, "task_id": msg.task_id, "attempt": msg.attempt})
+                log.warning("could not %s (%s); retrying in %.1fs", what, exc, delay, extra=self._ctx(msg))
                 time.sleep(delay)
                 delay = min(delay * 2, RECORD_RETRY_MAX_SECS)
 
     def _handle(self, msg: TaskMessage) -> bool:
+        sent = time.monotonic()
         ti = self.store.claim_task(msg.run_id, msg.task_id, msg.attempt, self.worker_id, self.clock(), self.lease_secs)
         if ti is None or ti.lease_token is None:
-            log.debug("claim refused", extra={"run_id": msg.run_id, "task_id": msg.task_id, "attempt": msg.attempt})
+            log.debug("claim refused", extra=self._ctx(msg))
             return False
         key = f"{msg.run_id}/{msg.task_id}"
-        held = Held(msg.attempt, ti.lease_token)
+        held = Held(msg.attempt, ti.lease_token, renewed=sent)
         with self._lock:
             self._running[key] = held  # from now on `watch` renews its lease
+            busy = len(self._running)
+        if self.metrics:
+            self.metrics.slots_busy.set(busy)
         try:
-            return self._run_claimed(msg, held)
+            return self._run_claimed(msg, held, ti)
         finally:
             with self._lock:
                 self._running.pop(key, None)
+                busy = len(self._running)
+            if self.metrics:
+                self.metrics.slots_busy.set(busy)
 
-    def _run_claimed(self, msg: TaskMessage, held: Held) -> bool:
+    def _run_claimed(self, msg: TaskMessage, held: Held, claimed: TaskInstance) -> bool:
         run = self._until_stored("read the run", msg, lambda: self._run(msg.run_id))
         spec = self._until_stored("read the DAG", msg, lambda: self._spec(run.dag_id, run.dag_version))
         task = spec.task(msg.task_id)
+        if self.metrics and claimed.queued_at is not None and claimed.started_at is not None:
+            wait = max(0.0, claimed.started_at - claimed.queued_at)
+            self.metrics.queue_wait_seconds.labels(run.dag_id).observe(wait)
+        log.info("task started", extra=self._ctx(msg, dag_id=run.dag_id))
         env = task_env(
             self.base_env,
             spec.env,
@@ -199,6 +224,7 @@ class Worker:
                 attempt=msg.attempt,
                 logical_date="" if run.logical_date is None else iso_utc(run.logical_date),
                 params=run.params,
+                lease_token=held.token,
             ),
         )
         sink = LogBuffer(self.store, msg.run_id, msg.task_id, msg.attempt, secret_values(spec.env, task.env, run.params))
@@ -215,6 +241,8 @@ class Worker:
             )
         finally:
             sink.close()
+        if self.metrics:
+            self.metrics.task_duration_seconds.labels(run.dag_id).observe(result.duration)
         now = self.clock()
         state, retry_at = attempt_outcome(
             msg.attempt, task.retries, result.succeeded, now, task.retry_delay_secs, task.max_retry_delay_secs
@@ -229,9 +257,14 @@ class Worker:
             state=state, now=now, exit_code=result.exit_code, error=result.error, retry_at=retry_at,
             lease_token=held.token, attempt_state=attempt_state,
         ))
+        context = self._ctx(msg, dag_id=run.dag_id, exit_code=result.exit_code,
+                            duration_secs=round(result.duration, 3))
         if not recorded:
-            log.info("result dropped: the attempt was stopped or given up meanwhile",
-                     extra={"run_id": msg.run_id, "task_id": msg.task_id, "attempt": msg.attempt})
+            log.info("result dropped: the attempt was stopped or given up meanwhile", extra=context)
+        elif state == TaskState.SUCCESS:
+            log.info("task succeeded", extra=context)
+        else:
+            log.warning("task %s: %s", state, result.error, extra=context)
         self.queue.wake_scheduler()
         return True
 
@@ -250,10 +283,22 @@ class Worker:
             msg = self.queue.get(POLL_SECS)
             if msg is None:
                 continue
+            if stop.is_set():
+                # Taken while the worker was being told to stop: claim nothing new, pass it on.
+                self._give_back(msg)
+                return
             try:
                 self.handle(msg)
             except Exception:
-                log.exception("task handling failed", extra={"run_id": msg.run_id, "task_id": msg.task_id})
+                log.exception("task handling failed", extra=self._ctx(msg))
+
+    def _give_back(self, msg: TaskMessage) -> None:
+        """Put an unclaimed message back for another worker (a duplicate is refused by the claim)."""
+        try:
+            self.queue.put([msg])
+            self.queue.ack(msg)
+        except Exception as exc:  # the queue gives it back on close, or the scheduler pushes it again
+            log.warning("could not give back a task message: %s", exc, extra=self._ctx(msg))
 
     def watch(self) -> int:
         """Renew the leases of the attempts held here; stop those that are no longer ours. Returns how many.
@@ -261,34 +306,55 @@ class Worker:
         The store is the source of truth: when a run is cancelled or times out, or the lease
         lapsed and the scheduler gave the attempt up as lost, the renewal is refused, and the
         task's process group is killed (its result would be refused too). When the store
-        cannot be reached for longer than a lease, the worker fences itself: it kills every
-        task, since the scheduler will have handed them to another worker by then.
+        cannot be reached for a whole lease, `fence` kills the tasks.
         """
         with self._lock:
             held = dict(self._running)
         if not held:
-            self._renewed_at = time.monotonic()
             return 0
         leases = [(*key.split("/", 1), h.attempt, h.token) for key, h in held.items()]
+        sent = time.monotonic()
         try:
             lost = self.store.renew_leases(self.worker_id, leases, self.clock(), self.lease_secs)  # type: ignore[arg-type]
         except Exception as exc:
-            if time.monotonic() - self._renewed_at < self.lease_secs:
-                log.warning("could not renew leases (%s); retrying", exc)
-                return 0
-            log.error("no lease renewed for %.0fs: fencing myself, killing %d task(s)",
-                      self.lease_secs, len(held))
-            lost = leases  # type: ignore[assignment]
-        else:
-            self._renewed_at = time.monotonic()
+            log.warning("could not renew leases (%s); retrying", exc, extra={"worker_id": self.worker_id})
+            return self.fence()
+        refused = {f"{run_id}/{task_id}" for run_id, task_id, _, _ in lost}
+        for key, h in held.items():
+            if key not in refused:
+                h.renewed = max(h.renewed, sent)
         for run_id, task_id, attempt, _ in lost:
             h = held[f"{run_id}/{task_id}"]
             h.lost = True
             log.info("stopping task: its attempt is no longer this worker's",
-                     extra={"run_id": run_id, "task_id": task_id, "attempt": attempt})
+                     extra={"run_id": run_id, "task_id": task_id, "attempt": attempt, "worker_id": self.worker_id})
             if h.pgid is not None:
                 terminate_group(h.pgid, self.kill_grace)
         return len(lost)
+
+    def fence(self) -> int:
+        """Kill every task whose lease was not renewed for a whole lease; returns how many.
+
+        By then the store lets the lease lapse and the scheduler may hand the attempt to another
+        worker, so the task must not run on here. This touches no store: a renewal stuck on an
+        unreachable database (or a process that was paused) cannot hold it up.
+        """
+        now = time.monotonic()
+        with self._lock:
+            stale = [h for h in self._running.values() if not h.lost and now - h.renewed >= self.lease_secs]
+        if stale:
+            log.error("no lease renewed for %.1fs: fencing myself, killing %d task(s)", self.lease_secs, len(stale),
+                      extra={"worker_id": self.worker_id})
+        for h in stale:
+            h.lost = True
+            if h.pgid is not None:
+                terminate_group(h.pgid, self.kill_grace)
+        return len(stale)
+
+    def _fence_loop(self, stop: threading.Event, slots: list[threading.Thread]) -> None:
+        while not stop.is_set() or any(t.is_alive() for t in slots):
+            time.sleep(FENCE_CHECK_SECS)
+            self.fence()
 
     def kill_running(self) -> int:
         """SIGKILL the process groups of every task this worker runs; returns how many."""
@@ -317,6 +383,8 @@ class Worker:
         ]
         for t in threads:
             t.start()
+        # Apart from the loop below, which may wait on the store: see `fence`.
+        threading.Thread(target=self._fence_loop, args=(stop, threads), name="fence", daemon=True).start()
         next_beat = time.monotonic() + self.heartbeat_secs
         deadline: float | None = None  # set once stopped: the end of the grace period
 
@@ -341,9 +409,10 @@ class Worker:
                 try:
                     self.store.upsert_worker(self.info())
                 except Exception:
-                    log.exception("heartbeat failed")
+                    log.exception("heartbeat failed", extra={"worker_id": self.worker_id})
         if busy():
-            log.warning("killing %d task(s) still running after %.0fs grace", self.kill_running(), grace)
+            log.warning("killing %d task(s) still running after %.0fs grace", self.kill_running(), grace,
+                        extra={"worker_id": self.worker_id})
             for t in threads:
                 t.join(5.0)
         self.store.upsert_worker(self.info(state="stopped"))

@@ -97,13 +97,21 @@ def test_health(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "ok"}
 
 
-def test_ready_ok_then_503_when_the_store_is_gone(client: TestClient, services: Services) -> None:
-    assert client.get("/ready").json() == {"status": "ready", "store": "ok", "queue": "ok"}
+def test_ready_needs_a_leading_scheduler_then_503_when_the_store_is_gone(
+    client: TestClient, services: Services
+) -> None:
+    resp = client.get("/ready")
+    assert resp.status_code == 503 and resp.json()["scheduler"].startswith("no leader")
+    assert services.store.hold_lease("scheduler", "host-1-abc", time.time(), 60)
+    assert client.get("/ready").json() == {
+        "status": "ready", "store": "ok", "queue": "ok", "scheduler": "ok", "leader": "host-1-abc"}
+    assert client.get("/api/v1/status").json()["ready"]["leader"] == "host-1-abc"
     services.store.close()
     resp = client.get("/ready")
     assert resp.status_code == 503
     body = resp.json()
     assert body["status"] == "unavailable" and body["store"].startswith("unavailable") and body["queue"] == "ok"
+    assert body["scheduler"].startswith("unknown") and body["leader"] is None
 
 
 def test_metrics_are_computed_at_scrape_time(client: TestClient) -> None:
@@ -112,8 +120,8 @@ def test_metrics_are_computed_at_scrape_time(client: TestClient) -> None:
     resp = client.get("/metrics")
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
     text = resp.text
-    assert 'flowforge_runs{state="queued"} 1.0' in text
-    assert 'flowforge_runs{state="failed"} 0.0' in text
+    assert 'flowforge_runs_active{state="queued"} 1.0' in text
+    assert 'flowforge_runs_active{state="running"} 0.0' in text
     assert 'flowforge_task_instances{state="pending"} 2.0' in text
     assert "flowforge_queue_depth 0.0" in text
     assert 'flowforge_dags{state="active"} 1.0' in text
@@ -127,7 +135,7 @@ def test_two_apps_in_one_process_have_separate_registries(services: Services) ->
 
 # -- DAGs ----------------------------------------------------------------------------------
 def test_submit_list_and_versions(client: TestClient) -> None:
-    assert client.get("/api/v1/dags").json() == {"dags": []}
+    assert client.get("/api/v1/dags").json()["dags"] == []
     first = submit(client)
     assert (first["id"], first["version"], first["created"], first["changed"]) == ("demo", 1, True, True)
     again = submit(client)
@@ -154,7 +162,7 @@ def test_invalid_dag_is_422_with_line_numbers_and_nothing_is_stored(client: Test
     lines = {d["line"] for d in err["details"]}
     assert {5, 7} <= lines, err["details"]
     assert all({"field", "line", "column", "message"} <= set(d) for d in err["details"])
-    assert client.get("/api/v1/dags?include_inactive=1").json() == {"dags": []}
+    assert client.get("/api/v1/dags?include_inactive=1").json()["dags"] == []
     assert_error(client.get("/api/v1/dags/broken"), 404, "not_found")
     assert services.store.counts()["dags"].get("active", 0) == 0
 
@@ -186,7 +194,7 @@ def test_body_over_1_mib_is_413_by_length_and_by_stream(client: TestClient) -> N
 
     resp = client.post("/api/v1/dags", content=chunks(), headers={"Content-Type": "application/yaml"})
     assert_error(resp, 413, "payload_too_large")
-    assert client.get("/api/v1/dags").json() == {"dags": []}
+    assert client.get("/api/v1/dags").json()["dags"] == []
 
 
 def test_dag_detail_masks_secrets(client: TestClient) -> None:
@@ -214,7 +222,7 @@ def test_delete_deactivates(client: TestClient) -> None:
     submit(client)
     resp = client.delete("/api/v1/dags/demo")
     assert resp.status_code == 200 and resp.json()["active"] is False
-    assert client.get("/api/v1/dags").json() == {"dags": []}
+    assert client.get("/api/v1/dags").json()["dags"] == []
     assert [d["id"] for d in client.get("/api/v1/dags?include_inactive=1").json()["dags"]] == ["demo"]
     assert_error(client.post("/api/v1/runs", json={"dag_id": "demo"}), 404, "not_found")
     assert submit(client)["active"] is True  # submitting again reactivates
@@ -353,6 +361,7 @@ def test_logs_with_cursor_attempts_and_done(client: TestClient, services: Servic
         "text": "first try\nboom\n",
         "cursor": first["cursor"],
         "done": True,
+        "more": False,
     }
     assert client.get(f"{base}?attempt=1&after={first['cursor']}").json()["text"] == ""
     latest = client.get(base).json()

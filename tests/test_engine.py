@@ -213,6 +213,21 @@ tasks:
     assert engine.log(run.run_id, "t") == "us 3 p\n"
 
 
+def test_the_task_sees_its_attempt_and_lease_token(engine):
+    """FLOWFORGE_LEASE_TOKEN is the claim's fencing token, the one the store recorded the result under."""
+    engine.start()
+    engine.submit("""
+id: fenced
+tasks:
+  - {id: t, command: 'echo "$FLOWFORGE_RUN_ID $FLOWFORGE_TASK_ID $FLOWFORGE_ATTEMPT $FLOWFORGE_LEASE_TOKEN"'}
+""")
+    run = engine.trigger("fenced")
+    assert engine.wait(run.run_id).state == RunState.SUCCESS
+    token = engine.store.get_task_instance(run.run_id, "t").lease_token
+    assert token and len(token) == 32
+    assert engine.log(run.run_id, "t") == f"{run.run_id} t 1 {token}\n"
+
+
 def test_max_active_tasks_limits_parallelism(engine):
     engine.start()
     engine.submit("""
@@ -256,6 +271,28 @@ def test_lost_message_is_pushed_again(engine):
     engine.start()  # a fresh scheduler has never pushed it: it does so at once
     assert engine.wait(run.run_id).state == RunState.SUCCESS
     assert engine.log(run.run_id, "t") == "found\n"
+
+
+def test_a_message_lost_from_an_empty_queue_is_pushed_again_soon(engine):
+    """Redis restarted empty: a queued task is pushed again after STRANDED_SECS, not requeue_after."""
+    from flowforge.scheduler import STRANDED_SECS
+
+    engine.submit("id: stranded\ntasks:\n  - {id: a, command: echo a}\n  - {id: b, command: echo b}\n")
+    run = engine.trigger("stranded")
+    now = time.time()
+    engine.scheduler.tick(now)
+    assert engine.queue.size() == 2
+    first = engine.queue.get(1)  # gone with the queue's data: taken, never claimed nor acked
+    engine.scheduler.tick(now + STRANDED_SECS + 0.1)
+    assert engine.queue.size() == 1, "another message still waits: nothing is pushed again yet"
+    second = engine.queue.get(1)  # lost as well: now the queue is empty
+    assert {first.task_id, second.task_id} == {"a", "b"}
+    engine.scheduler.tick(now + STRANDED_SECS + 0.2)
+    assert engine.queue.size() == 2, "an empty queue and tasks queued for long: both pushed again"
+    assert engine.scheduler.requeue_after > STRANDED_SECS + 0.2
+    engine.start()
+    assert engine.wait(run.run_id).state == RunState.SUCCESS
+    assert [len(engine.store.attempts(run.run_id, t)) for t in ("a", "b")] == [1, 1]
 
 
 def test_duplicate_message_runs_the_attempt_once(engine):
@@ -380,6 +417,51 @@ tasks:
         time.sleep(0.05)
 
 
+def test_a_worker_whose_renewals_hang_fences_itself_within_a_lease(engine, tmp_path):
+    """The store stops answering (a partition): the worker kills its task about a lease after its last
+    renewal, while the renewal call still hangs, since the scheduler may soon hand the attempt elsewhere."""
+    engine.submit(f"""
+id: cutoff
+tasks:
+  - {{id: t, command: "echo $$ > {tmp_path}/pid; exec sleep 60", retries: 0}}
+""")
+    run = engine.trigger("cutoff")
+    release = threading.Event()
+
+    class HangingRenewals:
+        """The store, except that lease renewals hang once `hang` is set."""
+
+        hang = threading.Event()
+
+        def __getattr__(self, name):
+            return getattr(engine.store, name)
+
+        def renew_leases(self, *args, **kwargs):
+            if self.hang.is_set():
+                release.wait(30)
+            return engine.store.renew_leases(*args, **kwargs)
+
+    store = HangingRenewals()
+    engine.worker = Worker(store, engine.queue, slots=1, kill_grace=0.5, heartbeat_secs=0.2, lease_secs=1.0)
+    engine.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not ((tmp_path / "pid").exists() and (tmp_path / "pid").read_text().strip()):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.5)  # a renewal or two go through
+        store.hang.set()
+        cut = time.monotonic()
+        from .test_executor import pid_alive
+        pid = int((tmp_path / "pid").read_text())
+        while pid_alive(pid):
+            assert time.monotonic() - cut < 3, "the worker ran its task on without a lease"
+            time.sleep(0.02)
+        assert time.monotonic() - cut < 1.0 + 0.5, "killed a lease after the last renewal, at the latest"
+    finally:
+        release.set()
+
+
 def test_one_scheduler_leads_and_a_standby_takes_over(engine):
     """Two schedulers on one store: only the lease holder acts; the other takes over when it stops."""
     first, second = engine.scheduler, Scheduler(engine.store, engine.queue, leader_ttl=0.5)
@@ -403,6 +485,33 @@ def test_a_standby_scheduler_does_nothing_until_it_leads(engine):
     engine.store.release_lease("scheduler", other.holder)
     assert engine.wait(run.run_id).state == RunState.SUCCESS
     assert engine.scheduler.is_leader
+
+
+def test_a_stopping_worker_claims_no_message_it_takes_after_the_signal(engine):
+    """SIGTERM lands while an idle slot waits for a message, and one arrives: it goes to another worker."""
+    engine.submit("id: late\ntasks:\n  - {id: t, command: echo late}\n")
+    run = engine.trigger("late")
+    engine.scheduler.tick(time.time())
+    stop = threading.Event()
+
+    class SignalledWhileWaiting:
+        """The queue, with the stop signal arriving during the slot's `get`."""
+
+        def __getattr__(self, name):
+            return getattr(engine.queue, name)
+
+        def get(self, timeout):
+            msg = engine.queue.get(timeout)
+            stop.set()
+            return msg
+
+    stopping = Worker(engine.store, SignalledWhileWaiting(), slots=1, kill_grace=0.5, heartbeat_secs=0.2)
+    stopping.run(stop, grace=1.0)
+    assert engine.store.get_task_instance(run.run_id, "t").state == TaskState.QUEUED, "claimed after the signal"
+    assert engine.store.attempts(run.run_id, "t")[0].worker_id is None
+    engine.start()  # the message was given back: another worker runs the task at once
+    assert engine.wait(run.run_id, timeout=10).state == RunState.SUCCESS
+    assert engine.store.attempts(run.run_id, "t")[0].worker_id == engine.worker.worker_id
 
 
 def test_a_stopping_worker_lets_short_tasks_finish_and_gives_back_the_rest(engine, tmp_path):

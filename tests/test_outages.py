@@ -50,7 +50,10 @@ def test_a_database_outage_mid_task_loses_nothing(pg_url: str, redis_url: str) -
     queue = open_queue(redis_url, consumer=worker_id)
     # Dead after 5 s: longer than the outage, this test is about results and logs surviving it.
     scheduler = Scheduler(store, queue, worker_dead_after=5.0)
-    worker = Worker(store, queue, slots=1, worker_id=worker_id, heartbeat_secs=0.2, kill_grace=0.5)
+    # A lease longer than the outage: the task runs on, and its result waits for the store. (With a
+    # shorter one the worker would rightly fence itself and kill the task: test_engine covers that.)
+    worker = Worker(store, queue, slots=1, worker_id=worker_id, heartbeat_secs=0.2, lease_secs=6.0,
+                    kill_grace=0.5)
     stop = threading.Event()
     threads = [
         threading.Thread(target=scheduler.run, args=(stop, 0.1), daemon=True),

@@ -539,6 +539,31 @@ def test_hold_lease_one_holder_at_a_time(store: Store) -> None:
     assert store.hold_lease("scheduler", "a", T0 + 10, 5.0)
 
 
+def test_lease_holder_names_the_unexpired_holder_only(store: Store) -> None:
+    assert store.lease_holder("scheduler", T0) is None, "never taken"
+    store.hold_lease("scheduler", "a", T0, 5.0)
+    assert store.lease_holder("scheduler", T0 + 4.9) == "a"
+    assert store.lease_holder("other", T0) is None
+    assert store.lease_holder("scheduler", T0 + 5.1) is None, "lapsed"
+    store.hold_lease("scheduler", "a", T0 + 6, 5.0)
+    store.release_lease("scheduler", "a")
+    assert store.lease_holder("scheduler", T0 + 6) is None, "released"
+
+
+def test_outcome_counts_by_dag_and_state(store: Store) -> None:
+    run_id = running_task(store)  # etl: extract running attempt 1
+    assert store.finish_task(run_id, "extract", 1, "w1", state=TaskState.UP_FOR_RETRY, now=T0 + 3)
+    assert store.queue_tasks(run_id, [("extract", 1)], T0 + 4) == ["extract"]
+    store.put_dag(make_spec("other", tasks=("a",)), "src", T0)
+    other = store.create_run("other", triggered_by="test", params={}, now=T0)
+    store.queue_tasks(other.run_id, [("a", 0)], T0 + 1)
+    store.stop_run(other.run_id, RunState.CANCELLED, "cancelled", T0 + 2)
+    counts = store.outcome_counts()
+    assert counts["runs"] == {("other", "cancelled"): 1}
+    assert counts["attempts"] == {("etl", "failed"): 1, ("etl", "queued"): 1, ("other", "cancelled"): 1}
+    assert counts["retries"] == {("etl", "failed"): 0, ("etl", "queued"): 1, ("other", "cancelled"): 0}
+
+
 def test_a_trigger_with_the_same_idempotency_key_returns_the_same_run(store: Store) -> None:
     store.put_dag(make_spec(), "src", T0)
     first = store.create_run("etl", triggered_by="ci", params={}, now=T0, idempotency_key="build-42")

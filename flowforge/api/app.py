@@ -1,10 +1,14 @@
-"""The app factory: routes, JSON errors, bearer-token auth, body limit and security headers."""
+"""The app factory: routes, JSON errors, bearer-token auth, body limit and security headers.
+
+No CORS middleware, so no other site's page can read an answer; CrossSiteWriteMiddleware refuses
+their requests that would change something.
+"""
 
 from __future__ import annotations
 
 import hmac
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -14,7 +18,9 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from ..metrics import ApiMetrics, RequestMetricsMiddleware, StoreCounters
 from .errors import BodyTooLarge, CatchAllMiddleware, error_response, install_error_handlers
+from .models import describe_auth_and_errors
 from .routes_dags import build_dag_router
 from .routes_events import build_events_router
 from .routes_runs import build_run_router
@@ -71,21 +77,38 @@ class BodyLimitMiddleware:
         await self.app(scope, counting_receive, send)
 
 
-class TokenAuthMiddleware:
-    """With a token configured, every request but the public paths needs `Authorization: Bearer <token>`."""
+_READ_METHODS = frozenset({"GET", "HEAD"})
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+
+class TokenAuthMiddleware:
+    """With a token configured, every request but the public paths needs `Authorization: Bearer <token>`.
+
+    The read-only token, when there is one, is good for GET and HEAD (event stream and metrics
+    included) and gets 403 on anything else.
+    """
+
+    def __init__(self, app: ASGIApp, token: str | None, read_token: str | None = None) -> None:
         self.app = app
         self.token = token.encode() if token else None
+        self.read_token = read_token.encode() if read_token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
-        if self.token is None or scope["type"] != "http" or _is_public(scope["path"]):
+        guarded = self.token is not None or self.read_token is not None
+        if not guarded or scope["type"] != "http" or _is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
         scheme, _, given = Headers(scope=scope).get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token):
+        presented = given.strip().encode() if scheme.lower() == "bearer" else b""
+        # Both compared in constant time, every time: the timing tells nothing about either token.
+        full = hmac.compare_digest(presented, self.token) if self.token else False
+        read = hmac.compare_digest(presented, self.read_token) if self.read_token else False
+        if full or (read and scope["method"] in _READ_METHODS):
             await self.app(scope, receive, send)
+            return
+        if read:
+            message = f"this token is read-only: it cannot {scope['method']} {scope['path']}"
+            await error_response(403, "forbidden", message)(scope, receive, send)
             return
         response = error_response(
             401,
@@ -94,6 +117,28 @@ class TokenAuthMiddleware:
             headers={"WWW-Authenticate": "Bearer"},
         )
         await response(scope, receive, send)
+
+
+class CrossSiteWriteMiddleware:
+    """Refuses a browser's cross-site request that would change something (403), token or not.
+
+    Without a token on loopback, any web page the user opens could otherwise POST to the API
+    (a "simple" request needs no CORS preflight). Browsers say where a request comes from in
+    `Sec-Fetch-Site`, which proxies leave alone; clients that are not browsers do not send it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] == "http" and scope["method"] not in _READ_METHODS:
+            site = Headers(scope=scope).get("sec-fetch-site", "same-origin").lower()
+            if site not in ("same-origin", "none"):
+                message = f"a {site} browser request may not {scope['method']} {scope['path']}"
+                await error_response(403, "forbidden", message)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class SecurityHeadersMiddleware:
@@ -126,9 +171,23 @@ def _is_public(path: str) -> bool:
     return path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES)
 
 
-def create_app(services: Services, *, api_token: str | None = None) -> FastAPI:
-    """Build the API app over these services; `api_token` overrides the configured token."""
+def create_app(
+    services: Services,
+    *,
+    api_token: str | None = None,
+    api_read_token: str | None = None,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    """Build the API app over these services; `api_token` and `api_read_token` override the configured ones.
+
+    Its metrics go on `registry` (`up` shares one with its scheduler and worker), else on a new one.
+    """
+    # Per app unless given: two apps in one process never share series.
+    registry = registry if registry is not None else CollectorRegistry()
+    registry.register(StoreCollector(services))
+    registry.register(StoreCounters(services.store))
     token = api_token if api_token is not None else services.settings.api_token
+    read_token = api_read_token if api_read_token is not None else services.settings.api_read_token
     max_body = max(MAX_BODY_BYTES, services.settings.max_yaml_bytes)
     app = FastAPI(
         title="FlowForge",
@@ -136,14 +195,14 @@ def create_app(services: Services, *, api_token: str | None = None) -> FastAPI:
         description="DAG workflow scheduler API",
         # Outermost first: every answer, even a 500 or a 401, gets the headers.
         middleware=[
+            Middleware(RequestMetricsMiddleware, metrics=ApiMetrics(registry)),
             Middleware(SecurityHeadersMiddleware),
             Middleware(CatchAllMiddleware),
-            Middleware(TokenAuthMiddleware, token=token),
+            Middleware(CrossSiteWriteMiddleware),
+            Middleware(TokenAuthMiddleware, token=token, read_token=read_token),
             Middleware(BodyLimitMiddleware, max_bytes=max_body),
         ],
     )
-    registry = CollectorRegistry()  # per app: two apps in one process never share series
-    registry.register(StoreCollector(services))
     app.state.services = services
     app.state.metrics_registry = registry
     install_error_handlers(app)
@@ -152,4 +211,11 @@ def create_app(services: Services, *, api_token: str | None = None) -> FastAPI:
     app.include_router(build_run_router(services))
     app.include_router(build_events_router(services))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = describe_auth_and_errors(FastAPI.openapi(app), public_paths=_PUBLIC_PATHS)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

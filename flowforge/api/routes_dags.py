@@ -7,28 +7,28 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.dagfile import load_dag
 from ..core.errors import Conflict, InvalidRequest, NotFound
 from ..core.schedule import iso_utc, parse_instant, ticks_between
 from .errors import HttpError
+from .models import (
+    LIST_LIMIT_MAX,
+    SAFE_INT_MAX,
+    BackfillRequest,
+    BackfillResult,
+    DagDetail,
+    DagList,
+    DagSubmitted,
+    SubmitDagRequest,
+    errors,
+)
 from .views import dag_view
 
 if TYPE_CHECKING:  # services imports the engine; the API needs only the type
     from ..services import Services
 
 MAX_BACKFILL_RUNS = 1000  # per request: a typo in a date must not create a million runs
-
-
-class BackfillRequest(BaseModel):
-    """Body of POST /api/v1/dags/{dag_id}/backfill."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    start: str = Field(description="first logical date, ISO-8601; without an offset, in the DAG's timezone")
-    end: str = Field(description="last logical date (inclusive), ISO-8601")
-    dry_run: bool = Field(False, description="only list the ticks; create nothing")
 
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
@@ -74,14 +74,13 @@ def _yaml_text(request: Request, body: bytes) -> str:
 
 
 # The body is read raw (JSON or YAML), so FastAPI cannot infer it: describe it for /docs by hand.
+_EXAMPLE_DAG = SubmitDagRequest.model_json_schema()["examples"][0]["yaml"]
 _SUBMIT_BODY_DOC = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {
-                "schema": {"type": "object", "properties": {"yaml": {"type": "string"}}, "required": ["yaml"]}
-            },
-            "application/yaml": {"schema": {"type": "string"}},
+            "application/json": {"schema": SubmitDagRequest.model_json_schema()},
+            "application/yaml": {"schema": {"type": "string", "examples": [_EXAMPLE_DAG]}},
         },
     }
 }
@@ -93,13 +92,30 @@ def build_dag_router(services: Services) -> APIRouter:
     store, queue = services.store, services.queue
     max_yaml = services.settings.max_yaml_bytes
 
-    @router.get("")
-    def list_dags(include_inactive: bool = Query(False, description="also list deactivated DAGs")) -> dict[str, Any]:
-        """Every DAG (latest version each), with its next scheduled run."""
+    @router.get("", response_model=DagList, responses=errors(422, 503))
+    def list_dags(
+        include_inactive: bool = Query(False, description="also list deactivated DAGs"),
+        limit: int = Query(LIST_LIMIT_MAX, ge=1, le=LIST_LIMIT_MAX, description="page size"),
+        offset: int = Query(0, ge=0, le=SAFE_INT_MAX, description="DAGs to skip"),
+    ) -> dict[str, Any]:
+        """DAGs by id (latest version each), with their next scheduled run, paged."""
         now = time.time()
-        return {"dags": [dag_view(r, now) for r in store.list_dags(include_inactive=include_inactive)]}
+        records = store.list_dags(include_inactive=include_inactive)
+        return {
+            "dags": [dag_view(r, now) for r in records[offset : offset + limit]],
+            "limit": limit,
+            "offset": offset,
+            "has_more": offset + limit < len(records),
+            "total": len(records),
+        }
 
-    @router.post("", status_code=201, openapi_extra=_SUBMIT_BODY_DOC)
+    @router.post(
+        "",
+        status_code=201,
+        openapi_extra=_SUBMIT_BODY_DOC,
+        response_model=DagSubmitted,
+        responses=errors(403, 413, 415, 422, 503),
+    )
     def submit_dag(request: Request, body: bytes = Depends(raw_body)) -> dict[str, Any]:
         """Validate and store a DAG; a changed DAG gets a new version. Invalid → 422, nothing stored."""
         text = _yaml_text(request, body)
@@ -118,22 +134,22 @@ def build_dag_router(services: Services) -> APIRouter:
         out["changed"] = previous is None or record.version != previous
         return out
 
-    @router.get("/{dag_id}")
+    @router.get("/{dag_id}", response_model=DagDetail, responses=errors(404, 503))
     def get_dag(dag_id: str) -> dict[str, Any]:
         """One DAG with its tasks, version, source and next run."""
         return dag_view(store.get_dag(dag_id), time.time(), detail=True)
 
-    @router.delete("/{dag_id}")
+    @router.delete("/{dag_id}", response_model=DagDetail, responses=errors(403, 404, 503))
     def deactivate_dag(dag_id: str) -> dict[str, Any]:
         """Deactivate a DAG: no new runs; its history stays. Submitting it again reactivates it."""
         return dag_view(store.set_dag_flags(dag_id, active=False), time.time(), detail=True)
 
-    @router.post("/{dag_id}/pause")
+    @router.post("/{dag_id}/pause", response_model=DagDetail, responses=errors(403, 404, 503))
     def pause_dag(dag_id: str) -> dict[str, Any]:
         """Stop scheduling a DAG (runs in flight carry on)."""
         return dag_view(store.set_dag_flags(dag_id, paused=True), time.time(), detail=True)
 
-    @router.post("/{dag_id}/unpause")
+    @router.post("/{dag_id}/unpause", response_model=DagDetail, responses=errors(403, 404, 503))
     def unpause_dag(dag_id: str) -> dict[str, Any]:
         """Resume scheduling a DAG; the ticks missed while paused are replayed only with `catchup: true`."""
         now = time.time()
@@ -143,7 +159,9 @@ def build_dag_router(services: Services) -> APIRouter:
         queue.wake_scheduler()
         return dag_view(record, now, detail=True)
 
-    @router.post("/{dag_id}/backfill", status_code=201)
+    @router.post(
+        "/{dag_id}/backfill", status_code=201, response_model=BackfillResult, responses=errors(403, 404, 413, 422, 503)
+    )
     def backfill(dag_id: str, body: BackfillRequest) -> dict[str, Any]:
         """Create a run for every tick in [start, end] that has none yet (or only list them: `dry_run`).
 

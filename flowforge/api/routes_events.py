@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from ..core.model import TASK_ACTIVE
 from ..core.records import Event
 from ..store.base import Store
+from .models import SAFE_INT_MAX, errors
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -31,6 +32,7 @@ KEEPALIVE_SECS = 15.0  # a comment line keeps proxies from closing an idle strea
 MAX_STREAM_SECS = 3600.0  # then the client reconnects (EventSource does so by itself, resuming)
 RECONNECT_MS = 2000
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+LOG_PAGE_BYTES = 1024 * 1024  # the most log text one answer (or one read of a followed log) carries
 
 
 def _matches(event: Event, run_id: str | None, dag_id: str | None) -> bool:
@@ -78,15 +80,15 @@ async def log_stream(
 ) -> AsyncIterator[str]:
     """An attempt's log as plain text, from cursor `after`, until the attempt has ended."""
     while await ctx.go_on():
+        # The state first: once it says the attempt ended, the reads below get all it wrote.
         ti = await run_in_threadpool(store.get_task_instance, run_id, task_id)
-        text, after = await run_in_threadpool(store.read_log, run_id, task_id, attempt, after)
-        if text:
+        ended = not (ti.attempt == attempt and ti.state in TASK_ACTIVE)
+        while True:  # a page at a time, so that a huge log never sits in memory whole
+            text, after = await run_in_threadpool(store.read_log, run_id, task_id, attempt, after, LOG_PAGE_BYTES)
+            if not text:
+                break
             yield text
-        if not (ti.attempt == attempt and ti.state in TASK_ACTIVE):
-            # what the task wrote between the read above and its end
-            text, after = await run_in_threadpool(store.read_log, run_id, task_id, attempt, after)
-            if text:
-                yield text
+        if ended:
             return
         await asyncio.sleep(POLL_SECS)
 
@@ -99,13 +101,18 @@ def build_events_router(services: Services) -> APIRouter:
     @router.get(
         "/events",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}},
+        responses={
+            200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "server-sent events"},
+            **errors(422, 503),
+        },
     )
     def events(
         request: Request,
         run_id: str | None = Query(None, description="only changes of this run"),
         dag_id: str | None = Query(None, description="only changes of this DAG and its runs"),
-        after: int | None = Query(None, ge=0, description="resume after this event id (0: every event kept)"),
+        after: int | None = Query(
+            None, ge=0, le=SAFE_INT_MAX, description="resume after this event id (0: every event kept)"
+        ),
         last_event_id: str | None = Header(None, description="set by EventSource when it reconnects"),
     ) -> StreamingResponse:
         """Server-sent events: one per change of a DAG, run or task instance, resumable by id.
@@ -114,8 +121,9 @@ def build_events_router(services: Services) -> APIRouter:
         Each event's data is JSON: id, ts, kind (dag|run|task), dag_id, run_id, task_id, state, attempt.
         """
         start = after
-        if start is None and last_event_id and last_event_id.strip().isdigit():
-            start = int(last_event_id.strip())
+        resume = (last_event_id or "").strip()
+        if start is None and resume.isascii() and resume.isdigit() and int(resume) <= SAFE_INT_MAX:
+            start = int(resume)
         if start is None:
             start = store.last_event_id()
         stream = sse_stream(StreamContext(request, services.stopping), store, start, run_id, dag_id)

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import Conflict, NotFound
 from ..core.model import TASK_ACTIVE, TASK_TERMINAL, RunState, TaskState
@@ -15,29 +14,25 @@ from ..core.params import resolve_params
 from ..core.plan import tasks_to_clear
 from ..core.records import Run, TaskInstance
 from .errors import HttpError
-from .routes_events import SSE_HEADERS, StreamContext, log_stream
+from .models import (
+    LIST_LIMIT_MAX,
+    SAFE_INT_MAX,
+    LogPage,
+    RetryRequest,
+    RunDetail,
+    RunList,
+    RunRetried,
+    TaskDetail,
+    TaskList,
+    TriggeredRun,
+    TriggerRequest,
+    errors,
+)
+from .routes_events import LOG_PAGE_BYTES, SSE_HEADERS, StreamContext, log_stream
 from .views import run_view, task_spec_view
 
 if TYPE_CHECKING:  # services imports the engine; the API needs only the type
     from ..services import Services
-
-
-class RetryRequest(BaseModel):
-    """Body of POST /api/v1/runs/{run_id}/tasks/{task_id}/retry (optional)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    downstream: bool = Field(False, description="also run every downstream task again, successful ones too")
-
-
-class TriggerRequest(BaseModel):
-    """Body of POST /api/v1/runs."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dag_id: str = Field(min_length=1, max_length=200)
-    triggered_by: str = Field("api", min_length=1, max_length=64)
-    params: dict[str, Any] = Field(default_factory=dict)
 
 
 def _parse_states(state: str | None) -> list[RunState] | None:
@@ -57,18 +52,24 @@ def build_run_router(services: Services) -> APIRouter:
     router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
     store, queue = services.store, services.queue
 
-    @router.get("")
+    @router.get("", response_model=RunList, responses=errors(422, 503))
     def list_runs(
         dag_id: str | None = Query(None, description="only runs of this DAG"),
         state: str | None = Query(None, description="only runs in this state (comma-separated for several)"),
-        limit: int = Query(50, ge=1, le=500),
-        offset: int = Query(0, ge=0),
+        limit: int = Query(50, ge=1, le=LIST_LIMIT_MAX, description="page size"),
+        offset: int = Query(0, ge=0, le=SAFE_INT_MAX, description="runs to skip"),
     ) -> dict[str, Any]:
         """Runs, newest first, filtered and paged."""
-        runs = store.list_runs(dag_id=dag_id or None, states=_parse_states(state), limit=limit, offset=offset)
-        return {"runs": [run_view(r) for r in runs], "limit": limit, "offset": offset}
+        # One run more than asked tells whether another page follows, without counting them all.
+        runs = store.list_runs(dag_id=dag_id or None, states=_parse_states(state), limit=limit + 1, offset=offset)
+        return {
+            "runs": [run_view(r) for r in runs[:limit]],
+            "limit": limit,
+            "offset": offset,
+            "has_more": len(runs) > limit,
+        }
 
-    @router.post("", status_code=201)
+    @router.post("", status_code=201, response_model=TriggeredRun, responses=errors(403, 404, 413, 422, 503))
     def trigger_run(body: TriggerRequest) -> dict[str, Any]:
         """Start a run of a DAG's latest version now, and wake the scheduler."""
         record = store.get_dag(body.dag_id)
@@ -100,12 +101,12 @@ def build_run_router(services: Services) -> APIRouter:
             return f"{queued} task(s) queued, waiting for a free worker slot"
         return None
 
-    @router.get("/{run_id}")
+    @router.get("/{run_id}", response_model=RunDetail, responses=errors(404, 503))
     def get_run(run_id: str) -> dict[str, Any]:
         """A run with all its task instances, and why it waits when it waits for a slot."""
         return run_detail(run_id)
 
-    @router.post("/{run_id}/cancel")
+    @router.post("/{run_id}/cancel", response_model=RunDetail, responses=errors(403, 404, 409, 503))
     def cancel_run(run_id: str) -> dict[str, Any]:
         """Cancel a run: its running tasks are killed, the rest become cancelled. 409 when it had ended."""
         if not store.stop_run(run_id, RunState.CANCELLED, "cancelled by request", time.time()):
@@ -127,22 +128,24 @@ def build_run_router(services: Services) -> APIRouter:
         out["cleared"] = cleared
         return out
 
-    @router.post("/{run_id}/retry")
+    @router.post("/{run_id}/retry", response_model=RunRetried, responses=errors(403, 404, 409, 503))
     def retry_failed(run_id: str) -> dict[str, Any]:
         """Run the failed (and upstream-failed, cancelled) tasks of a run again, in the same run."""
         return _retry(run_id, None, False)
 
-    @router.post("/{run_id}/tasks/{task_id}/retry")
+    @router.post(
+        "/{run_id}/tasks/{task_id}/retry", response_model=RunRetried, responses=errors(403, 404, 409, 413, 422, 503)
+    )
     def retry_task(run_id: str, task_id: str, body: RetryRequest | None = None) -> dict[str, Any]:
         """Run a finished task again (and what never ran because of it; with `downstream`, all below it)."""
         return _retry(run_id, task_id, bool(body and body.downstream))
 
-    @router.get("/{run_id}/tasks")
+    @router.get("/{run_id}/tasks", response_model=TaskList, responses=errors(404, 503))
     def list_tasks(run_id: str) -> dict[str, Any]:
         """The task instances of a run, in the DAG's task order."""
         return {"tasks": [ti.to_dict() for ti in store.task_instances(run_id)]}
 
-    @router.get("/{run_id}/tasks/{task_id}")
+    @router.get("/{run_id}/tasks/{task_id}", response_model=TaskDetail, responses=errors(404, 503))
     def get_task(run_id: str, task_id: str) -> dict[str, Any]:
         """One task instance with every attempt and the task's spec at the run's DAG version."""
         run = store.get_run(run_id)
@@ -155,17 +158,25 @@ def build_run_router(services: Services) -> APIRouter:
             out["spec"] = None  # the version row is gone; the instance is still worth showing
         return out
 
-    @router.get("/{run_id}/tasks/{task_id}/logs")
+    @router.get(
+        "/{run_id}/tasks/{task_id}/logs",
+        response_model=LogPage,
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "with follow=1: the log"},
+            **errors(404, 422, 503),
+        },
+    )
     def get_logs(
         request: Request,
         run_id: str,
         task_id: str,
-        attempt: int | None = Query(None, ge=1, description="attempt number; default the latest"),
-        after: int = Query(0, ge=0, description="cursor from a previous answer; 0 = from the start"),
+        attempt: int | None = Query(None, ge=1, le=SAFE_INT_MAX, description="attempt number; default the latest"),
+        after: int = Query(0, ge=0, le=SAFE_INT_MAX, description="cursor from a previous answer; 0 = from the start"),
         follow: bool = Query(False, description="stream the log as plain text until the attempt ends"),
     ) -> Any:
         """Log text of one attempt after a cursor, the next cursor, and whether more can come.
 
+        An answer carries at most about 1 MiB of text (`more` is then true): read on from `cursor`.
         With `follow=1` the answer is the log itself as `text/plain`, streamed as the task writes it.
         """
         ti = store.get_task_instance(run_id, task_id)
@@ -185,8 +196,18 @@ def build_run_router(services: Services) -> APIRouter:
         if follow:
             stream = log_stream(StreamContext(request, services.stopping), store, run_id, task_id, attempt, after)
             return StreamingResponse(stream, media_type="text/plain; charset=utf-8", headers=SSE_HEADERS)
-        text, cursor = store.read_log(run_id, task_id, attempt, after)
-        done = not (attempt == ti.attempt and ti.state in TASK_ACTIVE)
-        return {"run_id": run_id, "task_id": task_id, "attempt": attempt, "text": text, "cursor": cursor, "done": done}
+        ended = not (attempt == ti.attempt and ti.state in TASK_ACTIVE)
+        text, cursor = store.read_log(run_id, task_id, attempt, after, max_bytes=LOG_PAGE_BYTES)
+        # A page that stopped at the limit has more behind it; a smallest read tells for sure.
+        more = bool(text) and bool(store.read_log(run_id, task_id, attempt, cursor, max_bytes=0)[0])
+        return {
+            "run_id": run_id,
+            "task_id": task_id,
+            "attempt": attempt,
+            "text": text,
+            "cursor": cursor,
+            "done": ended and not more,
+            "more": more,
+        }
 
     return router

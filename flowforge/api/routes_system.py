@@ -8,13 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..core.model import RunState, TaskState
+from ..scheduler import LEADER_LEASE
+from .models import LIST_LIMIT_MAX, SAFE_INT_MAX, Health, Ready, Status, WorkerList, errors
 from .views import worker_summary
 
 if TYPE_CHECKING:  # services imports the engine; the API needs only the type
@@ -44,7 +46,10 @@ class StoreCollector(Collector):
         else:
             store_up.add_metric([], 1)
             yield store_up
-            yield _by_state("flowforge_runs", "Runs by state", counts.get("runs", {}), [s.value for s in RunState])
+            # Ended runs are counted by flowforge_runs_total (metrics.StoreCounters).
+            active = [RunState.QUEUED.value, RunState.RUNNING.value]
+            runs = {k: n for k, n in counts.get("runs", {}).items() if k in active}
+            yield _by_state("flowforge_runs_active", "Runs queued or running, by state", runs, active)
             yield _by_state(
                 "flowforge_task_instances",
                 "Task instances by state",
@@ -74,36 +79,65 @@ def _by_state(name: str, doc: str, counts: dict[str, int], states: list[str]) ->
     return g
 
 
+def readiness(services: Services) -> dict[str, Any]:
+    """What /ready answers: each part "ok" or why not, the leading scheduler, and the overall status."""
+    result: dict[str, Any] = {"status": "ready", "store": "ok", "queue": "ok", "scheduler": "ok", "leader": None}
+    try:
+        # Reading the lease is the store's probe too.
+        result["leader"] = services.store.lease_holder(LEADER_LEASE, time.time())
+    except Exception as exc:
+        # Only the exception type: its text may carry a connection URL with a password.
+        log.warning("readiness: the store is unavailable", exc_info=True)
+        result["store"] = f"unavailable ({type(exc).__name__})"
+        result["scheduler"] = "unknown (the store is unavailable)"
+    else:
+        if result["leader"] is None:
+            result["scheduler"] = "no leader (no running scheduler holds the scheduler lease)"
+    try:
+        services.queue.size()
+    except Exception as exc:
+        log.warning("readiness: the queue is unavailable", exc_info=True)
+        result["queue"] = f"unavailable ({type(exc).__name__})"
+    if any(result[part] != "ok" for part in ("store", "queue", "scheduler")):
+        result["status"] = "unavailable"
+    return result
+
+
 def build_system_router(services: Services, registry: CollectorRegistry) -> APIRouter:
     """Routes outside /api/v1 (health, ready, metrics, the page) plus /api/v1/status and /workers."""
     router = APIRouter()
     store, queue, settings = services.store, services.queue, services.settings
 
-    @router.get("/health", tags=["system"])
+    @router.get("/health", tags=["system"], response_model=Health)
     def health() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @router.get("/ready", tags=["system"], responses={503: {"description": "store or queue unavailable"}})
+    @router.get(
+        "/ready",
+        tags=["system"],
+        response_model=Ready,
+        responses={
+            **errors(),
+            503: {"model": Ready, "description": "the store or the queue is unavailable, or no scheduler leads"},
+        },
+    )
     def ready() -> JSONResponse:
-        """Readiness: the store and the queue both answer."""
-        result = {"status": "ready", "store": "ok", "queue": "ok"}
-        for part, probe in (("store", store.counts), ("queue", queue.size)):
-            try:
-                probe()
-            except Exception as exc:
-                # Only the exception type: its text may carry a connection URL with a password.
-                log.warning("readiness: %s unavailable", part, exc_info=True)
-                result[part] = f"unavailable ({type(exc).__name__})"
-                result["status"] = "unavailable"
+        """Readiness: the store and the queue answer, and a scheduler holds the leader lease."""
+        result = readiness(services)
         return JSONResponse(result, status_code=200 if result["status"] == "ready" else 503)
 
-    @router.get("/metrics", tags=["system"], response_class=Response)
+    @router.get(
+        "/metrics",
+        tags=["system"],
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}, **errors()},
+    )
     def metrics() -> Response:
         """Prometheus text exposition."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @router.get("/api/v1/status", tags=["system"])
+    @router.get("/api/v1/status", tags=["system"], response_model=Status, responses=errors(503))
     def status() -> dict[str, Any]:
         """Counts of DAGs, runs and tasks by state, workers and queue depth."""
         counts = store.counts()
@@ -114,12 +148,23 @@ def build_system_router(services: Services, registry: CollectorRegistry) -> APIR
             "tasks": counts.get("tasks", {}),
             "workers": workers,
             "queue_depth": queue.size(),
+            "ready": readiness(services),
         }
 
-    @router.get("/api/v1/workers", tags=["system"])
-    def workers() -> dict[str, Any]:
-        """Every known worker with host, slots, running tasks and last heartbeat."""
-        return {"workers": [w.to_dict() for w in store.list_workers()]}
+    @router.get("/api/v1/workers", tags=["system"], response_model=WorkerList, responses=errors(422, 503))
+    def workers(
+        limit: int = Query(LIST_LIMIT_MAX, ge=1, le=LIST_LIMIT_MAX, description="page size"),
+        offset: int = Query(0, ge=0, le=SAFE_INT_MAX, description="workers to skip"),
+    ) -> dict[str, Any]:
+        """Known workers with host, slots, running tasks and last heartbeat, most recent first, paged."""
+        known = store.list_workers()
+        return {
+            "workers": [w.to_dict() for w in known[offset : offset + limit]],
+            "limit": limit,
+            "offset": offset,
+            "has_more": offset + limit < len(known),
+            "total": len(known),
+        }
 
     @router.get("/", include_in_schema=False)
     def index() -> FileResponse:

@@ -155,6 +155,10 @@ class Store(Protocol):
         """Give up the lease `name` if `holder` has it, so that a standby takes over at once."""
         ...
 
+    def lease_holder(self, name: str, now: float) -> str | None:
+        """The holder of the lease `name` if it has not expired at `now`; None when nobody holds it."""
+        ...
+
     def finish_task(
         self,
         run_id: str,
@@ -254,6 +258,15 @@ class Store(Protocol):
     # -- overview -----------------------------------------------------------------------
     def counts(self) -> dict[str, dict[str, int]]:
         """{"dags": {"active": n, "paused": n, "inactive": n}, "runs": {state: n}, "tasks": {state: n}}."""
+        ...
+
+    def outcome_counts(self) -> dict[str, dict[tuple[str, str], int]]:
+        """Counts by (dag_id, state) for the outcome counters of /metrics.
+
+        {"runs": ended runs (success, failed, cancelled), "attempts": every attempt (queued and
+        running ones too), "retries": the attempts numbered 2 or more}. They only grow, except
+        that a run re-opened by a retry leaves the count of the state it had ended in.
+        """
         ...
 
     def close(self) -> None:

@@ -28,8 +28,10 @@ POSTGRES = Dialect(
 
 CONNECT_TIMEOUT_SECS = 5
 # How long a caller waits for a pooled connection; while PostgreSQL is down each call fails
-# after this long, and the loops above (scheduler tick, worker heartbeat) log and retry.
-POOL_TIMEOUT_SECS = 15.0
+# after this long, and the loops above (scheduler tick, worker heartbeat) log and retry, and the
+# API answers 503. Short, so that nothing hangs during an outage; a pool of healthy connections
+# hands one out within milliseconds even under load.
+POOL_TIMEOUT_SECS = 3.0
 # The pool retries a failed connection with doubling delays until this much time has passed,
 # then gives up and starts afresh on the next call. Kept short so that once PostgreSQL is back,
 # a process reconnects within seconds, not after a backoff grown during a long outage.

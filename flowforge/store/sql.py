@@ -121,7 +121,11 @@ QUEUE_TI = (
     " lease_token = NULL, lease_expires_at = NULL"
     " WHERE run_id = ? AND task_id = ? AND attempt = ? AND state IN ('pending', 'up_for_retry')"
 )
-INSERT_ATTEMPT = "INSERT INTO attempts (run_id, task_id, attempt, state, queued_at) VALUES (?, ?, ?, 'queued', ?)"
+# The attempt carries its run's DAG, so that outcome counts by DAG need no join (outcome_counts).
+INSERT_ATTEMPT = (
+    "INSERT INTO attempts (run_id, task_id, attempt, state, queued_at, dag_id)"
+    " SELECT ?, ?, ?, 'queued', ?, dag_id FROM runs WHERE run_id = ?"
+)
 # RETURNING the claimed row saves a round trip per task (SQLite 3.35+, PostgreSQL).
 CLAIM_TI = (
     "UPDATE task_instances SET state = 'running', started_at = ?, worker_id = ?, lease_token = ?,"
@@ -153,6 +157,7 @@ RENEW_LEASE = (
 TAKE_LEASE = "UPDATE leases SET holder = ?, expires_at = ? WHERE name = ? AND (holder = ? OR expires_at < ?)"
 INSERT_LEASE = "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)"
 RELEASE_LEASE = "UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ?"
+LEASE_HOLDER = "SELECT holder FROM leases WHERE name = ? AND expires_at >= ?"
 DEFAULT_LEASE_SECS = 15.0
 ACTIVE_COUNTS = (
     "SELECT r.dag_id, COUNT(*) FROM runs r JOIN task_instances t ON t.run_id = r.run_id"
@@ -177,6 +182,14 @@ LIST_WORKERS = (
 COUNT_DAGS = "SELECT active, paused, COUNT(*) FROM dags GROUP BY active, paused"
 COUNT_RUNS = "SELECT state, COUNT(*) FROM runs GROUP BY state"
 COUNT_TASKS = "SELECT state, COUNT(*) FROM task_instances GROUP BY state"
+# Each reads one covering index (runs_dag_state, attempts_dag_state), in (dag_id, state) order.
+# No WHERE on the state: SQLite would then pick runs_state_created and sort; the few rows of
+# active states are left out in Python.
+COUNT_RUN_OUTCOMES = "SELECT dag_id, state, COUNT(*) FROM runs GROUP BY dag_id, state"
+COUNT_ATTEMPTS = (
+    "SELECT dag_id, state, COUNT(*), SUM(CASE WHEN attempt > 1 THEN 1 ELSE 0 END) FROM attempts"
+    " WHERE dag_id IS NOT NULL GROUP BY dag_id, state"
+)
 
 FINISH_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY})
 
@@ -447,7 +460,7 @@ class SqlStore(RunControl, EventLog, ABC):
         with self._transaction() as cur:
             for task_id, attempt in tasks:
                 if self._exec(cur, QUEUE_TI, (now, run_id, task_id, attempt)).rowcount == 1:
-                    self._exec(cur, INSERT_ATTEMPT, (run_id, task_id, attempt + 1, now))
+                    self._exec(cur, INSERT_ATTEMPT, (run_id, task_id, attempt + 1, now, run_id))
                     queued.append(task_id)
             self._emit_tasks(cur, run_id, queued, now)
         return queued
@@ -566,6 +579,11 @@ class SqlStore(RunControl, EventLog, ABC):
         with self._transaction() as cur:
             self._exec(cur, RELEASE_LEASE, (name, holder))
 
+    def lease_holder(self, name: str, now: float) -> str | None:
+        """Who holds the lease `name` unexpired at `now`; None when nobody does (lapsed, released, never taken)."""
+        rows = self._all(LEASE_HOLDER, (name, now))
+        return str(rows[0][0]) if rows else None
+
     def active_task_counts(self) -> dict[str, int]:
         """Number of `queued` + `running` task instances per dag_id, over all active runs."""
         return {dag_id: n for dag_id, n in self._all(ACTIVE_COUNTS)}
@@ -633,3 +651,17 @@ class SqlStore(RunControl, EventLog, ABC):
             runs.update(self._exec(cur, COUNT_RUNS).fetchall())
             tasks.update(self._exec(cur, COUNT_TASKS).fetchall())
         return {"dags": dags, "runs": runs, "tasks": tasks}
+
+    def outcome_counts(self) -> dict[str, dict[tuple[str, str], int]]:
+        """Counts by (dag_id, state), never reset: ended runs, every attempt, and retries among the attempts."""
+        runs: dict[tuple[str, str], int] = {}
+        attempts: dict[tuple[str, str], int] = {}
+        retries: dict[tuple[str, str], int] = {}
+        with self._transaction(write=False) as cur:
+            for dag_id, state, n in self._exec(cur, COUNT_RUN_OUTCOMES).fetchall():
+                if RunState(state) in RUN_TERMINAL:
+                    runs[(dag_id, state)] = int(n)
+            for dag_id, state, n, again in self._exec(cur, COUNT_ATTEMPTS).fetchall():
+                attempts[(dag_id, state)] = int(n)
+                retries[(dag_id, state)] = int(again or 0)
+        return {"runs": runs, "attempts": attempts, "retries": retries}

@@ -1,0 +1,202 @@
+"""The results as a Rich table on the terminal, as JSON, and as a Markdown table for the README."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+# The goals of the suite, as ratios to make -j2 (figures to read, never assertions).
+GOALS = {"up": {"W1": 3.0, "W2": 4.0, "W3": 3.0}, "distributed": {"W1": 6.0, "W2": 6.0, "W3": 6.0}}
+LOAD_GOAL_SECS = 0.5
+IDLE_RSS_GOAL_MIB = 120.0
+SCALE_P99_GOAL_MS = 50.0
+DEPLOYMENTS = (("up", "up"), ("distributed", "distributed"))
+
+
+def _f(value: float | None, fmt: str = ".3f", suffix: str = "") -> str:
+    return "–" if value is None else f"{value:{fmt}}{suffix}"
+
+
+def _goal(ok: bool | None) -> str:
+    return "" if ok is None else (" ✓" if ok else " ✗")
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    """Write the results, merged section by section into what `path` already holds.
+
+    A run of only `--scale` or `--profile` keeps the comparison figures of an earlier run.
+    """
+    merged: dict[str, Any] = {}
+    if path.exists():
+        try:
+            merged = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            merged = {}
+    merged.update(results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(merged, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Results written by `write_json`."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# -- rows shared by the terminal table and the Markdown table -------------------------------------
+def comparison_rows(results: dict[str, Any]) -> list[list[str]]:
+    """One row per workload: make, then per deployment seconds, ×make, ms/task, hand-off p50/p95."""
+    rows = []
+    compare = results.get("compare", {})
+    deployments = [d for d, _ in DEPLOYMENTS if d in compare.get("deployments", [])]
+    for name, w in compare.get("workloads", {}).items():
+        make = w["make"]["median"]
+        row = [f"{name} ({w['tasks']} tasks)", _f(make)]
+        for dep in deployments:
+            d = w.get(dep)
+            if not d:
+                row += ["–"] * 4
+                continue
+            ratio = d.get("ratio")
+            goal = GOALS[dep].get(name)
+            row += [
+                _f(d["wall"]["median"]),
+                _f(ratio, ".1f", "×") + _goal(None if ratio is None or goal is None else ratio <= goal),
+                _f(d.get("overhead_ms_per_task"), ".1f"),
+                f"{_f(d['handoff']['p50_ms'], '.1f')} / {_f(d['handoff']['p95_ms'], '.1f')}",
+            ]
+        rows.append(row)
+    return rows
+
+
+def comparison_header(results: dict[str, Any]) -> list[str]:
+    """Column titles matching `comparison_rows`."""
+    header = ["workload", "make -j2 (s)"]
+    deployments = results.get("compare", {}).get("deployments", [])
+    for dep, title in DEPLOYMENTS:
+        if dep in deployments:
+            header += [f"{title} (s)", "× make", "ms/task", "hand-off p50 / p95 (ms)"]
+    return header
+
+
+def memory_lines(results: dict[str, Any]) -> list[str]:
+    """Idle and peak RSS of every FlowForge process, one line each."""
+    lines = []
+    for dep, processes in results.get("compare", {}).get("memory", {}).items():
+        for role, m in processes.items():
+            idle = m.get("idle_rss_mib")
+            goal = _goal(idle <= IDLE_RSS_GOAL_MIB) if dep == "up" and idle is not None else ""
+            lines.append(
+                f"{dep} / {role}: idle RSS {_f(idle, '.0f', ' MiB')}{goal}, "
+                f"peak RSS {_f(m.get('peak_rss_mib'), '.0f', ' MiB')}"
+            )
+    return lines
+
+
+def load_lines(results: dict[str, Any]) -> list[str]:
+    """W4 load + validate against plain PyYAML."""
+    lines = []
+    for name, methods in results.get("load", {}).get("workloads", {}).items():
+        for method, m in methods.items():
+            secs = m["seconds"]["median"]
+            goal = _goal(secs <= LOAD_GOAL_SECS) if method == "flowforge" else ""
+            cpu = m.get("cpu_seconds", {}).get("median")
+            lines.append(
+                f"{name} ({m['tasks']} tasks) {method}: {_f(secs)} s{goal} (CPU {_f(cpu)} s, "
+                f"spread {_f(m['seconds']['spread'], '.0%')}), peak RSS {_f(m['peak_rss_mib'], '.0f')} MiB "
+                f"(+{_f(m['rss_growth_mib'], '.0f')} MiB), tracemalloc peak {_f(m['tracemalloc_peak_mib'], '.1f')} MiB"
+                f" — {m['what']}"
+            )
+    return lines
+
+
+def scale_lines(results: dict[str, Any]) -> list[str]:
+    """Latency of the API and the scheduler tick with a big history."""
+    scale = results.get("scale")
+    if not scale:
+        return []
+    lines = [f"history: {scale['runs']} runs, {scale['task_instances']:,} task instances"]
+    for name, r in scale["requests"].items():
+        lines.append(
+            f"GET {name}: p50 {_f(r['p50_ms'], '.1f')} ms, p99 {_f(r['p99_ms'], '.1f')} ms"
+            f"{_goal(r['p99_ms'] <= SCALE_P99_GOAL_MS)} ({r['n']} requests)"
+        )
+    small_ticks = scale.get("tick_ms_small", {})
+    for name, t in scale["tick_ms"].items():
+        small = small_ticks.get(name, {}).get("median")
+        lines.append(f"scheduler tick, {name}: median {_f(t['median'], '.2f')} ms (max {_f(t['max'], '.2f')} ms; "
+                     f"{_f(small, '.2f')} ms on a small history)")
+    growth = scale.get("growth")
+    if growth:
+        bigger = scale["task_instances"] / max(scale.get("small_task_instances") or 12_000, 1)
+        grows = sorted(((g, n) for n, g in growth.items() if g >= 3), reverse=True)
+        rest = max((g for g in growth.values() if g < 3), default=None)
+        lines.append(
+            f"store queries, history ×{bigger:.0f}: "
+            + (", ".join(f"{n} ×{g:.1f}" for g, n in grows) + " grow; " if grows else "none grows; ")
+            + (f"every other within ×{rest:.1f}" if rest is not None else "")
+        )
+    for name, plan in scale.get("query_plans", {}).items():
+        flag = "FULL SCAN" if plan["full_scan"] else "indexed"
+        lines.append(f"query {name}: {flag} — {' | '.join(plan['plan'])}")
+    return lines
+
+
+# -- outputs ----------------------------------------------------------------------------------------
+def print_report(results: dict[str, Any], console: Console | None = None) -> None:
+    """A readable report on the terminal."""
+    console = console or Console()
+    meta = results.get("compare", {}).get("meta") or results.get("meta", {})
+    rows = comparison_rows(results)
+    if rows:
+        table = Table(title=f"Trigger → run end, medians of {meta.get('runs', '?')} runs "
+                            f"({meta.get('cpus', '?')} CPUs, 2 slots)")
+        header = comparison_header(results)
+        for i, title in enumerate(header):
+            table.add_column(title, justify="left" if i == 0 else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        skipped = results.get("compare", {}).get("distributed_skipped")
+        if skipped:
+            console.print(f"distributed: skipped ({skipped})")
+        for name, w in results.get("compare", {}).get("workloads", {}).items():
+            spreads = [f"make {_f(w['make']['spread'], '.0%')}"]
+            for dep, _ in DEPLOYMENTS:
+                if w.get(dep):
+                    cpu = w[dep].get("cpu_ms_per_task")
+                    spreads.append(f"{dep} {_f(w[dep]['wall']['spread'], '.0%')}"
+                                   + (f" (CPU {cpu:.2f} ms/task)" if cpu is not None else ""))
+            console.print(f"  {name} spread (max-min)/median: " + ", ".join(spreads))
+    for line in memory_lines(results) + load_lines(results) + scale_lines(results):
+        console.print(line)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The README's table: the comparison, then memory, W4 and scale as short lines."""
+    meta = results.get("compare", {}).get("meta", {})
+    out = []
+    rows = comparison_rows(results)
+    if rows:
+        header = comparison_header(results)
+        load = meta.get("load_before")
+        out.append(f"Trigger → run end, medians of {meta.get('runs', '?')} interleaved runs on "
+                   f"{meta.get('cpus', '?')} cores (1-minute load average {load[0] if load else '?'} at the start), "
+                   "2 worker slots (make: `make -j2`, one `sh -c true` per task):")
+        out.append("")
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+        out += ["| " + " | ".join(row) + " |" for row in rows]
+        out.append("")
+    extra = memory_lines(results) + load_lines(results) + scale_lines(results)
+    out += [f"- {line}" for line in extra if not line.startswith("query ")]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def write_markdown(results: dict[str, Any], path: Path) -> None:
+    """Write `markdown(results)` to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown(results), encoding="utf-8")
