@@ -182,9 +182,10 @@ def markdown(results: dict[str, Any]) -> str:
     rows = comparison_rows(results)
     if rows:
         header = comparison_header(results)
-        load = meta.get("load_before")
+        before, after = meta.get("load_before"), meta.get("load_after")
+        load = f"{before[0] if before else '?'} at the start, {after[0] if after else '?'} at the end"
         out.append(f"Trigger → run end, medians of {meta.get('runs', '?')} interleaved runs on "
-                   f"{meta.get('cpus', '?')} cores (1-minute load average {load[0] if load else '?'} at the start), "
+                   f"{meta.get('cpus', '?')} cores (1-minute load average {load}), "
                    "2 worker slots (make: `make -j2`, one `sh -c true` per task):")
         out.append("")
         out.append("| " + " | ".join(header) + " |")

@@ -298,6 +298,7 @@ def test_pause_unpause_status_workers(api: LiveApi, good_file: Path) -> None:
     assert api.cli("pause", "ghost").exit_code == 2
     status = api.cli("status")
     assert status.exit_code == 0 and "Queue depth" in status.stdout
+    assert "not ready; scheduler: no leader" in " ".join(status.stdout.split()), "no scheduler runs here"
     assert api.cli_json("status")["dags"]["active"] == 1
     assert api.cli("workers").exit_code == 0
     assert api.cli_json("workers") == {"workers": []}
