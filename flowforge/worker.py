@@ -128,6 +128,8 @@ class Worker:
         # An attempt's lease outlives a few missed renewals (every WATCH_SECS) but not a dead
         # worker: after this long without one, the scheduler gives the attempt up as lost.
         self.lease_secs = lease_secs if lease_secs is not None else 3 * heartbeat_secs
+        # Renewed three times a lease at least, so that one slow renewal does not let it lapse.
+        self.watch_secs = min(WATCH_SECS, self.lease_secs / 3)
         self.clock = clock
         self.base_env = dict(os.environ) if base_env is None else base_env
         self.started_at = clock()
@@ -395,14 +397,14 @@ class Worker:
         # worker drains is still stopped, and the worker is not taken for dead meanwhile.
         while deadline is None or (busy() and time.monotonic() < deadline):
             if deadline is None:
-                if stop.wait(WATCH_SECS):
+                if stop.wait(self.watch_secs):
                     deadline = time.monotonic() + grace
             else:
                 # Stopped: `stop.wait` no longer waits, so wait on a slot still draining instead
                 # of spinning; this returns as soon as it is done.
                 alive = [t for t in threads if t.is_alive()]
                 if alive:
-                    alive[0].join(min(WATCH_SECS, max(0.0, deadline - time.monotonic())))
+                    alive[0].join(min(self.watch_secs, max(0.0, deadline - time.monotonic())))
             self.watch()
             if time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + self.heartbeat_secs

@@ -39,7 +39,7 @@ class Figures:
     seed: int
     tasks: int = 0
     runs: int = 0
-    runs_completed: int = 0
+    runs_completed: int = 0  # ended as they must: success (R9's, failed by its timeouts)
     faults: int = 0  # faults injected
     hits: int = 0  # faults that hit running tasks
     tasks_hit: int = 0  # task executions those faults killed, paused or cut off

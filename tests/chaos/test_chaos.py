@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from flowforge.scheduler import LEADER_TTL_SECS
+
 from ..backends import TcpProxy
 from .cluster import (
     HEARTBEAT_SECS,
@@ -48,7 +50,6 @@ from .ledger import (
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
 
 TICK_SECS = 1.0  # the scheduler's safety-net tick
-LEADER_TTL_SECS = 5.0  # the scheduler lease (flowforge.scheduler.LEADER_TTL_SECS)
 
 
 # -- shared steps ---------------------------------------------------------------------------------
@@ -314,33 +315,38 @@ def test_r5_redis_restart_with_its_data_gone(redis_cluster: Cluster, private_red
     c.start_scheduler()
     names = ["worker1", "worker2"]
     for name in names:
-        c.start_worker(name, 3)
+        c.start_worker(name, 1)  # fewer slots than a layer has tasks: messages wait in Redis
     c.wait_workers(names)
     dag = layered_dag("requeue", c.ledger, rng, layers=6, width=6, sleep=(0.3, 1.0))
     c.submit(dag)
     run_id = c.trigger(dag.dag_id)
 
+    def waiting() -> set[tuple[str, str, int]] | None:
+        queued = queued_tasks(c, [run_id])
+        return queued if len(queued) >= 2 else None
+
     c.wait_progress([run_id], rng.uniform(0.25, 0.4), timeout=60)
+    stranded = c.wait_for("tasks waiting in the queue", waiting, timeout=30, poll=0.05)
     down = rng.uniform(1.5, 3.0)
     faults = [time.time()]
-    private_redis.kill()
+    private_redis.kill()  # with the messages of `stranded`, and the workers' processing lists
     time.sleep(down)
     private_redis.start()
     restored = time.monotonic()
-    stranded = queued_tasks(c, [run_id])  # queued when Redis came back: their messages are gone
     figures.recovery.append(wait_claimed(c, [run_id], stranded, restored, timeout=60))
-    notes = [f"restart after {down:.1f}s down: {len(stranded)} queued task(s) stranded, all claimed "
+    notes = [f"restart after {down:.1f}s down: {len(stranded)} queued task(s) lost their message, all claimed "
              f"{figures.recovery[-1]:.1f}s after Redis was back"]
 
     c.wait_progress([run_id], rng.uniform(0.6, 0.75), timeout=60)
     client = redis.Redis(port=private_redis.port)
+    stranded = c.wait_for("tasks waiting in the queue", waiting, timeout=30, poll=0.05)
     flushed = time.monotonic()
     faults.append(time.time())
     client.flushall()
     client.close()
-    stranded = queued_tasks(c, [run_id])
     figures.recovery.append(wait_claimed(c, [run_id], stranded, flushed, timeout=60))
-    notes.append(f"FLUSHALL: {len(stranded)} queued task(s) stranded, all claimed {figures.recovery[-1]:.1f}s later")
+    notes.append(f"FLUSHALL: {len(stranded)} queued task(s) lost their message, all claimed "
+                 f"{figures.recovery[-1]:.1f}s later")
 
     c.wait_runs([run_id], timeout=60)
     hit_counts(figures, c, faults)
@@ -532,7 +538,7 @@ def test_r9_timeout_kills_every_descendant(sqlite_cluster: Cluster, seed: int, f
     assert not left, f"{len(left)} descendant(s) of timed-out tasks survived: {left}"
     assert durations["background"] < 1 + 2.0, durations  # SIGTERM at the timeout
     assert durations["stubborn"] < 1 + 5 + 2.0, durations  # SIGKILL after the 5 s kill grace
-    figures.tasks, figures.runs, figures.faults, figures.hits = 2, 1, 2, 2
+    figures.tasks, figures.runs, figures.runs_completed, figures.faults, figures.hits = 2, 1, 1, 2, 2
     figures.tasks_hit = seen
     figures.elapsed = time.monotonic() - start
     figures.notes.append(f"{seen} task processes at the timeout, 0 left; attempts ended after "
