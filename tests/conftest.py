@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from flowforge.services import Services
 from flowforge.store import Store, open_store
 
 from .backends import PG_ENV, REDIS_ENV, pg_database, redis_prefix, require_env
@@ -49,3 +50,16 @@ def redis_url() -> Iterator[str]:
     """A Redis queue URL with a fresh key prefix, deleted afterwards; skips without FLOWFORGE_TEST_REDIS."""
     with redis_prefix(require_env(REDIS_ENV)) as url:
         yield url
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator["Services"]:
+    """Real services for API tests: a SQLite file in tmp_path and the in-process queue."""
+    from flowforge.services import build_services
+    from flowforge.settings import Settings
+
+    s = build_services(Settings(home=tmp_path, db_url=f"sqlite:///{tmp_path / 'ff.db'}", queue_url="memory://"))
+    try:
+        yield s
+    finally:
+        s.close()

@@ -52,15 +52,6 @@ tasks:
 """
 
 
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    """Real store (SQLite file in tmp_path) and in-process queue."""
-    settings = Settings(home=tmp_path, db_url=f"sqlite:///{tmp_path / 'ff.db'}", queue_url="memory://")
-    s = build_services(settings)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture

@@ -58,14 +58,6 @@ def test_read_log_pages_at_piece_boundaries(store: Store) -> None:
 
 
 # -- the API ----------------------------------------------------------------------------
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    settings = Settings(home=tmp_path, db_url=f"sqlite:///{tmp_path / 'ff.db'}", queue_url="memory://")
-    s = build_services(settings)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture
