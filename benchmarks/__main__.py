@@ -9,16 +9,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import REPO_DIR, RESULTS_DIR
-from .compare import run_comparison, run_load
-from .report import print_report, read_json, write_json, write_markdown
-from .workloads import (
-    ALL_WORKLOADS,
-    LOAD_WORKLOADS,
-    RUN_WORKLOADS,
-    load_workload,
-    parse_names,
-)
+from benchmarks import REPO_DIR, RESULTS_DIR
+from benchmarks.compare import run_comparison, run_load
+from benchmarks.report import print_report, read_json, write_json, write_markdown
+from benchmarks.workloads import ALL_WORKLOADS, LOAD_WORKLOADS, RUN_WORKLOADS, load_workload, parse_names
 
 
 def parser() -> argparse.ArgumentParser:
@@ -73,11 +67,11 @@ def main(argv: list[str] | None = None) -> int:
             if load_names:
                 results["load"] = run_load(load_names, args.runs, progress=progress)
         if args.profile:
-            from .profiling import run_profile
+            from benchmarks.profiling import run_profile
 
             results["profile"] = run_profile(args.profile_workload, folder / "profile", console=console)
         if args.scale:
-            from .scale import run_scale
+            from benchmarks.scale import run_scale
 
             results["scale"] = run_scale(folder / "scale", runs=args.scale_runs, progress=progress)
     finally:

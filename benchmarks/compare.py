@@ -7,11 +7,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import REPO_DIR
-from .loadtime import METHODS, measure_in_subprocess
-from .make import MakeRunner
-from .meta import load_average, meta
-from .runners import (
+from benchmarks import REPO_DIR
+from benchmarks.loadtime import METHODS, measure_in_subprocess
+from benchmarks.make import MakeRunner
+from benchmarks.meta import load_average, meta
+from benchmarks.runners import (
     AllInOne,
     Deployment,
     Distributed,
@@ -20,8 +20,8 @@ from .runners import (
     distributed_unavailable,
     handoff_summary,
 )
-from .stats import median, summary
-from .workloads import Workload, workload_path
+from benchmarks.stats import median, summary
+from benchmarks.workloads import Workload, workload_path
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import REPO_DIR
-from .procs import memory_kb, mib
-from .stats import summary
+from benchmarks import REPO_DIR
+from benchmarks.procs import memory_kb, mib
+from benchmarks.stats import summary
 
 METHODS = {
     "flowforge": "flowforge.core.dagfile.load_dag_file + flowforge.core.graph.topological_order",

@@ -8,9 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from benchmarks.workloads import makefile
 from flowforge.core.model import DagSpec
-
-from .workloads import makefile
 
 
 def make_version() -> str | None:

@@ -9,10 +9,9 @@ import sys
 import time
 from typing import Any
 
+from benchmarks import REPO_DIR
+from benchmarks.make import make_version
 from flowforge import __version__
-
-from . import REPO_DIR
-from .make import make_version
 
 
 def load_average() -> list[float] | None:

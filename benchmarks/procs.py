@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from . import REPO_DIR
+from benchmarks import REPO_DIR
 
 
 def free_port() -> int:

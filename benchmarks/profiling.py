@@ -20,14 +20,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.meta import meta
+from benchmarks.workloads import Workload, load_workload
 from flowforge.core.model import RunState
+from flowforge.engine.scheduler import Scheduler
+from flowforge.engine.worker import Worker
 from flowforge.queues.memory import MemoryQueue
-from flowforge.scheduler import Scheduler
 from flowforge.store.sqlite import SqliteStore
-from flowforge.worker import Worker
-
-from .meta import meta
-from .workloads import Workload, load_workload
 
 # Blocking waits: their own time is time a thread slept, not work; left out of the own-time list.
 WAITS = (

@@ -18,17 +18,16 @@ from typing import Any
 
 import httpx
 
+from benchmarks.meta import load_average, meta
+from benchmarks.runners import AllInOne
+from benchmarks.stats import percentile
+from benchmarks.workloads import load_workload
 from flowforge.core.model import RunState
+from flowforge.engine.scheduler import Scheduler
 from flowforge.queues.memory import MemoryQueue
-from flowforge.scheduler import Scheduler
 from flowforge.store import control
 from flowforge.store import sql as named
 from flowforge.store.sqlite import SqliteStore
-
-from .meta import load_average, meta
-from .runners import AllInOne
-from .stats import percentile
-from .workloads import load_workload
 
 # The history DAG has a schedule that is never due, so that the scheduler's cron bookkeeping
 # (the newest logical date per DAG) runs on every tick, over a history of scheduled runs.

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import WORKLOADS_DIR
 from flowforge.core.dagfile import load_dag_file
 from flowforge.core.model import DagSpec
-
-from . import WORKLOADS_DIR
 
 # W1–W3 are run; W4 (5,000 tasks) is only loaded and validated.
 RUN_WORKLOADS = ("W1", "W2", "W3")

@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from .core.secrets import MASK, SECRET_KEY_WORDS
+from flowforge.core.secrets import MASK, SECRET_KEY_WORDS
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is context.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}

@@ -25,14 +25,14 @@ from prometheus_client.registry import Collector
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .core.model import RUN_TERMINAL, TaskState
+from flowforge.core.model import RUN_TERMINAL, TaskState
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from .core.model import DagSpec
-    from .core.records import Run, TaskInstance
-    from .store.base import Store
+    from flowforge.core.model import DagSpec
+    from flowforge.core.records import Run, TaskInstance
+    from flowforge.store.base import Store
 
 log = logging.getLogger(__name__)
 

@@ -16,15 +16,15 @@ from typing import Any
 import uvicorn
 from prometheus_client import CollectorRegistry
 
-from .core.dagfile import load_dag_file
-from .core.errors import DagValidationError, Unavailable
-from .metrics import SchedulerMetrics, WorkerMetrics, process_registry, serve_metrics
-from .queues import Queue, open_queue
-from .settings import Settings, redact_url
-from .scheduler import Scheduler
-from .store import Store, open_store
-from .store.schema import SchemaTooNew
-from .worker import Worker, new_worker_id
+from flowforge.core.dagfile import load_dag_file
+from flowforge.core.errors import DagValidationError, Unavailable
+from flowforge.engine.scheduler import Scheduler
+from flowforge.engine.worker import Worker, new_worker_id
+from flowforge.metrics import SchedulerMetrics, WorkerMetrics, process_registry, serve_metrics
+from flowforge.queues import Queue, open_queue
+from flowforge.settings import Settings, redact_url
+from flowforge.store import Store, open_store
+from flowforge.store.schema import SchemaTooNew
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def api_server(app: object, settings: Settings, stopping: threading.Event) -> uv
 
 def run_all_in_one(settings: Settings, examples: list[Path]) -> None:
     """`flowforge up`: API, page, scheduler and workers in one process until SIGINT/SIGTERM."""
-    from .api.app import create_app
+    from flowforge.api.app import create_app
 
     services = build_services(settings)
     stop = threading.Event()
@@ -222,7 +222,7 @@ def stop_on_signals(stop: threading.Event) -> None:
 
 def run_api(settings: Settings) -> None:
     """`flowforge api`: the REST API and the page until SIGINT/SIGTERM."""
-    from .api.app import create_app
+    from flowforge.api.app import create_app
 
     services = build_services(settings)
     try:

@@ -9,8 +9,7 @@ import pytest
 
 from flowforge.services import Services
 from flowforge.store import Store, open_store
-
-from .backends import PG_ENV, REDIS_ENV, pg_database, redis_prefix, require_env
+from tests.backends import PG_ENV, REDIS_ENV, pg_database, redis_prefix, require_env
 
 # "postgres" runs on a fresh database per test, and is skipped unless FLOWFORGE_TEST_PG is set.
 STORE_BACKENDS = ["sqlite-memory", "sqlite-file", "postgres"]
@@ -53,7 +52,7 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator["Services"]:
+def services(tmp_path: Path) -> Iterator[Services]:
     """Real services for API tests: a SQLite file in tmp_path and the in-process queue."""
     from flowforge.services import build_services
     from flowforge.settings import Settings

@@ -6,7 +6,6 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,8 +13,7 @@ from fastapi.testclient import TestClient
 from flowforge.api import create_app
 from flowforge.core.model import TaskState
 from flowforge.core.records import WorkerInfo
-from flowforge.services import Services, build_services
-from flowforge.settings import Settings
+from flowforge.services import Services
 
 DEMO = """\
 id: demo

@@ -15,11 +15,9 @@ from flowforge.api.routes_events import LOG_PAGE_BYTES
 from flowforge.core.dagfile import load_dag
 from flowforge.core.model import TaskState
 from flowforge.core.records import WorkerInfo
-from flowforge.services import Services, build_services
-from flowforge.settings import Settings
+from flowforge.services import Services
 from flowforge.store import Store
-
-from .support import FlowForgeProcess, clean_env, free_port
+from tests.support import FlowForgeProcess, clean_env, free_port
 
 DEMO = "id: demo\ntasks:\n  - {id: a, command: 'true'}\n"
 

@@ -21,8 +21,7 @@ from typer.testing import CliRunner
 from flowforge.api import create_app
 from flowforge.cli import app
 from flowforge.core.model import RunState, TaskState
-from flowforge.services import Services, build_services
-from flowforge.settings import Settings
+from flowforge.services import Services
 
 GOOD = """\
 id: hello

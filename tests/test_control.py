@@ -11,9 +11,8 @@ from flowforge.api import create_app
 from flowforge.core.model import RunState, TaskState
 from flowforge.services import Services
 from flowforge.settings import Settings
-
-from .test_engine import Engine
-from .test_executor import pid_alive
+from tests.test_engine import Engine
+from tests.test_executor import pid_alive
 
 
 @pytest.fixture

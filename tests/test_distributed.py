@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from .backends import with_path
-from .support import REPO, FlowForgeProcess, clean_env, free_port
+from tests.backends import with_path
+from tests.support import REPO, FlowForgeProcess, clean_env, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -88,7 +88,7 @@ class Cluster:
         for proc in self.procs:
             try:
                 proc.stop(timeout=10)
-            except Exception as exc:  # noqa: BLE001 - teardown goes on to the next process
+            except Exception as exc:
                 print(f"could not stop {proc.proc.args}: {exc}")
 
 

@@ -10,11 +10,11 @@ import pytest
 from flowforge.core.dagfile import load_dag
 from flowforge.core.model import RunState, TaskState
 from flowforge.core.records import WorkerInfo
-from flowforge.queues.base import TaskMessage
+from flowforge.engine.scheduler import Scheduler
+from flowforge.engine.worker import Worker, new_worker_id
 from flowforge.queues import open_queue
-from flowforge.scheduler import Scheduler
+from flowforge.queues.base import TaskMessage
 from flowforge.store import open_store
-from flowforge.worker import Worker, new_worker_id
 
 
 class Engine:
@@ -275,7 +275,7 @@ def test_lost_message_is_pushed_again(engine):
 
 def test_a_message_lost_from_an_empty_queue_is_pushed_again_soon(engine):
     """Redis restarted empty: a queued task is pushed again after STRANDED_SECS, not requeue_after."""
-    from flowforge.scheduler import STRANDED_SECS
+    from flowforge.engine.scheduler import STRANDED_SECS
 
     engine.submit("id: stranded\ntasks:\n  - {id: a, command: echo a}\n  - {id: b, command: echo b}\n")
     run = engine.trigger("stranded")
@@ -409,7 +409,7 @@ tasks:
     # the scheduler gives the attempt up (as if the lease had lapsed): the worker must stop the task
     assert engine.store.finish_task(run.run_id, "t", ti.attempt, ti.worker_id, state=TaskState.FAILED,
                                     now=time.time(), lease_token=ti.lease_token, attempt_state=TaskState.LOST)
-    from .test_executor import pid_alive
+    from tests.test_executor import pid_alive
     pid = int((tmp_path / "pid").read_text())
     deadline = time.monotonic() + 5
     while pid_alive(pid):
@@ -452,7 +452,7 @@ tasks:
         time.sleep(0.5)  # a renewal or two go through
         store.hang.set()
         cut = time.monotonic()
-        from .test_executor import pid_alive
+        from tests.test_executor import pid_alive
         pid = int((tmp_path / "pid").read_text())
         while pid_alive(pid):
             assert time.monotonic() - cut < 3, "the worker ran its task on without a lease"

@@ -9,15 +9,15 @@ from collections.abc import Iterable
 
 import pytest
 
-import flowforge.scheduler as scheduler_module
+import flowforge.engine.scheduler as scheduler_module
 from flowforge.core.dagfile import load_dag
 from flowforge.core.model import TASK_TERMINAL, TaskState, TriggerRule
 from flowforge.core.states import Readiness, evaluate_trigger
+from flowforge.engine.scheduler import Scheduler
+from flowforge.engine.worker import Worker
 from flowforge.queues.base import TaskMessage
 from flowforge.queues.memory import MemoryQueue
-from flowforge.scheduler import Scheduler
 from flowforge.store import open_store
-from flowforge.worker import Worker
 
 
 def reference_trigger(rule: TriggerRule, upstream: Iterable[TaskState]) -> Readiness:

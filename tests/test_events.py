@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from .support import cli, start_up
+from tests.support import cli, start_up
 
 
 @pytest.fixture(scope="module")

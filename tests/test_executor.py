@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from flowforge.executor import attempt_context, run_command, task_env
+from flowforge.engine.executor import attempt_context, run_command, task_env
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from flowforge.executor import direct_argv, run_command
+from flowforge.engine.executor import direct_argv, run_command
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 

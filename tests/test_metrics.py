@@ -15,15 +15,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flowforge.api import create_app
 from flowforge.core.model import RunState, TaskState
+from flowforge.engine.scheduler import Scheduler
+from flowforge.engine.worker import Worker
 from flowforge.metrics import SchedulerMetrics, StoreCounters, WorkerMetrics
-from flowforge.scheduler import Scheduler
 from flowforge.services import Services
 from flowforge.settings import Settings
 from flowforge.store import Store, open_store
-from flowforge.worker import Worker
-
-from .support import FlowForgeProcess, clean_env, free_port
-from .test_engine import Engine
+from tests.support import FlowForgeProcess, clean_env, free_port
+from tests.test_engine import Engine
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -12,12 +12,11 @@ from flowforge.core.dagfile import load_dag
 from flowforge.core.errors import Unavailable
 from flowforge.core.model import RunState, TaskState
 from flowforge.core.records import WorkerInfo
+from flowforge.engine.scheduler import Scheduler
+from flowforge.engine.worker import Worker, new_worker_id
 from flowforge.queues import open_queue
-from flowforge.scheduler import Scheduler
 from flowforge.store.postgres import PostgresStore
-from flowforge.worker import Worker, new_worker_id
-
-from .backends import TcpProxy
+from tests.backends import TcpProxy
 
 T = TypeVar("T")
 

@@ -14,9 +14,8 @@ from flowforge.core.errors import Unavailable
 from flowforge.store import Store, open_store
 from flowforge.store.postgres import PostgresStore
 from flowforge.store.schema import LATEST_VERSION
-
-from .backends import TcpProxy, with_path
-from .test_store import T0, claim_concurrently, make_spec, queued_run, raw
+from tests.backends import TcpProxy, with_path
+from tests.test_store import T0, claim_concurrently, make_spec, queued_run, raw
 
 
 def test_concurrent_claims_across_stores(pg_url: str) -> None:
@@ -41,7 +40,7 @@ def test_processes_starting_at_once_migrate_once(pg_url: str) -> None:
         start.wait()
         try:
             s = open_store(pg_url, pool_size=1)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             with lock:
                 errors.append(exc)
             return

@@ -13,8 +13,7 @@ import pytest
 from flowforge.core.errors import Unavailable
 from flowforge.queues import Queue, TaskMessage, open_queue
 from flowforge.queues.redis import RedisQueue, split_prefix
-
-from .backends import TcpProxy, with_query
+from tests.backends import TcpProxy, with_query
 
 QUEUE_BACKENDS = ["memory", "redis"]
 

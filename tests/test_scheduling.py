@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,15 +13,15 @@ from fastapi.testclient import TestClient
 from flowforge.api import create_app
 from flowforge.core.dagfile import load_dag
 from flowforge.core.model import RunState
+from flowforge.engine.scheduler import Scheduler
 from flowforge.queues.memory import MemoryQueue
-from flowforge.scheduler import Scheduler
 from flowforge.services import Services
 from flowforge.settings import Settings
 from flowforge.store import open_store
 
 
 def utc(text: str) -> float:
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
 def iso(ts: float, tz: str = "UTC") -> str:

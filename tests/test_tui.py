@@ -40,7 +40,7 @@ def free_port() -> int:
 def start_server(port: int, home: Path) -> subprocess.Popen[bytes]:
     """`flowforge up` on `port` with its data in `home`, once /health answers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWFORGE_")}
-    log = open(home / "up.log", "ab")  # noqa: SIM115 - the process owns it until it ends
+    log = open(home / "up.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "flowforge", "up", "--port", str(port), "--home", str(home), "--concurrency", "2"],
         cwd=REPO,
@@ -594,7 +594,7 @@ async def settle(pilot: Pilot[None], task_id: str | None = "load-warehouse") -> 
             if here == task_id:
                 break
             await pilot.press("right" if here in (None, "extract-users", "transform") else "down")
-            await until(pilot, lambda: app.focus_state.task_id != here, "the cursor to move")  # noqa: B023
+            await until(pilot, lambda: app.focus_state.task_id != here, "the cursor to move")
         assert app.focus_state.task_id == task_id
         await until(pilot, lambda: bool(app.query_one("#log", Log).lines), "the log")
     await pilot.pause(0.2)

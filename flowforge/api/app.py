@@ -17,17 +17,17 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import __version__
-from ..metrics import ApiMetrics, RequestMetricsMiddleware, StoreCounters
-from .errors import BodyTooLarge, CatchAllMiddleware, error_response, install_error_handlers
-from .models import describe_auth_and_errors
-from .routes_dags import build_dag_router
-from .routes_events import build_events_router
-from .routes_runs import build_run_router
-from .routes_system import STATIC_DIR, StoreCollector, build_system_router
+from flowforge import __version__
+from flowforge.api.errors import BodyTooLarge, CatchAllMiddleware, error_response, install_error_handlers
+from flowforge.api.models import describe_auth_and_errors
+from flowforge.api.routes_dags import build_dag_router
+from flowforge.api.routes_events import build_events_router
+from flowforge.api.routes_runs import build_run_router
+from flowforge.api.routes_system import STATIC_DIR, StoreCollector, build_system_router
+from flowforge.metrics import ApiMetrics, RequestMetricsMiddleware, StoreCounters
 
 if TYPE_CHECKING:  # services imports the engine; the API needs only the type
-    from ..services import Services
+    from flowforge.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..core.errors import Conflict, DagValidationError, InvalidRequest, NotFound, Unavailable
+from flowforge.core.errors import Conflict, DagValidationError, InvalidRequest, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 

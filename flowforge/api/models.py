@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..core.model import RunState, TaskState, TriggerRule
+from flowforge.core.model import RunState, TaskState, TriggerRule
 
 LIST_LIMIT_MAX = 500  # one page of any list: runs, DAGs, workers
 # The largest integer every client (JavaScript too) holds exactly. It bounds offsets and cursors,

@@ -8,11 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from ..core.dagfile import load_dag
-from ..core.errors import Conflict, InvalidRequest, NotFound
-from ..core.schedule import iso_utc, parse_instant, ticks_between
-from .errors import HttpError
-from .models import (
+from flowforge.api.errors import HttpError
+from flowforge.api.models import (
     LIST_LIMIT_MAX,
     SAFE_INT_MAX,
     BackfillRequest,
@@ -23,10 +20,13 @@ from .models import (
     SubmitDagRequest,
     errors,
 )
-from .views import dag_view
+from flowforge.api.views import dag_view
+from flowforge.core.dagfile import load_dag
+from flowforge.core.errors import Conflict, InvalidRequest, NotFound
+from flowforge.core.schedule import iso_utc, parse_instant, ticks_between
 
 if TYPE_CHECKING:  # services imports the engine; the API needs only the type
-    from ..services import Services
+    from flowforge.services import Services
 
 MAX_BACKFILL_RUNS = 1000  # per request: a typo in a date must not create a million runs
 

@@ -19,13 +19,13 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..core.model import TASK_ACTIVE
-from ..core.records import Event
-from ..store.base import Store
-from .models import SAFE_INT_MAX, errors
+from flowforge.api.models import SAFE_INT_MAX, errors
+from flowforge.core.model import TASK_ACTIVE
+from flowforge.core.records import Event
+from flowforge.store.base import Store
 
 if TYPE_CHECKING:
-    from ..services import Services
+    from flowforge.services import Services
 
 POLL_SECS = 0.2  # how soon a change reaches a connected client
 KEEPALIVE_SECS = 15.0  # a comment line keeps proxies from closing an idle stream

@@ -8,13 +8,8 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from ..core.errors import Conflict, NotFound
-from ..core.model import TASK_ACTIVE, TASK_TERMINAL, RunState, TaskState
-from ..core.params import resolve_params
-from ..core.plan import tasks_to_clear
-from ..core.records import Run, TaskInstance
-from .errors import HttpError
-from .models import (
+from flowforge.api.errors import HttpError
+from flowforge.api.models import (
     LIST_LIMIT_MAX,
     SAFE_INT_MAX,
     LogPage,
@@ -28,11 +23,16 @@ from .models import (
     TriggerRequest,
     errors,
 )
-from .routes_events import LOG_PAGE_BYTES, SSE_HEADERS, StreamContext, log_stream
-from .views import run_view, task_spec_view
+from flowforge.api.routes_events import LOG_PAGE_BYTES, SSE_HEADERS, StreamContext, log_stream
+from flowforge.api.views import run_view, task_spec_view
+from flowforge.core.errors import Conflict, NotFound
+from flowforge.core.model import TASK_ACTIVE, TASK_TERMINAL, RunState, TaskState
+from flowforge.core.params import resolve_params
+from flowforge.core.plan import tasks_to_clear
+from flowforge.core.records import Run, TaskInstance
 
 if TYPE_CHECKING:  # services imports the engine; the API needs only the type
-    from ..services import Services
+    from flowforge.services import Services
 
 
 def _parse_states(state: str | None) -> list[RunState] | None:

@@ -14,13 +14,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..core.model import RunState, TaskState
-from ..scheduler import LEADER_LEASE
-from .models import LIST_LIMIT_MAX, SAFE_INT_MAX, Health, Ready, Status, WorkerList, errors
-from .views import worker_summary
+from flowforge.api.models import LIST_LIMIT_MAX, SAFE_INT_MAX, Health, Ready, Status, WorkerList, errors
+from flowforge.api.views import worker_summary
+from flowforge.core.model import RunState, TaskState
+from flowforge.engine.scheduler import LEADER_LEASE
 
 if TYPE_CHECKING:  # services imports the engine; the API needs only the type
-    from ..services import Services
+    from flowforge.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import logging
 import re
 from typing import Any
 
-from ..core.records import DagRecord, Run, WorkerInfo
-from ..core.schedule import iso_utc, next_fire
-from ..core.secrets import MASK, SECRET_KEY_WORDS, mask_mapping
+from flowforge.core.records import DagRecord, Run, WorkerInfo
+from flowforge.core.schedule import iso_utc, next_fire
+from flowforge.core.secrets import MASK, SECRET_KEY_WORDS, mask_mapping
 
 log = logging.getLogger(__name__)
 

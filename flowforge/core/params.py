@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import InvalidRequest
+from flowforge.core.errors import InvalidRequest
 
 
 def _is_scalar(value: Any) -> bool:

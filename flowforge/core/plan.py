@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .graph import downstream
-from .model import DagSpec, RunState, TaskState
-from .states import Readiness, evaluate_trigger, run_outcome
+from flowforge.core.graph import downstream
+from flowforge.core.model import DagSpec, RunState, TaskState
+from flowforge.core.states import Readiness, evaluate_trigger, run_outcome
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .model import DagSpec, RunState, TaskState
+from flowforge.core.model import DagSpec, RunState, TaskState
 
 
 @dataclass(frozen=True)

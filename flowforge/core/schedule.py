@@ -5,8 +5,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
@@ -112,7 +111,7 @@ def ticks_between(expr: str, timezone: str, start: float, end: float, limit: int
 
 def iso_utc(ts: float) -> str:
     """Epoch seconds as ISO-8601 UTC (`2024-05-01T12:00:00Z`)."""
-    return datetime.fromtimestamp(ts, dt_timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def parse_instant(text: str, timezone: str) -> float:

@@ -6,8 +6,8 @@ from collections import Counter
 from collections.abc import Iterable
 from enum import StrEnum
 
-from .model import TASK_TERMINAL, RunState, TaskState, TriggerRule
-from .retry import backoff_delay, should_retry
+from flowforge.core.model import TASK_TERMINAL, RunState, TaskState, TriggerRule
+from flowforge.core.retry import backoff_delay, should_retry
 
 # Upstream states that count as "failed" for trigger rules.
 _FAILED = frozenset({TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED})

@@ -307,6 +307,18 @@ def read_yaml(text: str, *, max_nodes: int = MAX_EXPANDED_NODES) -> tuple[YNode 
     except yaml.MarkedYAMLError as e:
         m = e.problem_mark or e.context_mark
         what = e.problem or str(e)
+        if "nesting depth" in what:
+            # Newer PyYAML parsers stop deep nesting themselves, before our own check sees it:
+            # the user gets the same message whichever parser is installed.
+            b.problems.append(
+                Problem(
+                    f"values are nested more than {MAX_DEPTH} levels deep",
+                    "",
+                    m.line + 1 if m else None,
+                    m.column + 1 if m else None,
+                )
+            )
+            return None, b.problems
         if e.context:
             what = f"{what} ({e.context}"
             what += f" at line {e.context_mark.line + 1})" if e.context_mark else ")"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Queue, TaskMessage
+from flowforge.queues.base import Queue, TaskMessage
 
 
 def open_queue(url: str, *, consumer: str | None = None) -> Queue:
@@ -13,12 +13,12 @@ def open_queue(url: str, *, consumer: str | None = None) -> Queue:
     core.errors.Unavailable when Redis cannot be reached.
     """
     if url.startswith("memory:"):
-        from .memory import MemoryQueue
+        from flowforge.queues.memory import MemoryQueue
 
         return MemoryQueue()
     if url.startswith(("redis:", "rediss:")):
         # Imported here: redis-py is needed only by deployments that use Redis.
-        from .redis import RedisQueue
+        from flowforge.queues.redis import RedisQueue
 
         return RedisQueue(url, consumer=consumer)
     scheme = url.split(":", 1)[0]

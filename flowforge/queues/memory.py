@@ -6,7 +6,7 @@ import threading
 import time
 from collections import deque
 
-from .base import TaskMessage
+from flowforge.queues.base import TaskMessage
 
 
 class MemoryQueue:

@@ -15,8 +15,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from ..core.errors import Unavailable
-from .base import TaskMessage
+from flowforge.core.errors import Unavailable
+from flowforge.queues.base import TaskMessage
 
 log = logging.getLogger(__name__)
 

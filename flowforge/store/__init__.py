@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Store
+from flowforge.store.base import Store
 
 
 def open_store(url: str, *, pool_size: int | None = None) -> Store:
@@ -12,12 +12,12 @@ def open_store(url: str, *, pool_size: int | None = None) -> Store:
     Raises ValueError for a bad URL and core.errors.Unavailable when the database cannot be reached.
     """
     if url.startswith("sqlite:"):
-        from .sqlite import SqliteStore
+        from flowforge.store.sqlite import SqliteStore
 
         return SqliteStore.from_url(url)
     if url.startswith(("postgresql:", "postgres:")):
         # Imported here: psycopg is needed only by deployments that use PostgreSQL.
-        from .postgres import DEFAULT_POOL_SIZE, PostgresStore
+        from flowforge.store.postgres import DEFAULT_POOL_SIZE, PostgresStore
 
         return PostgresStore.from_url(url, pool_size=pool_size or DEFAULT_POOL_SIZE)
     scheme = url.split(":", 1)[0]

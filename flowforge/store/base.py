@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from ..core.model import DagSpec, RunState, TaskState
-from ..core.records import Attempt, DagRecord, Event, Run, TaskInstance, WorkerInfo
+from flowforge.core.model import DagSpec, RunState, TaskState
+from flowforge.core.records import Attempt, DagRecord, Event, Run, TaskInstance, WorkerInfo
 
 
 class Store(Protocol):

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import Conflict, NotFound
-from ..core.model import TASK_TERMINAL, RunState, TaskState
+from flowforge.core.errors import Conflict, NotFound
+from flowforge.core.model import TASK_TERMINAL, RunState, TaskState
 
 if TYPE_CHECKING:
-    from .sql import Cursor
+    from flowforge.store.sql import Cursor
 
 STOP_RUN = "UPDATE runs SET state = ?, ended_at = ? WHERE run_id = ? AND state IN ('queued', 'running')"
 # Tasks that were (about to be) running get the stopping state and the reason; tasks that never

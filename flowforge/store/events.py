@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..core.records import Event
+from flowforge.core.records import Event
 
 if TYPE_CHECKING:
-    from .sql import Cursor
+    from flowforge.store.sql import Cursor
 
 BUMP_SEQ = "UPDATE event_seq SET value = value + ? WHERE id = 1"
 READ_SEQ = "SELECT value FROM event_seq WHERE id = 1"

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..core.errors import Unavailable
-from .sql import Cursor, Dialect, SqlStore
+from flowforge.core.errors import Unavailable
+from flowforge.store.sql import Cursor, Dialect, SqlStore
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..core.errors import FlowForgeError
+from flowforge.core.errors import FlowForgeError
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..core.errors import Conflict, NotFound
-from ..core.model import RUN_TERMINAL, DagSpec, RunState, TaskState
-from ..core.records import Attempt, DagRecord, Run, TaskInstance, WorkerInfo
-from . import schema
-from .control import RunControl
-from .events import EventLog
+from flowforge.core.errors import Conflict, NotFound
+from flowforge.core.model import RUN_TERMINAL, DagSpec, RunState, TaskState
+from flowforge.core.records import Attempt, DagRecord, Run, TaskInstance, WorkerInfo
+from flowforge.store import schema
+from flowforge.store.control import RunControl
+from flowforge.store.events import EventLog
 
 
 class Cursor(Protocol):

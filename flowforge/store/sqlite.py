@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .sql import Cursor, Dialect, SqlStore
+from flowforge.store.sql import Cursor, Dialect, SqlStore
 
 SQLITE = Dialect(name="sqlite", placeholder="?", integrity_error=sqlite3.IntegrityError)
 

@@ -20,8 +20,7 @@ from textual.widgets import DataTable, Footer, Input, Log, Static
 from textual.worker import Worker, get_current_worker
 
 from flowforge.client import ApiError, ApiUnreachable
-
-from .feed import (
+from flowforge.tui.feed import (
     ChangeSource,
     DashboardApi,
     EventChanges,
@@ -30,18 +29,11 @@ from .feed import (
     PollingChanges,
     Snapshot,
 )
-from .graph import DagGraph
-from .grid import RunGrid
-from .screens import ConfirmScreen, HelpScreen
-from .states import RUN_ACTIVE, TASK_LIVE, run_glyph, task_glyph
-from .widgets import (
-    StateTable,
-    StatusBar,
-    attempts_text,
-    dag_rows,
-    fmt_duration,
-    run_rows,
-)
+from flowforge.tui.graph import DagGraph
+from flowforge.tui.grid import RunGrid
+from flowforge.tui.screens import ConfirmScreen, HelpScreen
+from flowforge.tui.states import RUN_ACTIVE, TASK_LIVE, run_glyph, task_glyph
+from flowforge.tui.widgets import StateTable, StatusBar, attempts_text, dag_rows, fmt_duration, run_rows
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flowforge.client import ApiClient, ApiError
-
-from .layout import Topology, build_topology
-from .states import RUN_ACTIVE
+from flowforge.tui.layout import Topology, build_topology
+from flowforge.tui.states import RUN_ACTIVE
 
 log = logging.getLogger(__name__)
 

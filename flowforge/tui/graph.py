@@ -14,8 +14,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from .layout import Canvas, Placed, Topology, neighbour, place
-from .states import STATE_CLASSES, foreground, state_class, task_glyph
+from flowforge.tui.layout import Canvas, Placed, Topology, neighbour, place
+from flowforge.tui.states import STATE_CLASSES, foreground, state_class, task_glyph
 
 
 class DagGraph(ScrollView, can_focus=True):

@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Static
 
-from .states import RUN_GLYPHS, TASK_GLYPHS
+from flowforge.tui.states import RUN_GLYPHS, TASK_GLYPHS
 
 
 class ConfirmScreen(ModalScreen[dict[str, bool] | None]):

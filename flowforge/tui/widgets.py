@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import CellDoesNotExist
 
-from .states import STATE_CLASSES, foreground, run_glyph, state_class, task_glyph
+from flowforge.tui.states import STATE_CLASSES, foreground, run_glyph, state_class, task_glyph
 
 
 def fmt_time(ts: float | None, now: float) -> str:

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from ..support import FlowForgeProcess, clean_env, free_port
-from .ledger import TERMINAL_RUN_STATES, Dag, Verdict, kill_survivors
+from tests.chaos.ledger import TERMINAL_RUN_STATES, Dag, Verdict, kill_survivors
+from tests.support import FlowForgeProcess, clean_env, free_port
 
 T = TypeVar("T")
 

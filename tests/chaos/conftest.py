@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .cluster import REPORT, Cluster, Figures, RedisServer
+from tests.chaos.cluster import REPORT, Cluster, Figures, RedisServer
 
 SEED_ENV = "CHAOS_SEED"  # set it to replay a scenario's kill schedule
 

@@ -19,10 +19,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from flowforge.scheduler import LEADER_TTL_SECS
-
-from ..backends import TcpProxy
-from .cluster import (
+from flowforge.engine.scheduler import LEADER_TTL_SECS
+from tests.backends import TcpProxy
+from tests.chaos.cluster import (
     HEARTBEAT_SECS,
     LEASE_SECS,
     Cluster,
@@ -32,7 +31,7 @@ from .cluster import (
     pid_alive,
     scheduler_leader,
 )
-from .ledger import (
+from tests.chaos.ledger import (
     TERMINAL_RUN_STATES,
     Dag,
     Verdict,

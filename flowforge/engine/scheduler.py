@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-import os
-import socket
-import uuid
-
-from .core.graph import topological_order
-from .core.errors import Conflict
-from .core.model import DagSpec, RunState, TaskState
-from .core.plan import TaskView, plan_run
-from .core.records import Run, TaskInstance
-from .core.schedule import due_ticks
-from .core.states import attempt_outcome
-from .queues.base import Queue, TaskMessage
-from .store.base import Store
+from flowforge.core.errors import Conflict
+from flowforge.core.graph import topological_order
+from flowforge.core.model import DagSpec, RunState, TaskState
+from flowforge.core.plan import TaskView, plan_run
+from flowforge.core.records import Run, TaskInstance
+from flowforge.core.schedule import due_ticks
+from flowforge.core.states import attempt_outcome
+from flowforge.queues.base import Queue, TaskMessage
+from flowforge.store.base import Store
 
 if TYPE_CHECKING:  # the metrics are passed in; the engine does not import prometheus_client
-    from .metrics import SchedulerMetrics
+    from flowforge.metrics import SchedulerMetrics
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("flowforge.scheduler")
 
 LEADER_LEASE = "scheduler"
 LEADER_TTL_SECS = 5.0  # a standby takes over within about this long after the leader died

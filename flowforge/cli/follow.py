@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
-from contextlib import nullcontext
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from typing import Any, NoReturn
 
 import typer
@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from .cli_render import fmt_duration, run_progress, state_text, tasks_table
-from .client import ApiClient, ApiError, ChangeWatcher
-from .core.errors import Problem
-from .core.model import RUN_TERMINAL, TASK_TERMINAL
+from flowforge.cli.tables import fmt_duration, run_progress, state_text, tasks_table
+from flowforge.client import ApiClient, ApiError, ChangeWatcher
+from flowforge.core.errors import Problem
+from flowforge.core.model import RUN_TERMINAL, TASK_TERMINAL
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3
 WAIT_POLL_SECS = 0.05

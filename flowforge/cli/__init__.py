@@ -12,8 +12,9 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from . import __version__
-from .cli_output import (
+from flowforge import __version__
+from flowforge.cli.control import backfill, cancel, retry
+from flowforge.cli.follow import (
     EXIT_BAD_INPUT,
     EXIT_RUN_FAILED,
     EXIT_UNREACHABLE,
@@ -24,13 +25,20 @@ from .cli_output import (
     wait_for_run,
     write_raw,
 )
-from .cli_render import dags_table, print_json, run_summary, runs_table, status_table, tasks_table, workers_table
-from .cli_control import backfill, cancel, retry
-from .cli_server import api, scheduler, up, worker
-from .client import ApiClient, ApiError, ApiUnreachable
-from .core.errors import DagValidationError, Problem
-from .core.model import DagSpec
-from .settings import DEFAULT_API_URL
+from flowforge.cli.server import api, scheduler, up, worker
+from flowforge.cli.tables import (
+    dags_table,
+    print_json,
+    run_summary,
+    runs_table,
+    status_table,
+    tasks_table,
+    workers_table,
+)
+from flowforge.client import ApiClient, ApiError, ApiUnreachable
+from flowforge.core.errors import DagValidationError, Problem
+from flowforge.core.model import DagSpec
+from flowforge.settings import DEFAULT_API_URL
 
 MAX_YAML_BYTES = 1024 * 1024  # the same limit the API applies
 
@@ -151,7 +159,9 @@ RunArg = Annotated[str, typer.Argument(metavar="RUN_ID", help="Id of the run.", 
 # -- offline ---------------------------------------------------------------------------
 def load_local(path: Path) -> tuple[DagSpec, str]:
     """Read and validate a DAG file: (spec, text); raises DagValidationError with located problems."""
-    from .core.dagfile import load_dag  # here, not at the top: it pulls in networkx, slow for `--help`
+    from flowforge.core.dagfile import (
+        load_dag,  # here, not at the top: it pulls in networkx, slow for `--help`
+    )
 
     source = str(path)
     try:
@@ -383,7 +393,9 @@ def _set_paused(ctx: typer.Context, dag_id: str, paused: bool) -> None:
 @app.command()
 def tui(ctx: typer.Context) -> None:
     """Open the terminal dashboard: DAGs, runs, a live graph, the runs × tasks grid and logs."""
-    from .tui import run_tui  # here, not at the top: Textual is slow to import for the other commands
+    from flowforge.tui import (
+        run_tui,  # here, not at the top: Textual is slow to import for the other commands
+    )
 
     state = _state(ctx)
     run_tui(state.api_url, state.token)

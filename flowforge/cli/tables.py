@@ -13,7 +13,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .core.model import TASK_TERMINAL
+from flowforge.core.model import TASK_TERMINAL
 
 # Colour helps, but the state name is always printed too (colour-blind users, no-colour terminals).
 STATE_STYLES = {

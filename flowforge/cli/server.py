@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import __version__
-from .cli_output import EXIT_BAD_INPUT, fail
+from flowforge import __version__
+from flowforge.cli.follow import EXIT_BAD_INPUT, fail
 
 if TYPE_CHECKING:  # the services pull in the engine and uvicorn: imported when a command runs
-    from .settings import Settings
+    from flowforge.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def up(
     log_level: LogLevelOpt = None,
 ) -> None:
     """Start everything in one process: API, web page, scheduler and workers. Ctrl-C stops it."""
-    from .services import run_all_in_one
+    from flowforge.services import run_all_in_one
 
     settings = _settings(
         home=home, host=host, port=port, concurrency=concurrency, token_file=token_file, grace_secs=grace
@@ -123,7 +123,7 @@ def api(
     log_level: LogLevelOpt = None,
 ) -> None:
     """Serve the REST API and the web page (no scheduler, no workers). Ctrl-C stops it."""
-    from .services import run_api
+    from flowforge.services import run_api
 
     settings = _settings(home=home, host=host, port=port, token_file=token_file)
     _refuse_open_bind(settings, insecure)
@@ -139,7 +139,7 @@ def scheduler(
     log_level: LogLevelOpt = None,
 ) -> None:
     """Run the scheduler: start runs, queue ready tasks, retry, reap dead workers. Ctrl-C stops it."""
-    from .services import run_scheduler
+    from flowforge.services import run_scheduler
 
     settings = _settings(home=home, metrics_port=metrics_port, metrics_host=metrics_host)
     _require_shared_queue(settings, "scheduler")
@@ -157,7 +157,7 @@ def worker(
     log_level: LogLevelOpt = None,
 ) -> None:
     """Run a worker with N task slots; SIGTERM/Ctrl-C lets running tasks finish (within --grace)."""
-    from .services import run_worker
+    from flowforge.services import run_worker
 
     settings = _settings(
         home=home, concurrency=concurrency, grace_secs=grace, metrics_port=metrics_port, metrics_host=metrics_host
@@ -170,7 +170,7 @@ def worker(
 
 def _logging(level: str | None) -> None:
     """Set up this process's logs (JSON lines or console); a bad level exits 2 naming the setting."""
-    from .logsetup import setup_logging
+    from flowforge.logsetup import setup_logging
 
     try:
         setup_logging(level)
@@ -180,7 +180,7 @@ def _logging(level: str | None) -> None:
 
 def _settings(**overrides: Any) -> Settings:
     """Settings from flags and environment; a bad value exits 2 with its one-line reason."""
-    from .settings import Settings
+    from flowforge.settings import Settings
 
     try:
         return Settings.from_env(**overrides)
@@ -189,14 +189,14 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _backends(settings: Settings) -> str:
-    from .settings import redact_url
+    from flowforge.settings import redact_url
 
     return f"store {redact_url(settings.db_url)}, queue {redact_url(settings.queue_url)}"
 
 
 def _start(role: Callable[[], None]) -> None:
     """Run a role; a start-up failure becomes one line (setting, what was tried) and exit 2 or 3."""
-    from .services import StartupError
+    from flowforge.services import StartupError
 
     try:
         role()

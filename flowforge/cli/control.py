@@ -11,10 +11,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .cli_output import EXIT_RUN_FAILED, WAIT_POLL_SECS
-from .cli_render import STATE_STYLES, print_json, state_text, tasks_table
-from .client import ApiClient
-from .core.model import RUN_TERMINAL
+from flowforge.cli.follow import EXIT_RUN_FAILED, WAIT_POLL_SECS
+from flowforge.cli.tables import STATE_STYLES, print_json, state_text, tasks_table
+from flowforge.client import ApiClient
+from flowforge.core.model import RUN_TERMINAL
 
 
 def _state(ctx: typer.Context) -> Any:

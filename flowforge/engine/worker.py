@@ -13,20 +13,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .core.errors import Unavailable
-from .core.model import DagSpec, TaskState
-from .core.records import Run, TaskInstance, WorkerInfo
-from .core.schedule import iso_utc
-from .core.secrets import LogMasker, secret_values
-from .core.states import attempt_outcome
-from .executor import attempt_context, run_command, task_env, terminate_group
-from .queues.base import Queue, TaskMessage
-from .store.base import Store
+from flowforge.core.errors import Unavailable
+from flowforge.core.model import DagSpec, TaskState
+from flowforge.core.records import Run, TaskInstance, WorkerInfo
+from flowforge.core.schedule import iso_utc
+from flowforge.core.secrets import LogMasker, secret_values
+from flowforge.core.states import attempt_outcome
+from flowforge.engine.executor import attempt_context, run_command, task_env, terminate_group
+from flowforge.queues.base import Queue, TaskMessage
+from flowforge.store.base import Store
 
 if TYPE_CHECKING:  # the metrics are passed in; the engine does not import prometheus_client
-    from .metrics import WorkerMetrics
+    from flowforge.metrics import WorkerMetrics
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("flowforge.worker")
 
 # How long one `get` waits for a message before the slot checks whether to stop.
 POLL_SECS = 0.5
