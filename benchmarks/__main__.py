@@ -23,24 +23,44 @@ def parser() -> argparse.ArgumentParser:
         "W4 load + validate; optionally a profile and a large-history scale test.",
     )
     p.add_argument("--runs", type=int, default=5, help="measured runs per workload and system (default 5)")
-    p.add_argument("--workloads", default=",".join(ALL_WORKLOADS), help="comma-separated, e.g. W1,W3 (default: all)")
     p.add_argument(
-        "--distributed", action=argparse.BooleanOptionalAction, default=None,
+        "--workloads", default=",".join(ALL_WORKLOADS), help="comma-separated, e.g. W1,W3 (default: all)"
+    )
+    p.add_argument(
+        "--distributed",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="also measure api + scheduler + worker on PostgreSQL + Redis (default: when FLOWFORGE_TEST_PG "
         "and FLOWFORGE_TEST_REDIS are set and the commands exist)",
     )
-    p.add_argument("--compare", action=argparse.BooleanOptionalAction, default=True,
-                   help="run the make/FlowForge comparison and W4 (default; --no-compare for --profile/--scale only)")
+    p.add_argument(
+        "--compare",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the make/FlowForge comparison and W4 (default; --no-compare for --profile/--scale only)",
+    )
     p.add_argument("--profile", action="store_true", help="profile W1 on an in-process engine (cProfile)")
     p.add_argument("--profile-workload", default="W1", help="workload for --profile (default W1)")
-    p.add_argument("--scale", action="store_true", help="API and scheduler latency with 100,000 task instances")
-    p.add_argument("--scale-runs", type=int, default=500, help="finished W1 runs of history for --scale (500)")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json",
-                   help="JSON results, merged by section (default benchmarks/results/latest.json); "
-                   "a Markdown table is written next to it (.md)")
-    p.add_argument("--repo", type=Path, default=REPO_DIR,
-                   help="start the FlowForge processes from this checkout instead (before/after comparisons; "
-                   "W4, --profile and --scale always use this one)")
+    p.add_argument(
+        "--scale", action="store_true", help="API and scheduler latency with 100,000 task instances"
+    )
+    p.add_argument(
+        "--scale-runs", type=int, default=500, help="finished W1 runs of history for --scale (500)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR / "latest.json",
+        help="JSON results, merged by section (default benchmarks/results/latest.json); "
+        "a Markdown table is written next to it (.md)",
+    )
+    p.add_argument(
+        "--repo",
+        type=Path,
+        default=REPO_DIR,
+        help="start the FlowForge processes from this checkout instead (before/after comparisons; "
+        "W4, --profile and --scale always use this one)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, databases)")
     return p
 
@@ -60,9 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.compare:
             workloads = [load_workload(n) for n in names if n in RUN_WORKLOADS]
-            results["compare"] = run_comparison(workloads, args.runs, folder / "compare",
-                                                distributed=args.distributed, progress=progress,
-                                                repo=args.repo.resolve())
+            results["compare"] = run_comparison(
+                workloads,
+                args.runs,
+                folder / "compare",
+                distributed=args.distributed,
+                progress=progress,
+                repo=args.repo.resolve(),
+            )
             load_names = [n for n in names if n in LOAD_WORKLOADS]
             if load_names:
                 results["load"] = run_load(load_names, args.runs, progress=progress)

@@ -78,12 +78,16 @@ def run_comparison(
         section["deployments"] = list(deployments)
         drivers = {name: RunDriver(dep) for name, dep in deployments.items()}
         for workload in workloads:
-            section["workloads"][workload.name] = _workload(workload, runs, folder / "make" / workload.name, drivers,
-                                                            progress)
+            section["workloads"][workload.name] = _workload(
+                workload, runs, folder / "make" / workload.name, drivers, progress
+            )
         for name, dep in deployments.items():
             now = dep.memory()
             section["memory"][name] = {
-                role: {"idle_rss_mib": dep.idle.get(role, {}).get("rss_mib"), "peak_rss_mib": m["peak_rss_mib"]}
+                role: {
+                    "idle_rss_mib": dep.idle.get(role, {}).get("rss_mib"),
+                    "peak_rss_mib": m["peak_rss_mib"],
+                }
                 for role, m in now.items()
             }
     finally:
@@ -118,7 +122,10 @@ def _workload(
         progress(", ".join(line))
     make_summary = summary(make_times)
     out: dict[str, Any] = {
-        "tasks": workload.tasks, "edges": workload.edges, "description": workload.description, "make": make_summary,
+        "tasks": workload.tasks,
+        "edges": workload.edges,
+        "description": workload.description,
+        "make": make_summary,
     }
     for name, s in samples.items():
         out[name] = _deployment_result(s, make_summary["median"], workload.tasks)

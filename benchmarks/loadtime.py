@@ -82,7 +82,11 @@ def measure_in_subprocess(method: str, path: Path, repeat: int) -> dict[str, Any
     """`measure` in a fresh interpreter, so that peak memory is this method's alone."""
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.loadtime", method, str(path), "--repeat", str(repeat)],
-        cwd=REPO_DIR, capture_output=True, text=True, timeout=600, check=False,
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(f"load benchmark {method} failed:\n{result.stderr[-2000:]}")

@@ -69,8 +69,13 @@ class Process:
         self.log_path = log_path
         with open(log_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "flowforge", *args], cwd=repo, env=env,
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                [sys.executable, "-m", "flowforge", *args],
+                cwd=repo,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
 
     @property
@@ -126,13 +131,19 @@ def wait_healthy(url: str, processes: list[Process], timeout: float = 30.0) -> N
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
-    raise RuntimeError(f"flowforge at {url} did not become healthy:\n" + "\n".join(p.output() for p in processes))
+    raise RuntimeError(
+        f"flowforge at {url} did not become healthy:\n" + "\n".join(p.output() for p in processes)
+    )
 
 
 def has_command(name: str, repo: Path = REPO_DIR) -> bool:
     """True when `flowforge NAME --help` works (the command exists in this version)."""
     result = subprocess.run(
-        [sys.executable, "-m", "flowforge", name, "--help"], cwd=repo, env=clean_env(),
-        capture_output=True, timeout=60, check=False,
+        [sys.executable, "-m", "flowforge", name, "--help"],
+        cwd=repo,
+        env=clean_env(),
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     return result.returncode == 0

@@ -30,8 +30,13 @@ from flowforge.store.sqlite import SqliteStore
 
 # Blocking waits: their own time is time a thread slept, not work; left out of the own-time list.
 WAITS = (
-    "acquire' of '_thread.lock", "acquire' of '_thread.RLock", "select.select", "posix.waitpid", "time.sleep",
-    "posix.read", "_thread.start_new_thread",
+    "acquire' of '_thread.lock",
+    "acquire' of '_thread.RLock",
+    "select.select",
+    "posix.waitpid",
+    "time.sleep",
+    "posix.read",
+    "_thread.start_new_thread",
 )
 
 
@@ -83,13 +88,23 @@ def _rows(stats: pstats.Stats, key: str, top: int, per: int, skip_waits: bool) -
         where = f"{Path(filename).name}:{line}({func})" if line else func
         if skip_waits and any(w in where for w in WAITS):
             continue
-        entries.append({"function": where, "calls": ncalls, "own_s": tottime, "cum_s": cumtime,
-                        "own_us_per_task": tottime / per * 1e6, "cum_us_per_task": cumtime / per * 1e6})
+        entries.append(
+            {
+                "function": where,
+                "calls": ncalls,
+                "own_s": tottime,
+                "cum_s": cumtime,
+                "own_us_per_task": tottime / per * 1e6,
+                "cum_us_per_task": cumtime / per * 1e6,
+            }
+        )
     entries.sort(key=lambda e: e[key], reverse=True)
     return entries[:top]
 
 
-def run_profile(name: str, folder: Path, *, runs: int = 3, top: int = 25, console: Console | None = None) -> dict[str, Any]:
+def run_profile(
+    name: str, folder: Path, *, runs: int = 3, top: int = 25, console: Console | None = None
+) -> dict[str, Any]:
     """Profile `runs` runs of workload `name`; print the top functions; returns the `profile` section."""
     console = console or Console()
     workload: Workload = load_workload(name)
@@ -133,7 +148,9 @@ def run_profile(name: str, folder: Path, *, runs: int = 3, top: int = 25, consol
                 continue
         per = workload.tasks * runs
         section["tasks_profiled"] = per
-        section["cpu_ms_per_task"] = ((cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)) / per * 1000
+        section["cpu_ms_per_task"] = (
+            ((cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)) / per * 1000
+        )
         section["by_cumulative"] = _rows(stats, "cum_s", top, per, skip_waits=False)
         section["by_own_time"] = _rows(stats, "own_s", top, per, skip_waits=True)
     finally:
@@ -150,11 +167,15 @@ def _print(section: dict[str, Any], console: Console) -> None:
         + f" under the profiler ({', '.join(f'{s:.2f}s' for s in section['unprofiled_seconds'])} without); "
         f"CPU of this process {section['cpu_ms_per_task']:.2f} ms per task (profiler included)"
     )
-    for key, title, col in (("by_cumulative", "cumulative time (waits included)", "cum_us_per_task"),
-                            ("by_own_time", "own time (blocking waits left out)", "own_us_per_task")):
+    for key, title, col in (
+        ("by_cumulative", "cumulative time (waits included)", "cum_us_per_task"),
+        ("by_own_time", "own time (blocking waits left out)", "own_us_per_task"),
+    ):
         table = Table(title=f"top functions by {title}, all threads")
         for c in ("function", "calls", "own s", "cum s", "µs/task"):
             table.add_column(c, justify="left" if c == "function" else "right")
         for e in section[key]:
-            table.add_row(e["function"], str(e["calls"]), f"{e['own_s']:.3f}", f"{e['cum_s']:.3f}", f"{e[col]:.0f}")
+            table.add_row(
+                e["function"], str(e["calls"]), f"{e['own_s']:.3f}", f"{e['cum_s']:.3f}", f"{e[col]:.0f}"
+            )
         console.print(table)

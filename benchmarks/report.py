@@ -127,8 +127,10 @@ def scale_lines(results: dict[str, Any]) -> list[str]:
     small_ticks = scale.get("tick_ms_small", {})
     for name, t in scale["tick_ms"].items():
         small = small_ticks.get(name, {}).get("median")
-        lines.append(f"scheduler tick, {name}: median {_f(t['median'], '.2f')} ms (max {_f(t['max'], '.2f')} ms; "
-                     f"{_f(small, '.2f')} ms on a small history)")
+        lines.append(
+            f"scheduler tick, {name}: median {_f(t['median'], '.2f')} ms (max {_f(t['max'], '.2f')} ms; "
+            f"{_f(small, '.2f')} ms on a small history)"
+        )
     growth = scale.get("growth")
     if growth:
         bigger = scale["task_instances"] / max(scale.get("small_task_instances") or 12_000, 1)
@@ -152,8 +154,10 @@ def print_report(results: dict[str, Any], console: Console | None = None) -> Non
     meta = results.get("compare", {}).get("meta") or results.get("meta", {})
     rows = comparison_rows(results)
     if rows:
-        table = Table(title=f"Trigger → run end, medians of {meta.get('runs', '?')} runs "
-                            f"({meta.get('cpus', '?')} CPUs, 2 slots)")
+        table = Table(
+            title=f"Trigger → run end, medians of {meta.get('runs', '?')} runs "
+            f"({meta.get('cpus', '?')} CPUs, 2 slots)"
+        )
         header = comparison_header(results)
         for i, title in enumerate(header):
             table.add_column(title, justify="left" if i == 0 else "right")
@@ -168,8 +172,10 @@ def print_report(results: dict[str, Any], console: Console | None = None) -> Non
             for dep, _ in DEPLOYMENTS:
                 if w.get(dep):
                     cpu = w[dep].get("cpu_ms_per_task")
-                    spreads.append(f"{dep} {_f(w[dep]['wall']['spread'], '.0%')}"
-                                   + (f" (CPU {cpu:.2f} ms/task)" if cpu is not None else ""))
+                    spreads.append(
+                        f"{dep} {_f(w[dep]['wall']['spread'], '.0%')}"
+                        + (f" (CPU {cpu:.2f} ms/task)" if cpu is not None else "")
+                    )
             console.print(f"  {name} spread (max-min)/median: " + ", ".join(spreads))
     for line in memory_lines(results) + load_lines(results) + scale_lines(results):
         console.print(line)
@@ -184,9 +190,11 @@ def markdown(results: dict[str, Any]) -> str:
         header = comparison_header(results)
         before, after = meta.get("load_before"), meta.get("load_after")
         load = f"{before[0] if before else '?'} at the start, {after[0] if after else '?'} at the end"
-        out.append(f"Trigger → run end, medians of {meta.get('runs', '?')} interleaved runs on "
-                   f"{meta.get('cpus', '?')} cores (1-minute load average {load}), "
-                   "2 worker slots (make: `make -j2`, one `sh -c true` per task):")
+        out.append(
+            f"Trigger → run end, medians of {meta.get('runs', '?')} interleaved runs on "
+            f"{meta.get('cpus', '?')} cores (1-minute load average {load}), "
+            "2 worker slots (make: `make -j2`, one `sh -c true` per task):"
+        )
         out.append("")
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")

@@ -61,7 +61,9 @@ class AllInOne(Deployment):
 
     label = "up"
 
-    def __init__(self, folder: Path, *, home: Path | None = None, slots: int = SLOTS, repo: Path = REPO_DIR) -> None:
+    def __init__(
+        self, folder: Path, *, home: Path | None = None, slots: int = SLOTS, repo: Path = REPO_DIR
+    ) -> None:
         super().__init__()
         self.home = home or folder / "home"
         self.home.mkdir(parents=True, exist_ok=True)
@@ -137,19 +139,34 @@ class Distributed(Deployment):
             self._db_created = True
             home = self.folder / "home"
             home.mkdir(parents=True, exist_ok=True)
-            env = clean_env(FLOWFORGE_DB=self.db_url, FLOWFORGE_QUEUE=self.queue_url, FLOWFORGE_HOME=str(home))
+            env = clean_env(
+                FLOWFORGE_DB=self.db_url, FLOWFORGE_QUEUE=self.queue_url, FLOWFORGE_HOME=str(home)
+            )
             port = free_port()
             self.url = f"http://127.0.0.1:{port}"
             # The API first: it migrates the empty database before the others connect.
-            api = Process("api", ["api", "--port", str(port)], env=env, log_path=self.folder / "api.log", repo=self.repo)
+            api = Process(
+                "api", ["api", "--port", str(port)], env=env, log_path=self.folder / "api.log", repo=self.repo
+            )
             self.processes.append(api)
             wait_healthy(self.url, self.processes)
             self.processes.append(
-                Process("scheduler", ["scheduler"], env=env, log_path=self.folder / "scheduler.log", repo=self.repo)
+                Process(
+                    "scheduler",
+                    ["scheduler"],
+                    env=env,
+                    log_path=self.folder / "scheduler.log",
+                    repo=self.repo,
+                )
             )
             self.processes.append(
-                Process("worker", ["worker", "--concurrency", str(self.slots)], env=env,
-                        log_path=self.folder / "worker.log", repo=self.repo)
+                Process(
+                    "worker",
+                    ["worker", "--concurrency", str(self.slots)],
+                    env=env,
+                    log_path=self.folder / "worker.log",
+                    repo=self.repo,
+                )
             )
             self._wait_for_worker()
             self._settle()
@@ -269,8 +286,12 @@ class RunDriver:
         tasks = detail["tasks"]
         starts = [t["started_at"] for t in tasks if t.get("started_at") is not None]
         return RunSample(
-            run_id=run_id, state=detail["state"], wall=detail["ended_at"] - sent, seen=seen - sent,
-            first_start=(min(starts) - sent) if starts else float("nan"), handoffs=handoffs(spec, tasks),
+            run_id=run_id,
+            state=detail["state"],
+            wall=detail["ended_at"] - sent,
+            seen=seen - sent,
+            first_start=(min(starts) - sent) if starts else float("nan"),
+            handoffs=handoffs(spec, tasks),
             cpu={k: cpu_after[k] - v for k, v in cpu_before.items() if k in cpu_after},
         )
 

@@ -57,7 +57,9 @@ def build_history(home: Path, runs: int, *, now: float | None = None) -> dict[st
         for i in range(runs):
             created = now - (runs - i) * 60
             # Logical dates a minute apart, the newest after the last yearly tick: nothing is due.
-            run = store.create_run(DAG_ID, triggered_by="schedule", params={}, now=created, logical_date=created)
+            run = store.create_run(
+                DAG_ID, triggered_by="schedule", params={}, now=created, logical_date=created
+            )
             run_ids.append(run.run_id)
     finally:
         store.close()
@@ -74,12 +76,19 @@ def build_history(home: Path, runs: int, *, now: float | None = None) -> dict[st
             " exit_code) SELECT run_id, task_id, 1, 'success', worker_id, queued_at, started_at, ended_at, 0"
             " FROM task_instances"
         )
-        conn.execute("UPDATE runs SET state = 'success', started_at = created_at + 0.05, ended_at = created_at + 1")
+        conn.execute(
+            "UPDATE runs SET state = 'success', started_at = created_at + 0.05, ended_at = created_at + 1"
+        )
         conn.execute("COMMIT")
         instances = conn.execute("SELECT COUNT(*) FROM task_instances").fetchone()[0]
     finally:
         conn.close()
-    return {"runs": runs, "task_instances": instances, "run_ids": run_ids, "seconds": time.perf_counter() - started}
+    return {
+        "runs": runs,
+        "task_instances": instances,
+        "run_ids": run_ids,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def _time(fn: Callable[[], Any], n: int) -> dict[str, float | None]:
@@ -99,9 +108,12 @@ def store_figures(home: Path, sample_run: str) -> dict[str, Any]:
         queries = {
             "list_runs (newest 50)": lambda: store.list_runs(limit=50),
             "list_runs state=success": lambda: store.list_runs(states=[RunState.SUCCESS], limit=50),
-            "list_runs active (each tick)": lambda: store.list_runs(states=[RunState.QUEUED, RunState.RUNNING],
-                                                                    limit=100_000),
-            "list_runs dag+state": lambda: store.list_runs(dag_id=DAG_ID, states=[RunState.RUNNING], limit=17),
+            "list_runs active (each tick)": lambda: store.list_runs(
+                states=[RunState.QUEUED, RunState.RUNNING], limit=100_000
+            ),
+            "list_runs dag+state": lambda: store.list_runs(
+                dag_id=DAG_ID, states=[RunState.RUNNING], limit=17
+            ),
             "get_run": lambda: store.get_run(sample_run),
             "task_instances (200)": lambda: store.task_instances(sample_run),
             "latest_logical_dates (each tick)": store.latest_logical_dates,
@@ -126,8 +138,11 @@ def store_figures(home: Path, sample_run: str) -> dict[str, Any]:
 # The hot queries' SQL, for EXPLAIN QUERY PLAN (parameters do not change SQLite's plan here).
 def _list_runs_sql(dag: bool, states: int) -> str:
     where = (["dag_id = ?"] if dag else []) + ([f"state IN ({', '.join('?' * states)})"] if states else [])
-    return (named.RUN_COLS + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY created_at DESC, run_id DESC LIMIT ? OFFSET ?")
+    return (
+        named.RUN_COLS
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY created_at DESC, run_id DESC LIMIT ? OFFSET ?"
+    )
 
 
 HOT_QUERIES = {
@@ -151,7 +166,10 @@ def query_plans(db: Path) -> dict[str, Any]:
         for name, (sql, params) in HOT_QUERIES.items():
             rows = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
             plan = [r[3] for r in rows]
-            out[name] = {"plan": plan, "full_scan": any(p.startswith("SCAN ") and " USING " not in p for p in plan)}
+            out[name] = {
+                "plan": plan,
+                "full_scan": any(p.startswith("SCAN ") and " USING " not in p for p in plan),
+            }
         return out
     finally:
         conn.close()
@@ -177,7 +195,12 @@ def api_figures(home: Path, folder: Path, sample_run: str, n: int = REQUESTS) ->
                 started = time.perf_counter()
                 client.get(path).raise_for_status()
                 times.append((time.perf_counter() - started) * 1000)
-            out[name] = {"n": n, "p50_ms": percentile(times, 50), "p99_ms": percentile(times, 99), "max_ms": max(times)}
+            out[name] = {
+                "n": n,
+                "p50_ms": percentile(times, 50),
+                "p99_ms": percentile(times, 99),
+                "max_ms": max(times),
+            }
         client.close()
         out["_memory"] = deployment.memory()
         return out
@@ -193,12 +216,19 @@ def run_scale(folder: Path, *, runs: int = 500, progress: Any = print) -> dict[s
         progress(f"scale: building a history of {count} finished W1 runs")
         history = build_history(folder / label / "home", count)
         sample = history["run_ids"][len(history["run_ids"]) // 2]
-        progress(f"scale: {history['task_instances']:,} task instances in {history['seconds']:.1f}s; "
-                 "timing queries and ticks")
+        progress(
+            f"scale: {history['task_instances']:,} task instances in {history['seconds']:.1f}s; "
+            "timing queries and ticks"
+        )
         store = store_figures(folder / label / "home", sample)
         progress("scale: timing the API of flowforge up on it")
         api = api_figures(folder / label / "home", folder / label, sample)
-        figures[label] = {"runs": count, "task_instances": history["task_instances"], **store, "requests": api}
+        figures[label] = {
+            "runs": count,
+            "task_instances": history["task_instances"],
+            **store,
+            "requests": api,
+        }
     large, small = figures["large"], figures["small"]
     section.update(
         runs=runs,

@@ -118,7 +118,9 @@ class ApiClient:
         try:
             return resp.json()
         except ValueError as exc:
-            raise ApiError(resp.status_code, "bad_response", f"the API answered with non-JSON from {path}") from exc
+            raise ApiError(
+                resp.status_code, "bad_response", f"the API answered with non-JSON from {path}"
+            ) from exc
 
     def _every_page(self, path: str, key: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Every item of a paged list, reading on while the answer says `has_more`."""
@@ -188,7 +190,9 @@ class ApiClient:
             params["state"] = state
         return self._json("GET", "/api/v1/runs", params=params)
 
-    def trigger(self, dag_id: str, params: dict[str, Any] | None = None, triggered_by: str = "cli") -> dict[str, Any]:
+    def trigger(
+        self, dag_id: str, params: dict[str, Any] | None = None, triggered_by: str = "cli"
+    ) -> dict[str, Any]:
         """POST /api/v1/runs; the new run."""
         body = {"dag_id": dag_id, "triggered_by": triggered_by, "params": params or {}}
         return self._json("POST", "/api/v1/runs", json=body)
@@ -223,18 +227,31 @@ class ApiClient:
         """GET /api/v1/runs/{run_id}/tasks/{task_id}: the instance, its `attempts` and `spec`."""
         return self._json("GET", f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}")
 
-    def events(self, *, run_id: str | None = None, dag_id: str | None = None, after: int | None = None,
-               read_timeout: float = 30.0) -> Iterator[dict[str, Any]]:
+    def events(
+        self,
+        *,
+        run_id: str | None = None,
+        dag_id: str | None = None,
+        after: int | None = None,
+        read_timeout: float = 30.0,
+    ) -> Iterator[dict[str, Any]]:
         """GET /api/v1/events: yield each server-sent event's data (a dict with `id`) as it comes.
 
         The server sends a keep-alive at least every 15 s, so `read_timeout` only trips on a
         dead connection (ApiUnreachable). Ends when the server closes the stream.
         """
-        params: dict[str, Any] = {k: v for k, v in (("run_id", run_id), ("dag_id", dag_id), ("after", after)) if v is not None}
+        params: dict[str, Any] = {
+            k: v for k, v in (("run_id", run_id), ("dag_id", dag_id), ("after", after)) if v is not None
+        }
         timeout = httpx.Timeout(self._http.timeout.connect or 10, read=read_timeout)
         try:
-            with self._http.stream("GET", "/api/v1/events", params=params, timeout=timeout,
-                                   headers={"Accept": "text/event-stream"}) as resp:
+            with self._http.stream(
+                "GET",
+                "/api/v1/events",
+                params=params,
+                timeout=timeout,
+                headers={"Accept": "text/event-stream"},
+            ) as resp:
                 if resp.status_code >= 400:
                     resp.read()
                     raise _api_error(resp)
@@ -269,7 +286,9 @@ def _api_error(resp: httpx.Response) -> ApiError:
     """An ApiError from an error answer, whether or not it is FlowForge's JSON error shape."""
     try:
         err = resp.json()["error"]
-        return ApiError(resp.status_code, str(err["code"]), str(err["message"]), list(err.get("details") or []))
+        return ApiError(
+            resp.status_code, str(err["code"]), str(err["message"]), list(err.get("details") or [])
+        )
     except (ValueError, KeyError, TypeError):
         text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else resp.reason_phrase
         return ApiError(resp.status_code, f"http_{resp.status_code}", text)

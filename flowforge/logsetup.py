@@ -80,7 +80,9 @@ def setup_logging(level: str | None = None, stream: TextIO | None = None) -> Non
     """
     name = (level or os.environ.get("FLOWFORGE_LOG_LEVEL") or "info").strip().lower()
     if name not in LEVELS:
-        raise ValueError(f"log level must be one of {', '.join(LEVELS)}, not {name!r} (--log-level / FLOWFORGE_LOG_LEVEL)")
+        raise ValueError(
+            f"log level must be one of {', '.join(LEVELS)}, not {name!r} (--log-level / FLOWFORGE_LOG_LEVEL)"
+        )
     stream = stream or sys.stderr
     handler: logging.Handler
     if wants_json(stream):
@@ -90,7 +92,9 @@ def setup_logging(level: str | None = None, stream: TextIO | None = None) -> Non
         from rich.console import Console
         from rich.logging import RichHandler
 
-        handler = RichHandler(console=Console(file=stream), show_path=False, rich_tracebacks=False, markup=False)
+        handler = RichHandler(
+            console=Console(file=stream), show_path=False, rich_tracebacks=False, markup=False
+        )
         handler.setFormatter(ConsoleFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):

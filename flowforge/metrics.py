@@ -84,7 +84,12 @@ class SchedulerMetrics:
         )  # fmt: skip
 
     def observe_queued(
-        self, run: Run, spec: DagSpec, tis: Iterable[TaskInstance], queued: Iterable[tuple[str, int]], now: float
+        self,
+        run: Run,
+        spec: DagSpec,
+        tis: Iterable[TaskInstance],
+        queued: Iterable[tuple[str, int]],
+        now: float,
     ) -> None:
         """Observe the latency of each (task_id, attempt before queueing) that `tis` shows ready.
 
@@ -99,7 +104,9 @@ class SchedulerMetrics:
             if ti.state == TaskState.UP_FOR_RETRY and ti.retry_at is not None:
                 ready = ti.retry_at
             elif attempt == 0:
-                ends = [e for e in (by_id[d].ended_at for d in spec.task(task_id).depends_on) if e is not None]
+                ends = [
+                    e for e in (by_id[d].ended_at for d in spec.task(task_id).depends_on) if e is not None
+                ]
                 ready = max(ends, default=start)
             else:
                 continue
@@ -157,7 +164,7 @@ def _find_route(routes: Iterable[Any], scope: Scope) -> tuple[str | None, bool]:
             prefix = getattr(getattr(route, "include_context", None), "prefix", "")
             if not scope["path"].startswith(prefix):
                 continue
-            found, full = _find_route(inner.routes, {**scope, "path": scope["path"][len(prefix):]})
+            found, full = _find_route(inner.routes, {**scope, "path": scope["path"][len(prefix) :]})
             found = None if found is None else prefix + found
         else:
             match, _ = route.matches(scope)
@@ -242,7 +249,12 @@ class StoreCounters(Collector):
             for name, doc, values, labels in (
                 ("flowforge_runs", "Runs that ended, by DAG and state", runs, ["dag_id", "state"]),
                 ("flowforge_tasks", "Task attempts that ended, by DAG and state", tasks, ["dag_id", "state"]),
-                ("flowforge_task_retries", "Task attempts after a task's first (retries)", retries, ["dag_id"]),
+                (
+                    "flowforge_task_retries",
+                    "Task attempts after a task's first (retries)",
+                    retries,
+                    ["dag_id"],
+                ),
             ):
                 family = CounterMetricFamily(name, doc, labels=labels)
                 for (dag_id, state), n in sorted(self._monotonic(name, values).items()):
@@ -268,7 +280,9 @@ class StoreCounters(Collector):
 _ENDED = frozenset(str(s) for s in ATTEMPT_ENDS)
 
 
-def _fill(values: dict[tuple[str, str], int], dags: set[str], states: list[str]) -> dict[tuple[str, str], int]:
+def _fill(
+    values: dict[tuple[str, str], int], dags: set[str], states: list[str]
+) -> dict[tuple[str, str], int]:
     # Every state of every DAG with attempts is exported, zeros too: increase() misses the
     # first event of a series that appears with it.
     out = {(dag_id, state): 0 for dag_id in dags for state in states}

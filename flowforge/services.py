@@ -75,7 +75,9 @@ def build_services(settings: Settings, *, consumer: str | None = None) -> Servic
     pool_size = max(10, settings.concurrency + 4)
     store = _open("FLOWFORGE_DB", settings.db_url, lambda: open_store(settings.db_url, pool_size=pool_size))
     try:
-        queue = _open("FLOWFORGE_QUEUE", settings.queue_url, lambda: open_queue(settings.queue_url, consumer=consumer))
+        queue = _open(
+            "FLOWFORGE_QUEUE", settings.queue_url, lambda: open_queue(settings.queue_url, consumer=consumer)
+        )
     except BaseException:
         store.close()
         raise
@@ -88,8 +90,12 @@ def make_worker(
     """A worker with the settings' slots, heartbeat and kill grace; its metrics on `registry` if given."""
     s = services.settings
     return Worker(
-        services.store, services.queue, slots=s.concurrency, worker_id=worker_id,
-        kill_grace=s.kill_grace_secs, heartbeat_secs=s.heartbeat_secs,
+        services.store,
+        services.queue,
+        slots=s.concurrency,
+        worker_id=worker_id,
+        kill_grace=s.kill_grace_secs,
+        heartbeat_secs=s.heartbeat_secs,
         metrics=WorkerMetrics(registry) if registry is not None else None,
     )
 
@@ -97,7 +103,9 @@ def make_worker(
 def make_scheduler(services: Services, registry: CollectorRegistry | None = None) -> Scheduler:
     """A scheduler that declares a worker dead after three missed heartbeats; its metrics on `registry` if given."""
     return Scheduler(
-        services.store, services.queue, worker_dead_after=services.settings.heartbeat_secs * 3,
+        services.store,
+        services.queue,
+        worker_dead_after=services.settings.heartbeat_secs * 3,
         metrics=SchedulerMetrics(registry) if registry is not None else None,
     )
 
@@ -189,14 +197,21 @@ def run_all_in_one(settings: Settings, examples: list[Path]) -> None:
             mark_other_workers_dead(services.store, worker.worker_id)
         scheduler = make_scheduler(services, registry)
         threads = [
-            threading.Thread(target=scheduler.run, args=(stop, settings.tick_secs), name="scheduler", daemon=True),
+            threading.Thread(
+                target=scheduler.run, args=(stop, settings.tick_secs), name="scheduler", daemon=True
+            ),
             threading.Thread(target=worker.run, args=(stop, settings.grace_secs), name="worker", daemon=True),
         ]
         for t in threads:
             t.start()
         server = api_server(create_app(services, registry=registry), settings, services.stopping)
-        log.info("FlowForge is up on http://%s:%d (%d worker slots, store %s)",
-                 settings.host, settings.port, settings.concurrency, redact_url(settings.db_url))
+        log.info(
+            "FlowForge is up on http://%s:%d (%d worker slots, store %s)",
+            settings.host,
+            settings.port,
+            settings.concurrency,
+            redact_url(settings.db_url),
+        )
         server.run()
         log.info("shutting down: waiting up to %.0fs for running tasks", settings.grace_secs)
         stop.set()
@@ -226,8 +241,13 @@ def run_api(settings: Settings) -> None:
 
     services = build_services(settings)
     try:
-        log.info("FlowForge API on http://%s:%d (store %s, queue %s)", settings.host, settings.port,
-                    redact_url(settings.db_url), redact_url(settings.queue_url))
+        log.info(
+            "FlowForge API on http://%s:%d (store %s, queue %s)",
+            settings.host,
+            settings.port,
+            redact_url(settings.db_url),
+            redact_url(settings.queue_url),
+        )
         api_server(create_app(services, registry=process_registry()), settings, services.stopping).run()
     finally:
         services.close()
@@ -240,8 +260,11 @@ def run_scheduler(settings: Settings, stop: threading.Event | None = None) -> No
     try:
         if threading.current_thread() is threading.main_thread():
             stop_on_signals(stop)
-        log.info("FlowForge scheduler (store %s, queue %s)",
-                    redact_url(settings.db_url), redact_url(settings.queue_url))
+        log.info(
+            "FlowForge scheduler (store %s, queue %s)",
+            redact_url(settings.db_url),
+            redact_url(settings.queue_url),
+        )
         registry = process_registry()
         scheduler = make_scheduler(services, registry)
         with metrics_endpoint(settings, registry):
@@ -260,8 +283,14 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
     try:
         if threading.current_thread() is threading.main_thread():
             stop_on_signals(stop)
-        log.info("FlowForge worker %s with %d slot(s) (store %s, queue %s)", worker_id, settings.concurrency,
-                 redact_url(settings.db_url), redact_url(settings.queue_url), extra={"worker_id": worker_id})
+        log.info(
+            "FlowForge worker %s with %d slot(s) (store %s, queue %s)",
+            worker_id,
+            settings.concurrency,
+            redact_url(settings.db_url),
+            redact_url(settings.queue_url),
+            extra={"worker_id": worker_id},
+        )
         registry = process_registry()
         worker = make_worker(services, worker_id, registry)
         with metrics_endpoint(settings, registry):

@@ -61,7 +61,9 @@ class Settings:
         home = Path(str(overrides.pop("home"))) if overrides.get("home") else default_home()
         overrides.pop("home", None)
         token_file = overrides.pop("token_file", None)
-        api_token = read_token_file(Path(str(token_file))) if token_file else os.environ.get("FLOWFORGE_API_TOKEN")
+        api_token = (
+            read_token_file(Path(str(token_file))) if token_file else os.environ.get("FLOWFORGE_API_TOKEN")
+        )
         api_read_token = os.environ.get("FLOWFORGE_API_READ_TOKEN") or None
         if api_read_token and not api_token:
             raise ValueError(

@@ -57,7 +57,9 @@ def services(tmp_path: Path) -> Iterator[Services]:
     from flowforge.services import build_services
     from flowforge.settings import Settings
 
-    s = build_services(Settings(home=tmp_path, db_url=f"sqlite:///{tmp_path / 'ff.db'}", queue_url="memory://"))
+    s = build_services(
+        Settings(home=tmp_path, db_url=f"sqlite:///{tmp_path / 'ff.db'}", queue_url="memory://")
+    )
     try:
         yield s
     finally:

@@ -32,15 +32,25 @@ def clean_env(**extra: str) -> dict[str, str]:
 class FlowForgeProcess:
     """A real `flowforge ARGS…` process; `url` is its API when it serves one."""
 
-    def __init__(self, args: list[str], *, port: int | None = None, env: dict[str, str] | None = None,
-                 log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}" if port else ""
         self.log_path = log_path
         out = open(log_path, "ab") if log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flowforge", *args], cwd=REPO, env=env or clean_env(),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "flowforge", *args],
+            cwd=REPO,
+            env=env or clean_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         if log_path:
             out.close()
@@ -80,11 +90,17 @@ class FlowForgeProcess:
         return self.proc.returncode
 
 
-def cli(*args: str, url: str, timeout: float = 60.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, url: str, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real `flowforge` CLI against `url` and capture its output."""
     return subprocess.run(
-        [sys.executable, "-m", "flowforge", "--api-url", url, *args], cwd=REPO, env=env or clean_env(),
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "flowforge", "--api-url", url, *args],
+        cwd=REPO,
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -92,7 +108,9 @@ def start_up(home: Path, *extra: str, env: dict[str, str] | None = None) -> Flow
     """Start `flowforge up` on a free port with its data in `home`, and wait until it is healthy."""
     port = free_port()
     proc = FlowForgeProcess(
-        ["up", "--port", str(port), "--home", str(home), *extra], port=port, env=env,
+        ["up", "--port", str(port), "--home", str(home), *extra],
+        port=port,
+        env=env,
         log_path=home.parent / f"{home.name}-up.log",
     )
     try:

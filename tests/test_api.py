@@ -50,8 +50,6 @@ tasks:
 """
 
 
-
-
 @pytest.fixture
 def client(services: Services) -> Iterator[TestClient]:
     """A client of an app with auth off."""
@@ -93,13 +91,20 @@ def test_ready_needs_a_leading_scheduler_then_503_when_the_store_is_gone(
     assert resp.status_code == 503 and resp.json()["scheduler"].startswith("no leader")
     assert services.store.hold_lease("scheduler", "host-1-abc", time.time(), 60)
     assert client.get("/ready").json() == {
-        "status": "ready", "store": "ok", "queue": "ok", "scheduler": "ok", "leader": "host-1-abc"}
+        "status": "ready",
+        "store": "ok",
+        "queue": "ok",
+        "scheduler": "ok",
+        "leader": "host-1-abc",
+    }
     assert client.get("/api/v1/status").json()["ready"]["leader"] == "host-1-abc"
     services.store.close()
     resp = client.get("/ready")
     assert resp.status_code == 503
     body = resp.json()
-    assert body["status"] == "unavailable" and body["store"].startswith("unavailable") and body["queue"] == "ok"
+    assert (
+        body["status"] == "unavailable" and body["store"].startswith("unavailable") and body["queue"] == "ok"
+    )
     assert body["scheduler"].startswith("unknown") and body["leader"] is None
 
 
@@ -144,7 +149,9 @@ def test_raw_yaml_body_is_accepted(client: TestClient) -> None:
         assert resp.json()["id"] == "demo"
 
 
-def test_invalid_dag_is_422_with_line_numbers_and_nothing_is_stored(client: TestClient, services: Services) -> None:
+def test_invalid_dag_is_422_with_line_numbers_and_nothing_is_stored(
+    client: TestClient, services: Services
+) -> None:
     resp = client.post("/api/v1/dags", content=BROKEN, headers={"Content-Type": "application/yaml"})
     err = assert_error(resp, 422, "invalid_dag")
     assert err["message"] == f"DAG is invalid: {len(err['details'])} problem(s)"
@@ -173,7 +180,9 @@ def test_bad_submit_bodies(client: TestClient, body: bytes, ctype: str, status: 
 def test_body_over_1_mib_is_413_by_length_and_by_stream(client: TestClient) -> None:
     big = b"# " + b"x" * (1024 * 1024) + b"\n" + DEMO.encode()
     assert_error(
-        client.post("/api/v1/dags", content=big, headers={"Content-Type": "application/yaml"}), 413, "payload_too_large"
+        client.post("/api/v1/dags", content=big, headers={"Content-Type": "application/yaml"}),
+        413,
+        "payload_too_large",
     )
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the limit must count what arrives
@@ -200,7 +209,9 @@ def test_next_run_follows_schedule_and_pause(client: TestClient) -> None:
     submit(client, SCHEDULED)
     d = client.get("/api/v1/dags/nightly").json()
     when = datetime.fromisoformat(d["next_run"].replace("Z", "+00:00"))
-    assert when.timestamp() > time.time() and (when.hour, when.minute) == (3, 0) and d["next_run"].endswith("Z")
+    assert (
+        when.timestamp() > time.time() and (when.hour, when.minute) == (3, 0) and d["next_run"].endswith("Z")
+    )
     paused = client.post("/api/v1/dags/nightly/pause").json()
     assert paused["paused"] is True and paused["next_run"] is None
     unpaused = client.post("/api/v1/dags/nightly/unpause").json()
@@ -248,11 +259,15 @@ def test_trigger_merges_params_and_wakes_the_scheduler(client: TestClient, servi
 def test_trigger_rejects_undeclared_and_non_scalar_params(client: TestClient, services: Services) -> None:
     submit(client)
     err = assert_error(
-        client.post("/api/v1/runs", json={"dag_id": "demo", "params": {"colour": "red"}}), 422, "invalid_params"
+        client.post("/api/v1/runs", json={"dag_id": "demo", "params": {"colour": "red"}}),
+        422,
+        "invalid_params",
     )
     assert "colour" in err["message"]
     err = assert_error(
-        client.post("/api/v1/runs", json={"dag_id": "demo", "params": {"size": [1, 2]}}), 422, "invalid_params"
+        client.post("/api/v1/runs", json={"dag_id": "demo", "params": {"size": [1, 2]}}),
+        422,
+        "invalid_params",
     )
     assert "size" in err["message"]
     assert services.store.list_runs() == []
@@ -273,7 +288,10 @@ def test_list_runs_filters_and_pages(client: TestClient, services: Services) -> 
     page = client.get("/api/v1/runs").json()
     assert (page["limit"], page["offset"]) == (50, 0)
     assert [r["run_id"] for r in page["runs"]] == [c["run_id"], b["run_id"], a["run_id"]]
-    assert [r["run_id"] for r in client.get("/api/v1/runs?dag_id=demo").json()["runs"]] == [b["run_id"], a["run_id"]]
+    assert [r["run_id"] for r in client.get("/api/v1/runs?dag_id=demo").json()["runs"]] == [
+        b["run_id"],
+        a["run_id"],
+    ]
     assert [r["run_id"] for r in client.get("/api/v1/runs?state=running").json()["runs"]] == [a["run_id"]]
     assert len(client.get("/api/v1/runs?state=queued,running").json()["runs"]) == 3
     assert [r["run_id"] for r in client.get("/api/v1/runs?limit=1&offset=1").json()["runs"]] == [b["run_id"]]
@@ -375,7 +393,12 @@ def test_status_and_workers(client: TestClient, services: Services) -> None:
     services.store.upsert_worker(WorkerInfo("w2", "host-b", 456, 2, now - 600, now - 600))
     s = client.get("/api/v1/status").json()
     assert s["dags"]["active"] == 1 and s["runs"]["queued"] == 1 and s["tasks"]["pending"] == 2
-    assert (s["workers"]["alive"], s["workers"]["stale"], s["workers"]["total"], s["workers"]["slots"]) == (1, 1, 2, 4)
+    assert (s["workers"]["alive"], s["workers"]["stale"], s["workers"]["total"], s["workers"]["slots"]) == (
+        1,
+        1,
+        2,
+        4,
+    )
     assert s["queue_depth"] == 0
     workers = client.get("/api/v1/workers").json()["workers"]
     assert {w["worker_id"] for w in workers} == {"w1", "w2"}

@@ -36,7 +36,9 @@ def services(tmp_path: Path) -> Iterator[Services]:
     """Real SQLite store and in-process queue, with a DAG and a run to point routes at."""
     settings = Settings(home=tmp_path, db_url=f"sqlite:///{tmp_path / 'ff.db'}", queue_url="memory://")
     s = build_services(settings)
-    s.store.hold_lease("scheduler", "s1", time.time(), 3600)  # /ready answers 200 only while a scheduler leads
+    s.store.hold_lease(
+        "scheduler", "s1", time.time(), 3600
+    )  # /ready answers 200 only while a scheduler leads
     try:
         yield s
     finally:
@@ -209,7 +211,12 @@ def test_token_file_is_read_and_stripped(tmp_path: Path, monkeypatch: pytest.Mon
 
 @pytest.mark.parametrize(
     ("content", "reason"),
-    [(None, "cannot read it"), ("", "is empty"), (" \n\t\n", "is empty"), ("one\ntwo\n", "more than one line")],
+    [
+        (None, "cannot read it"),
+        ("", "is empty"),
+        (" \n\t\n", "is empty"),
+        ("one\ntwo\n", "more than one line"),
+    ],
 )
 def test_bad_token_file_is_one_line_naming_it(tmp_path: Path, content: str | None, reason: str) -> None:
     path = tmp_path / "token"

@@ -67,7 +67,9 @@ def seeded_ids(services: Services) -> dict[str, str]:
     assert store.queue_tasks(run.run_id, [("extract", 0)], now) == ["extract"]
     assert store.claim_task(run.run_id, "extract", 1, "w1", now)
     store.append_log(run.run_id, "extract", 1, "extract\n")
-    store.finish_task(run.run_id, "extract", 1, "w1", state=TaskState.FAILED, now=now + 1, exit_code=1, error="x")
+    store.finish_task(
+        run.run_id, "extract", 1, "w1", state=TaskState.FAILED, now=now + 1, exit_code=1, error="x"
+    )
     return {"dag_id": "demo", "run_id": run.run_id, "task_id": "extract"}
 
 

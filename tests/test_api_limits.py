@@ -85,7 +85,9 @@ def test_a_big_log_comes_in_pages_of_at_most_1_mib(client: TestClient, services:
         assert "".join(resp.iter_text()) == text
 
 
-def test_a_running_attempt_is_not_done_and_more_says_nothing_waits(client: TestClient, services: Services) -> None:
+def test_a_running_attempt_is_not_done_and_more_says_nothing_waits(
+    client: TestClient, services: Services
+) -> None:
     run_id = ran_once(services.store, "hello\n", finish=False)
     page = client.get(f"/api/v1/runs/{run_id}/tasks/a/logs").json()
     assert (page["text"], page["done"], page["more"]) == ("hello\n", False, False)
@@ -175,7 +177,15 @@ def test_bad_token_file_exits_2_with_one_line(tmp_path: Path, content: str | Non
     if content is not None:
         token_file.write_text(content)
     proc = FlowForgeProcess(
-        ["api", "--port", str(free_port()), "--home", str(tmp_path / "home"), "--token-file", str(token_file)],
+        [
+            "api",
+            "--port",
+            str(free_port()),
+            "--home",
+            str(tmp_path / "home"),
+            "--token-file",
+            str(token_file),
+        ],
         log_path=tmp_path / "out.log",
     )
     code, out = finished(proc)
@@ -190,14 +200,32 @@ def test_public_bind_with_a_token_file_guards_the_api(tmp_path: Path) -> None:
     token_file.write_text("tok-from-file\n")
     port = free_port()
     proc = FlowForgeProcess(
-        ["up", "--host", "0.0.0.0", "--port", str(port), "--home", str(tmp_path / "home"),
-         "--token-file", str(token_file), "--concurrency", "1"],
-        port=port, env=clean_env(FLOWFORGE_API_READ_TOKEN="tok-read"), log_path=tmp_path / "up.log",
+        [
+            "up",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+            "--home",
+            str(tmp_path / "home"),
+            "--token-file",
+            str(token_file),
+            "--concurrency",
+            "1",
+        ],
+        port=port,
+        env=clean_env(FLOWFORGE_API_READ_TOKEN="tok-read"),
+        log_path=tmp_path / "up.log",
     )
     try:
         proc.wait_healthy()
         assert httpx.get(f"{proc.url}/api/v1/status").status_code == 401
-        assert httpx.get(f"{proc.url}/api/v1/status", headers={"Authorization": "Bearer tok-from-file"}).status_code == 200
+        assert (
+            httpx.get(
+                f"{proc.url}/api/v1/status", headers={"Authorization": "Bearer tok-from-file"}
+            ).status_code
+            == 200
+        )
         read = {"Authorization": "Bearer tok-read"}
         assert httpx.get(f"{proc.url}/api/v1/dags", headers=read).status_code == 200
         resp = httpx.post(f"{proc.url}/api/v1/dags", json={"yaml": DEMO}, headers=read)
@@ -212,9 +240,20 @@ def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlowForgeP
     home = tmp_path_factory.mktemp("insecure")
     port = free_port()
     proc = FlowForgeProcess(
-        ["up", "--host", "0.0.0.0", "--port", str(port), "--home", str(home / "home"), "--insecure",
-         "--concurrency", "1"],
-        port=port, log_path=home / "up.log",
+        [
+            "up",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+            "--home",
+            str(home / "home"),
+            "--insecure",
+            "--concurrency",
+            "1",
+        ],
+        port=port,
+        log_path=home / "up.log",
     )
     try:
         yield proc.wait_healthy()

@@ -78,11 +78,15 @@ def test_answers_keep_their_json_numbers_and_fields(tmp_path: Path) -> None:
             run = c.post("/api/v1/runs", json={"dag_id": "demo"}).json()
             assert set(run) == fields(models.TriggeredRun) and run["state"] == "queued"
             detail = c.get(f"/api/v1/runs/{run['run_id']}").json()
-            assert set(detail) == fields(models.RunDetail) and set(detail["tasks"][0]) == fields(models.TaskInstanceOut)
+            assert set(detail) == fields(models.RunDetail) and set(detail["tasks"][0]) == fields(
+                models.TaskInstanceOut
+            )
             task = c.get(f"/api/v1/runs/{run['run_id']}/tasks/a").json()
             assert set(task) == fields(models.TaskDetail) and task["attempts"] == []
             status = c.get("/api/v1/status").json()
-            assert set(status) == fields(models.Status) and set(status["workers"]) == fields(models.WorkerCounts)
+            assert set(status) == fields(models.Status) and set(status["workers"]) == fields(
+                models.WorkerCounts
+            )
     finally:
         services.close()
 

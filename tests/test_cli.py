@@ -115,8 +115,6 @@ def serving(asgi_app: Any) -> Iterator[str]:
         thread.join(10)
 
 
-
-
 @pytest.fixture
 def api(services: Services, runner: CliRunner) -> Iterator[LiveApi]:
     """A real API server over real services; no scheduler, so runs stay queued unless a test moves them."""
@@ -137,9 +135,9 @@ def test_validate_good_file(runner: CliRunner, good_file: Path) -> None:
 def test_validate_bad_file_exits_2_with_locations(runner: CliRunner, good_file: Path, bad_file: Path) -> None:
     result = runner.invoke(app, ["validate", str(good_file), str(bad_file)])
     assert result.exit_code == 2
-    assert re.search(rf"^{re.escape(str(bad_file))}:5:\d+: tasks\[0\]\.depends_on.*missing", result.stdout, re.M), (
-        result.stdout
-    )
+    assert re.search(
+        rf"^{re.escape(str(bad_file))}:5:\d+: tasks\[0\]\.depends_on.*missing", result.stdout, re.M
+    ), result.stdout
     assert "ok: " in result.stdout and "Traceback" not in result.output
 
 
@@ -205,7 +203,9 @@ def test_submit_and_dags(api: LiveApi, good_file: Path) -> None:
     first = api.cli("submit", "-f", str(good_file))
     assert first.exit_code == 0, first.output
     assert first.stdout.strip() == "submitted DAG hello: version 1 (new DAG)"
-    assert api.cli("submit", "-f", str(good_file)).stdout.strip() == "submitted DAG hello: version 1 (unchanged)"
+    assert (
+        api.cli("submit", "-f", str(good_file)).stdout.strip() == "submitted DAG hello: version 1 (unchanged)"
+    )
     good_file.write_text(GOOD.replace("echo bye", "echo goodbye"))
     assert "version 2 (changed: new version)" in api.cli("submit", "-f", str(good_file)).stdout
     table = api.cli("dags")
@@ -321,7 +321,9 @@ def _play_run(api: LiveApi, outcome: TaskState) -> Callable[[], None]:
             _start(api, run_id, "bye")
             store.finish_task(run_id, "bye", 1, "w1", state=TaskState.SUCCESS, now=time.time(), exit_code=0)
         else:
-            store.set_task_states(run_id, [("bye", 0)], [TaskState.PENDING], TaskState.UPSTREAM_FAILED, time.time())
+            store.set_task_states(
+                run_id, [("bye", 0)], [TaskState.PENDING], TaskState.UPSTREAM_FAILED, time.time()
+            )
         final = RunState.SUCCESS if outcome == TaskState.SUCCESS else RunState.FAILED
         store.set_run_state(run_id, [RunState.RUNNING], final, time.time())
 
@@ -329,7 +331,9 @@ def _play_run(api: LiveApi, outcome: TaskState) -> Callable[[], None]:
 
 
 @pytest.mark.parametrize(("outcome", "code"), [(TaskState.SUCCESS, 0), (TaskState.FAILED, 1)])
-def test_trigger_wait_exits_with_the_run_result(api: LiveApi, good_file: Path, outcome: TaskState, code: int) -> None:
+def test_trigger_wait_exits_with_the_run_result(
+    api: LiveApi, good_file: Path, outcome: TaskState, code: int
+) -> None:
     api.cli("submit", "-f", str(good_file))
     player = threading.Thread(target=_play_run(api, outcome))
     player.start()
@@ -352,4 +356,7 @@ def test_trigger_wait_json(api: LiveApi, good_file: Path) -> None:
     player.join()
     assert result.exit_code == 1
     final = json.loads(result.stdout)
-    assert final["state"] == "failed" and [t["state"] for t in final["tasks"]] == ["failed", "upstream_failed"]
+    assert final["state"] == "failed" and [t["state"] for t in final["tasks"]] == [
+        "failed",
+        "upstream_failed",
+    ]

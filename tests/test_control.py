@@ -68,7 +68,10 @@ tasks:
     assert answer.status_code == 200
     assert answer.json()["state"] == "cancelled"
     assert {t["task_id"]: t["state"] for t in answer.json()["tasks"]} == {
-        "a": "cancelled", "b": "cancelled", "after": "cancelled"}
+        "a": "cancelled",
+        "b": "cancelled",
+        "after": "cancelled",
+    }
     assert all_dead(pids), "a process of the cancelled run survived"
     time.sleep(0.3)  # the workers' late results must not overwrite the cancellation
     assert engine.store.get_run(run.run_id).state == RunState.CANCELLED
@@ -111,7 +114,9 @@ tasks:
     assert engine.wait(run.run_id).state == RunState.SUCCESS
     attempts = engine.store.attempts(run.run_id, "broken")
     assert [(a.attempt, a.state) for a in attempts] == [(1, TaskState.FAILED), (2, TaskState.SUCCESS)]
-    assert [a.attempt for a in engine.store.attempts(run.run_id, "ok")] == [1], "a successful task is not re-run"
+    assert [a.attempt for a in engine.store.attempts(run.run_id, "ok")] == [1], (
+        "a successful task is not re-run"
+    )
     assert api.post(f"/api/v1/runs/{run.run_id}/retry").status_code == 409  # nothing failed any more
 
 

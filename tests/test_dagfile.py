@@ -681,4 +681,3 @@ def test_yaml_11_words_and_numbers_read_like_safe_load() -> None:
 def test_workloads_load(name: str, tasks: int) -> None:
     spec = load_dag_file(WORKLOADS / f"{name}.yaml")
     assert spec.id == name and len(spec.tasks) == tasks
-

@@ -107,7 +107,9 @@ def test_run_survives_a_worker_killed_mid_run(cluster: Cluster) -> None:
     pids = {w.proc.pid for w in cluster.workers}
 
     def live_workers() -> list[dict[str, Any]] | None:
-        workers = [w for w in cluster.get("/api/v1/workers")["workers"] if w["pid"] in pids and w["state"] == "alive"]
+        workers = [
+            w for w in cluster.get("/api/v1/workers")["workers"] if w["pid"] in pids and w["state"] == "alive"
+        ]
         return workers if len(workers) == 2 else None
 
     workers = cluster.wait_for("two live workers", live_workers, timeout=30)
@@ -122,8 +124,11 @@ def test_run_survives_a_worker_killed_mid_run(cluster: Cluster) -> None:
 
     def victim_busy() -> list[str]:
         tasks = cluster.get(f"/api/v1/runs/{run_id}")["tasks"]
-        return [t["task_id"] for t in tasks
-                if t["state"] == "running" and t["worker_id"] == victim_id and not t["task_id"].startswith("l0")]
+        return [
+            t["task_id"]
+            for t in tasks
+            if t["state"] == "running" and t["worker_id"] == victim_id and not t["task_id"].startswith("l0")
+        ]
 
     running_on_victim = cluster.wait_for("the victim to run tasks", victim_busy, timeout=20)
     victim.kill()  # SIGKILL: no goodbye, no ack, no last heartbeat
@@ -136,7 +141,9 @@ def test_run_survives_a_worker_killed_mid_run(cluster: Cluster) -> None:
 
     done = cluster.wait_for(
         "the run to end",
-        lambda: (r := cluster.get(f"/api/v1/runs/{run_id}"))["state"] in ("success", "failed", "cancelled") and r,
+        lambda: (
+            (r := cluster.get(f"/api/v1/runs/{run_id}"))["state"] in ("success", "failed", "cancelled") and r
+        ),
         timeout=45,
     )
     assert done["state"] == "success", cluster.outputs()
@@ -159,7 +166,9 @@ def test_run_survives_a_worker_killed_mid_run(cluster: Cluster) -> None:
     assert states[victim_id] == "dead"
     assert list(states.values()).count("alive") == 1
     elapsed = time.monotonic() - start
-    print(f"\n40-task layered run with a worker SIGKILLed mid-run: {elapsed:.1f} s, {len(orphaned)} task(s) retried")
+    print(
+        f"\n40-task layered run with a worker SIGKILLed mid-run: {elapsed:.1f} s, {len(orphaned)} task(s) retried"
+    )
     # The survivors stop cleanly on SIGTERM.
     for proc in (cluster.scheduler, cluster.workers[1], cluster.api):
         assert proc.stop(timeout=20) == 0, proc.output()
@@ -176,7 +185,9 @@ tasks:
 
 def test_chain_of_three_latency(cluster: Cluster) -> None:
     """Trigger to success of a 3-task echo chain across processes: no polling loop adds its period."""
-    cluster.wait_for("a live worker", lambda: cluster.get("/api/v1/status")["workers"]["alive"] >= 2, timeout=30)
+    cluster.wait_for(
+        "a live worker", lambda: cluster.get("/api/v1/status")["workers"]["alive"] >= 2, timeout=30
+    )
     assert cluster.http.post("/api/v1/dags", json={"yaml": CHAIN}).status_code in (200, 201)
     timings = []
     for _ in range(7):
@@ -187,7 +198,9 @@ def test_chain_of_three_latency(cluster: Cluster) -> None:
             time.sleep(0.005)
         timings.append(time.monotonic() - start)
     median = sorted(timings)[len(timings) // 2]
-    print(f"\n3-task chain on PostgreSQL + Redis, separate processes, trigger to success: median {median * 1000:.0f} ms")
+    print(
+        f"\n3-task chain on PostgreSQL + Redis, separate processes, trigger to success: median {median * 1000:.0f} ms"
+    )
     # Three hand-offs through the doorbell; the 1 s safety-net tick would make this take seconds.
     assert median < 1.0
 
@@ -195,22 +208,42 @@ def test_chain_of_three_latency(cluster: Cluster) -> None:
 def start_up_error(env: dict[str, str], role: str = "worker") -> subprocess.CompletedProcess[str]:
     """Run `flowforge ROLE` with `env` and capture what it says as it refuses to start."""
     return subprocess.run(
-        [sys.executable, "-m", "flowforge", role], check=False, cwd=REPO, env=clean_env(**env),
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "flowforge", role],
+        check=False,
+        cwd=REPO,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
 @pytest.mark.parametrize(
     ("env", "code", "says"),
     [
-        ({"FLOWFORGE_DB": "mysql://db/ff", "FLOWFORGE_QUEUE": "redis://127.0.0.1:1/0"}, 2,
-         "FLOWFORGE_DB=mysql://db/ff: unsupported store URL scheme 'mysql'"),
-        ({"FLOWFORGE_DB": "postgresql://ff:s3cret@127.0.0.1:1/ff", "FLOWFORGE_QUEUE": "redis://127.0.0.1:1/0"}, 3,
-         "FLOWFORGE_DB=postgresql://ff:***@127.0.0.1:1/ff: cannot connect to PostgreSQL: "),
-        ({"FLOWFORGE_DB": "sqlite:///{tmp}/ff.db", "FLOWFORGE_QUEUE": "redis://127.0.0.1:1/0"}, 3,
-         "FLOWFORGE_QUEUE=redis://127.0.0.1:1/0: cannot connect to Redis: "),
-        ({"FLOWFORGE_DB": "sqlite:///{tmp}/ff.db", "FLOWFORGE_QUEUE": "amqp://mq"}, 2,
-         "FLOWFORGE_QUEUE=amqp://mq: unsupported queue URL scheme 'amqp'"),
+        (
+            {"FLOWFORGE_DB": "mysql://db/ff", "FLOWFORGE_QUEUE": "redis://127.0.0.1:1/0"},
+            2,
+            "FLOWFORGE_DB=mysql://db/ff: unsupported store URL scheme 'mysql'",
+        ),
+        (
+            {
+                "FLOWFORGE_DB": "postgresql://ff:s3cret@127.0.0.1:1/ff",
+                "FLOWFORGE_QUEUE": "redis://127.0.0.1:1/0",
+            },
+            3,
+            "FLOWFORGE_DB=postgresql://ff:***@127.0.0.1:1/ff: cannot connect to PostgreSQL: ",
+        ),
+        (
+            {"FLOWFORGE_DB": "sqlite:///{tmp}/ff.db", "FLOWFORGE_QUEUE": "redis://127.0.0.1:1/0"},
+            3,
+            "FLOWFORGE_QUEUE=redis://127.0.0.1:1/0: cannot connect to Redis: ",
+        ),
+        (
+            {"FLOWFORGE_DB": "sqlite:///{tmp}/ff.db", "FLOWFORGE_QUEUE": "amqp://mq"},
+            2,
+            "FLOWFORGE_QUEUE=amqp://mq: unsupported queue URL scheme 'amqp'",
+        ),
         ({"FLOWFORGE_DB": "sqlite:///{tmp}/ff.db"}, 2, "FLOWFORGE_QUEUE=memory://: an in-process queue"),
     ],
     ids=["db-scheme", "db-refused", "queue-refused", "queue-scheme", "queue-in-process"],
@@ -224,8 +257,13 @@ def test_start_up_errors_are_one_line(tmp_path: Path, env: dict[str, str], code:
 
 
 def test_start_up_error_for_a_missing_database(pg_url: str) -> None:
-    result = start_up_error({"FLOWFORGE_DB": with_path(pg_url, "/flowforge_missing"),
-                             "FLOWFORGE_QUEUE": "redis://127.0.0.1:6379/0"}, role="scheduler")
+    result = start_up_error(
+        {
+            "FLOWFORGE_DB": with_path(pg_url, "/flowforge_missing"),
+            "FLOWFORGE_QUEUE": "redis://127.0.0.1:6379/0",
+        },
+        role="scheduler",
+    )
     assert result.returncode == 3, result.stderr
     assert 'database "flowforge_missing" does not exist' in result.stderr
     assert "FLOWFORGE_DB=" in result.stderr and "Traceback" not in result.stderr

@@ -104,7 +104,10 @@ tasks:
         run_id = cli("trigger", "slow", url=first.url).stdout.strip()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            states = {t["task_id"]: t["state"] for t in httpx.get(f"{first.url}/api/v1/runs/{run_id}").json()["tasks"]}
+            states = {
+                t["task_id"]: t["state"]
+                for t in httpx.get(f"{first.url}/api/v1/runs/{run_id}").json()["tasks"]
+            }
             if states["b"] == "running":
                 break
             time.sleep(0.05)

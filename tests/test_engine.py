@@ -325,7 +325,9 @@ tasks:
     assert engine.wait(run.run_id).state == RunState.SUCCESS
     attempts = engine.store.attempts(run.run_id, "t")
     assert [(a.attempt, a.state, a.worker_id) for a in attempts] == [
-        (1, TaskState.LOST, "ghost"), (2, TaskState.SUCCESS, engine.worker.worker_id)]
+        (1, TaskState.LOST, "ghost"),
+        (2, TaskState.SUCCESS, engine.worker.worker_id),
+    ]
     assert "worker ghost died" in attempts[0].error
     assert {w.worker_id: w.state for w in engine.store.list_workers()}["ghost"] == "dead"
 
@@ -380,14 +382,24 @@ tasks:
     stale = engine.store.claim_task(run.run_id, "t", msg.attempt, "paused-worker", now, lease_secs=0.2)
     assert stale is not None and stale.lease_token
     assert engine.store.renew_leases("paused-worker", [(run.run_id, "t", 1, "not-the-token")], now, 5) == [
-        (run.run_id, "t", 1, "not-the-token")]
+        (run.run_id, "t", 1, "not-the-token")
+    ]
     time.sleep(0.3)  # the lease lapses; the worker is "paused" and renews nothing
     engine.start()
     assert engine.wait(run.run_id).state == RunState.SUCCESS
     # the paused worker wakes up and reports: too late, fenced by its token
-    assert not engine.store.finish_task(run.run_id, "t", 1, "paused-worker", state=TaskState.SUCCESS,
-                                        now=time.time(), lease_token=stale.lease_token)
-    assert engine.store.renew_leases("paused-worker", [(run.run_id, "t", 1, stale.lease_token)], time.time(), 5)
+    assert not engine.store.finish_task(
+        run.run_id,
+        "t",
+        1,
+        "paused-worker",
+        state=TaskState.SUCCESS,
+        now=time.time(),
+        lease_token=stale.lease_token,
+    )
+    assert engine.store.renew_leases(
+        "paused-worker", [(run.run_id, "t", 1, stale.lease_token)], time.time(), 5
+    )
     attempts = engine.store.attempts(run.run_id, "t")
     assert [a.state for a in attempts] == [TaskState.LOST, TaskState.SUCCESS]
     assert engine.log(run.run_id, "t", 2) == "second\n"
@@ -407,9 +419,18 @@ tasks:
         time.sleep(0.02)
     ti = engine.store.get_task_instance(run.run_id, "t")
     # the scheduler gives the attempt up (as if the lease had lapsed): the worker must stop the task
-    assert engine.store.finish_task(run.run_id, "t", ti.attempt, ti.worker_id, state=TaskState.FAILED,
-                                    now=time.time(), lease_token=ti.lease_token, attempt_state=TaskState.LOST)
+    assert engine.store.finish_task(
+        run.run_id,
+        "t",
+        ti.attempt,
+        ti.worker_id,
+        state=TaskState.FAILED,
+        now=time.time(),
+        lease_token=ti.lease_token,
+        attempt_state=TaskState.LOST,
+    )
     from tests.test_executor import pid_alive
+
     pid = int((tmp_path / "pid").read_text())
     deadline = time.monotonic() + 5
     while pid_alive(pid):
@@ -453,6 +474,7 @@ tasks:
         store.hang.set()
         cut = time.monotonic()
         from tests.test_executor import pid_alive
+
         pid = int((tmp_path / "pid").read_text())
         while pid_alive(pid):
             assert time.monotonic() - cut < 3, "the worker ran its task on without a lease"
@@ -507,7 +529,9 @@ def test_a_stopping_worker_claims_no_message_it_takes_after_the_signal(engine):
 
     stopping = Worker(engine.store, SignalledWhileWaiting(), slots=1, kill_grace=0.5, heartbeat_secs=0.2)
     stopping.run(stop, grace=1.0)
-    assert engine.store.get_task_instance(run.run_id, "t").state == TaskState.QUEUED, "claimed after the signal"
+    assert engine.store.get_task_instance(run.run_id, "t").state == TaskState.QUEUED, (
+        "claimed after the signal"
+    )
     assert engine.store.attempts(run.run_id, "t")[0].worker_id is None
     engine.start()  # the message was given back: another worker runs the task at once
     assert engine.wait(run.run_id, timeout=10).state == RunState.SUCCESS

@@ -31,15 +31,35 @@ def reference_trigger(rule: TriggerRule, upstream: Iterable[TaskState]) -> Readi
     n_failed = sum(s in failed for s in states)
     n_skipped = sum(s == TaskState.SKIPPED for s in states)
     table = {
-        TriggerRule.ALL_SUCCESS: Readiness.UPSTREAM_FAILED if n_failed else Readiness.SKIPPED if n_skipped
-        else Readiness.READY if done else Readiness.WAIT,
+        TriggerRule.ALL_SUCCESS: Readiness.UPSTREAM_FAILED
+        if n_failed
+        else Readiness.SKIPPED
+        if n_skipped
+        else Readiness.READY
+        if done
+        else Readiness.WAIT,
         TriggerRule.ALL_DONE: Readiness.READY if done else Readiness.WAIT,
-        TriggerRule.ALL_FAILED: Readiness.SKIPPED if n_success or n_skipped
-        else Readiness.READY if done else Readiness.WAIT,
-        TriggerRule.ONE_SUCCESS: Readiness.READY if n_success else Readiness.WAIT if not done
-        else Readiness.UPSTREAM_FAILED if n_failed else Readiness.SKIPPED,
-        TriggerRule.ONE_FAILED: Readiness.READY if n_failed else Readiness.SKIPPED if done else Readiness.WAIT,
-        TriggerRule.NONE_FAILED: Readiness.UPSTREAM_FAILED if n_failed else Readiness.READY if done
+        TriggerRule.ALL_FAILED: Readiness.SKIPPED
+        if n_success or n_skipped
+        else Readiness.READY
+        if done
+        else Readiness.WAIT,
+        TriggerRule.ONE_SUCCESS: Readiness.READY
+        if n_success
+        else Readiness.WAIT
+        if not done
+        else Readiness.UPSTREAM_FAILED
+        if n_failed
+        else Readiness.SKIPPED,
+        TriggerRule.ONE_FAILED: Readiness.READY
+        if n_failed
+        else Readiness.SKIPPED
+        if done
+        else Readiness.WAIT,
+        TriggerRule.NONE_FAILED: Readiness.UPSTREAM_FAILED
+        if n_failed
+        else Readiness.READY
+        if done
         else Readiness.WAIT,
     }
     return table[rule]
@@ -89,9 +109,11 @@ class CountingStore:
     def __getattr__(self, name):
         attr = getattr(self._store, name)
         if name in self.calls:
+
             def counted(*args, **kwargs):
                 self.calls[name] += 1
                 return attr(*args, **kwargs)
+
             return counted
         return attr
 

@@ -26,7 +26,9 @@ def submit(url: str, text: str) -> None:
 def read_events(url: str, params: dict, until, timeout: float = 15.0, headers=None) -> list[dict]:
     """Collect SSE events (with their `id:` lines) until `until(events)` is true."""
     events: list[dict] = []
-    with httpx.stream("GET", f"{url}/api/v1/events", params=params, headers=headers or {}, timeout=timeout) as resp:
+    with httpx.stream(
+        "GET", f"{url}/api/v1/events", params=params, headers=headers or {}, timeout=timeout
+    ) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
         current: dict = {}
@@ -46,7 +48,10 @@ def read_events(url: str, params: dict, until, timeout: float = 15.0, headers=No
 
 
 def test_events_stream_a_runs_changes_live_and_resume_by_id(up):
-    submit(up.url, "id: ev\ntasks:\n  - {id: a, command: 'echo a'}\n  - {id: b, command: 'echo b', depends_on: [a]}\n")
+    submit(
+        up.url,
+        "id: ev\ntasks:\n  - {id: a, command: 'echo a'}\n  - {id: b, command: 'echo b', depends_on: [a]}\n",
+    )
     box: dict = {}
 
     def trigger_soon():
@@ -62,15 +67,25 @@ def test_events_stream_a_runs_changes_live_and_resume_by_id(up):
     run_id = box["run"]
     mine = [e for e in events if e["data"]["run_id"] == run_id]
     tasks = [(e["data"]["task_id"], e["data"]["state"]) for e in mine if e["event"] == "task"]
-    assert tasks == [("a", "queued"), ("a", "running"), ("a", "success"),
-                     ("b", "queued"), ("b", "running"), ("b", "success")]
+    assert tasks == [
+        ("a", "queued"),
+        ("a", "running"),
+        ("a", "success"),
+        ("b", "queued"),
+        ("b", "running"),
+        ("b", "success"),
+    ]
     assert [e["data"]["state"] for e in mine if e["event"] == "run"] == ["queued", "running", "success"]
     ids = [e["id"] for e in events]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     # Resume: with Last-Event-ID the stream replays what came after that event.
     middle = mine[3]["id"]
-    replay = read_events(up.url, {"run_id": run_id}, lambda ev: ev[-1]["data"]["state"] == "success"
-                         and ev[-1]["event"] == "run", headers={"Last-Event-ID": str(middle)})
+    replay = read_events(
+        up.url,
+        {"run_id": run_id},
+        lambda ev: ev[-1]["data"]["state"] == "success" and ev[-1]["event"] == "run",
+        headers={"Last-Event-ID": str(middle)},
+    )
     assert replay[0]["id"] > middle
     assert [e["id"] for e in replay] == [e["id"] for e in mine if e["id"] > middle]
 
@@ -84,8 +99,9 @@ def test_followed_log_streams_lines_as_they_are_written(up):
         time.sleep(0.05)
     arrivals = []
     start = time.monotonic()
-    with httpx.stream("GET", f"{up.url}/api/v1/runs/{run_id}/tasks/t/logs", params={"follow": 1, "attempt": 1},
-                      timeout=15) as resp:
+    with httpx.stream(
+        "GET", f"{up.url}/api/v1/runs/{run_id}/tasks/t/logs", params={"follow": 1, "attempt": 1}, timeout=15
+    ) as resp:
         assert resp.headers["content-type"].startswith("text/plain")
         for chunk in resp.iter_text():
             arrivals.append((time.monotonic() - start, chunk))
@@ -101,7 +117,9 @@ def test_cli_logs_follow_prints_the_whole_log(up):
 
 
 def test_cli_logs_follow_goes_on_through_retries_without_repeating(up):
-    submit(up.url, """\
+    submit(
+        up.url,
+        """\
 id: retrying
 retry_delay_secs: 0.2
 tasks:
@@ -109,7 +127,8 @@ tasks:
     retries: 1
     # the first attempt lasts long enough for the CLI to start following it, even on a busy machine
     command: 'echo "try $FLOWFORGE_ATTEMPT"; [ "$FLOWFORGE_ATTEMPT" -ge 2 ] || { sleep 4; exit 1; }'
-""")
+""",
+    )
     run_id = cli("trigger", "retrying", url=up.url).stdout.strip()
     deadline = time.monotonic() + 10
     while httpx.get(f"{up.url}/api/v1/runs/{run_id}/tasks/t").json()["attempt"] == 0:

@@ -45,8 +45,12 @@ def test_nonzero_exit_is_a_failure_with_its_code():
 def test_output_is_streamed_while_the_task_runs():
     chunks: list[tuple[float, str]] = []
     start = time.monotonic()
-    run_command("echo early; sleep 1.5; echo late", env=ENV, timeout=None,
-                sink=lambda s: chunks.append((time.monotonic() - start, s)))
+    run_command(
+        "echo early; sleep 1.5; echo late",
+        env=ENV,
+        timeout=None,
+        sink=lambda s: chunks.append((time.monotonic() - start, s)),
+    )
     assert chunks[0][1] == "early\n"
     assert chunks[0][0] < 1.2, "the first line must reach the log before the task ends"
     assert "".join(c for _, c in chunks) == "early\nlate\n"
@@ -66,7 +70,9 @@ def test_timeout_kills_the_whole_process_group(tmp_path):
 
 def test_timeout_escalates_to_sigkill_when_sigterm_is_ignored():
     start = time.monotonic()
-    result, log = run("trap 'echo got TERM' TERM; while true; do sleep 0.1; done", timeout=0.3, kill_grace=0.5)
+    result, log = run(
+        "trap 'echo got TERM' TERM; while true; do sleep 0.1; done", timeout=0.3, kill_grace=0.5
+    )
     assert result.timed_out
     assert time.monotonic() - start < 3
     assert "got TERM" in log
@@ -90,11 +96,19 @@ def test_killed_by_signal_is_reported():
 
 
 def test_env_layers_and_hides_flowforge_settings():
-    base = {"PATH": "/bin", "HOME": "/root", "SHARED": "worker",
-            "FLOWFORGE_DB": "postgresql://secret", "FLOWFORGE_API_TOKEN": "t0ken"}
-    ctx = attempt_context(dag_id="d", run_id="r1", task_id="t", attempt=2, logical_date="",
-                          params={"region": "eu"})
-    env = task_env(base, {"SHARED": "dag", "STAGE": "prod"}, {"STAGE": "task", "FLOWFORGE_RUN_ID": "spoof"}, ctx)
+    base = {
+        "PATH": "/bin",
+        "HOME": "/root",
+        "SHARED": "worker",
+        "FLOWFORGE_DB": "postgresql://secret",
+        "FLOWFORGE_API_TOKEN": "t0ken",
+    }
+    ctx = attempt_context(
+        dag_id="d", run_id="r1", task_id="t", attempt=2, logical_date="", params={"region": "eu"}
+    )
+    env = task_env(
+        base, {"SHARED": "dag", "STAGE": "prod"}, {"STAGE": "task", "FLOWFORGE_RUN_ID": "spoof"}, ctx
+    )
     assert env["SHARED"] == "dag"
     assert env["STAGE"] == "task"
     assert env["HOME"] == "/root"
@@ -105,8 +119,12 @@ def test_env_layers_and_hides_flowforge_settings():
 
 
 def test_command_sees_its_environment():
-    env = task_env(ENV | {"FLOWFORGE_DB": "sqlite:///x"}, {"A": "1"}, {"B": "2"},
-                   attempt_context(dag_id="d", run_id="r", task_id="t", attempt=1, logical_date="", params={}))
+    env = task_env(
+        ENV | {"FLOWFORGE_DB": "sqlite:///x"},
+        {"A": "1"},
+        {"B": "2"},
+        attempt_context(dag_id="d", run_id="r", task_id="t", attempt=1, logical_date="", params={}),
+    )
     result, log = run('echo "$A$B $FLOWFORGE_TASK_ID ${FLOWFORGE_DB:-unset}"', env=env)
     assert log == "12 t unset\n"
 

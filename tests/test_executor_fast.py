@@ -14,7 +14,9 @@ ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 def run(command, timeout=None, env=None, **kw):
     out: list[str] = []
     started: list[int] = []
-    result = run_command(command, env=env or ENV, timeout=timeout, sink=out.append, on_start=started.append, **kw)
+    result = run_command(
+        command, env=env or ENV, timeout=timeout, sink=out.append, on_start=started.append, **kw
+    )
     return result, "".join(out), started[0] if started else None
 
 
@@ -74,7 +76,7 @@ def test_without_a_path_the_shell_decides_where_to_look():
 
 def test_plain_command_is_the_process_itself(tmp_path):
     script = tmp_path / "whoami.sh"
-    script.write_text('#!/bin/sh\necho "$$ $(ps -o pgid= -p $$ | tr -d \' \') $(ps -o comm= -p $PPID)"\n')
+    script.write_text("#!/bin/sh\necho \"$$ $(ps -o pgid= -p $$ | tr -d ' ') $(ps -o comm= -p $PPID)\"\n")
     script.chmod(0o755)
     result, log, pgid = run(str(script))
     assert result.succeeded

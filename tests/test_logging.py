@@ -42,23 +42,48 @@ def root_logger(monkeypatch: pytest.MonkeyPatch) -> Iterator[logging.Logger]:
 
 
 def test_json_line_has_the_fields_and_the_context_first() -> None:
-    record = logging.makeLogRecord({
-        "name": "flowforge.worker", "levelno": logging.WARNING, "levelname": "WARNING", "msg": "task %s",
-        "args": ("failed",), "created": 0.0, "worker_id": "w-1", "attempt": 2, "task_id": "t", "run_id": "r",
-        "db_password": "hunter2",
-    })
+    record = logging.makeLogRecord(
+        {
+            "name": "flowforge.worker",
+            "levelno": logging.WARNING,
+            "levelname": "WARNING",
+            "msg": "task %s",
+            "args": ("failed",),
+            "created": 0.0,
+            "worker_id": "w-1",
+            "attempt": 2,
+            "task_id": "t",
+            "run_id": "r",
+            "db_password": "hunter2",
+        }
+    )
     line = JsonFormatter().format(record)
     assert "\n" not in line and "hunter2" not in line
     entry = json.loads(line)
-    assert list(entry)[:9] == ["ts", "level", "logger", "msg", "run_id", "task_id", "attempt", "worker_id",
-                               "db_password"]
+    assert list(entry)[:9] == [
+        "ts",
+        "level",
+        "logger",
+        "msg",
+        "run_id",
+        "task_id",
+        "attempt",
+        "worker_id",
+        "db_password",
+    ]
     assert entry["ts"] == "1970-01-01T00:00:00.000+00:00" and entry["level"] == "warning"
     assert (entry["msg"], entry["attempt"], entry["db_password"]) == ("task failed", 2, "***")
 
 
 @pytest.mark.parametrize(
     ("fmt", "tty", "json_lines"),
-    [("", False, True), ("", True, False), ("json", True, True), ("console", False, False), ("JSON ", False, True)],
+    [
+        ("", False, True),
+        ("", True, False),
+        ("json", True, True),
+        ("console", False, False),
+        ("JSON ", False, True),
+    ],
 )
 def test_json_unless_a_terminal_or_told(fmt: str, tty: bool, json_lines: bool) -> None:
     stream = Tty() if tty else io.StringIO()
@@ -83,9 +108,16 @@ def test_setup_logging_level_from_the_flag_then_the_environment(
 def test_console_lines_on_a_terminal_carry_the_context(root_logger: logging.Logger) -> None:
     stream = Tty()
     setup_logging("info", stream)
-    logging.getLogger("flowforge.worker").info("task started", extra={"run_id": "r1", "task_id": "t", "attempt": 1})
+    logging.getLogger("flowforge.worker").info(
+        "task started", extra={"run_id": "r1", "task_id": "t", "attempt": 1}
+    )
     text = re.sub(r"\x1b\[[0-9;]*m", "", stream.getvalue())  # Rich's colours
-    assert "INFO" in text and "task started" in text and "run_id=r1 task_id=t attempt=1" in text and "{" not in text
+    assert (
+        "INFO" in text
+        and "task started" in text
+        and "run_id=r1 task_id=t attempt=1" in text
+        and "{" not in text
+    )
 
 
 # -- a real `flowforge up` -----------------------------------------------------------------------
@@ -141,15 +173,20 @@ tasks:
     entries = log_lines(output)
     task_lines = [e for e in entries if e.get("run_id") == run_id and e["logger"] == "flowforge.worker"]
     assert {(e["msg"], e["task_id"], e["attempt"]) for e in task_lines} == {
-        ("task started", "use", 1), ("task succeeded", "use", 1),
-        ("task started", "shaky", 1), ("task up_for_retry: exit code 1", "shaky", 1),
-        ("task started", "shaky", 2), ("task succeeded", "shaky", 2),
+        ("task started", "use", 1),
+        ("task succeeded", "use", 1),
+        ("task started", "shaky", 1),
+        ("task up_for_retry: exit code 1", "shaky", 1),
+        ("task started", "shaky", 2),
+        ("task succeeded", "shaky", 2),
     }
     assert all(e["worker_id"] == worker_id and e["dag_id"] == "secretive" for e in task_lines)
     finished = [e for e in task_lines if e["msg"] != "task started"]
     assert all(isinstance(e["duration_secs"], float) and "exit_code" in e for e in finished)
-    assert any(e["logger"] == "flowforge.scheduler" and e["msg"] == "run success" and e["run_id"] == run_id
-               for e in entries)
+    assert any(
+        e["logger"] == "flowforge.scheduler" and e["msg"] == "run success" and e["run_id"] == run_id
+        for e in entries
+    )
     assert any(e["msg"] == "task queued" and e["level"] == "debug" for e in entries), "--log-level debug"
 
 
@@ -157,7 +194,8 @@ tasks:
 def test_an_unknown_log_level_exits_2_with_one_line(tmp_path: Path) -> None:
     proc = FlowForgeProcess(
         ["up", "--port", str(free_port()), "--home", str(tmp_path / "home")],
-        env=clean_env(FLOWFORGE_LOG_LEVEL="loud"), log_path=tmp_path / "out.log",
+        env=clean_env(FLOWFORGE_LOG_LEVEL="loud"),
+        log_path=tmp_path / "out.log",
     )
     try:
         code = proc.proc.wait(60)

@@ -51,7 +51,12 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     e.registry = CollectorRegistry()  # type: ignore[attr-defined]
     e.scheduler = Scheduler(e.store, e.queue, worker_dead_after=2.0, metrics=SchedulerMetrics(e.registry))
     e.worker = Worker(
-        e.store, e.queue, slots=2, worker_id=e.worker.worker_id, kill_grace=0.5, heartbeat_secs=0.2,
+        e.store,
+        e.queue,
+        slots=2,
+        worker_id=e.worker.worker_id,
+        kill_grace=0.5,
+        heartbeat_secs=0.2,
         metrics=WorkerMetrics(e.registry),
     )
     e.start()
@@ -88,7 +93,9 @@ tasks:
 """
 
 
-def test_metrics_after_a_run_with_a_retry_and_a_failure(engine: Engine, api: TestClient, tmp_path: Path) -> None:
+def test_metrics_after_a_run_with_a_retry_and_a_failure(
+    engine: Engine, api: TestClient, tmp_path: Path
+) -> None:
     engine.submit(observed_dag(tmp_path))
     run = engine.trigger("observed")
     assert engine.wait(run.run_id).state == RunState.FAILED
@@ -110,10 +117,16 @@ def test_metrics_after_a_run_with_a_retry_and_a_failure(engine: Engine, api: Tes
     # Histograms, observed by the worker: one observation per attempt, labelled by DAG only.
     assert value(m, "flowforge_task_duration_seconds_count", dag_id="observed") == 4
     assert value(m, "flowforge_task_duration_seconds_bucket", dag_id="observed", le="+Inf") == 4
-    assert value(m, "flowforge_task_duration_seconds_bucket", dag_id="observed", le="0.25") <= 3, "slow sleeps 0.3 s"
+    assert value(m, "flowforge_task_duration_seconds_bucket", dag_id="observed", le="0.25") <= 3, (
+        "slow sleeps 0.3 s"
+    )
     assert value(m, "flowforge_task_duration_seconds_sum", dag_id="observed") >= 0.3
-    by_bound = sorted(series(m, "flowforge_task_duration_seconds_bucket").items(), key=lambda b: float(dict(b[0])["le"]))
-    assert len(by_bound) == 17 and [v for _, v in by_bound] == sorted(v for _, v in by_bound), "cumulative buckets"
+    by_bound = sorted(
+        series(m, "flowforge_task_duration_seconds_bucket").items(), key=lambda b: float(dict(b[0])["le"])
+    )
+    assert len(by_bound) == 17 and [v for _, v in by_bound] == sorted(v for _, v in by_bound), (
+        "cumulative buckets"
+    )
     assert value(m, "flowforge_task_queue_wait_seconds_count", dag_id="observed") == 4
     # Observed by the scheduler: every queued attempt (flaky twice, slow, broken), not `after`.
     assert value(m, "flowforge_scheduler_latency_seconds_count") == 4
@@ -125,7 +138,11 @@ def test_metrics_after_a_run_with_a_retry_and_a_failure(engine: Engine, api: Tes
     assert value(m, "flowforge_worker_slots") == 2 and value(m, "flowforge_worker_slots_busy") == 0
     assert value(m, "flowforge_workers", state="alive") == 1
     assert value(m, "flowforge_queue_depth") == 0
-    assert value(m, "flowforge_runs_active", state="running") == 0 == value(m, "flowforge_runs_active", state="queued")
+    assert (
+        value(m, "flowforge_runs_active", state="running")
+        == 0
+        == value(m, "flowforge_runs_active", state="queued")
+    )
     assert value(m, "flowforge_store_up") == 1
 
     # API requests by route template, never by raw path.
@@ -136,13 +153,26 @@ def test_metrics_after_a_run_with_a_retry_and_a_failure(engine: Engine, api: Tes
     assert value(m, "flowforge_api_request_duration_seconds_count", route="/api/v1/runs/{run_id}") == 3
     assert run.run_id not in resp.text and "nope" not in resp.text
     # The example dashboard asks only for series that exist.
-    dashboard = (Path(__file__).parent.parent / "examples" / "monitoring" / "grafana-dashboard.json").read_text()
+    dashboard = (
+        Path(__file__).parent.parent / "examples" / "monitoring" / "grafana-dashboard.json"
+    ).read_text()
     names = {name for name, _ in m}
     for wanted in set(re.findall(r"flowforge_[a-z_]+", dashboard)):
         assert wanted in names or f"{wanted}_total" in names, wanted
     label_names = {name for (_, labels) in m for name, _ in labels}
-    assert label_names <= {"dag_id", "state", "route", "status", "le", "implementation", "major", "minor",
-                           "patchlevel", "version", "generation"}, "no run_id or task_id label"
+    assert label_names <= {
+        "dag_id",
+        "state",
+        "route",
+        "status",
+        "le",
+        "implementation",
+        "major",
+        "minor",
+        "patchlevel",
+        "version",
+        "generation",
+    }, "no run_id or task_id label"
 
 
 def test_worker_slots_busy_while_a_task_runs(engine: Engine, api: TestClient) -> None:
@@ -205,7 +235,9 @@ def test_outcome_counters_survive_a_restart_and_never_go_down(tmp_path: Path) ->
         assert value(scrape(StoreCounters(store)), "flowforge_runs_total", dag_id="once", state="failed") == 1
 
         store.clear_tasks(run.run_id, ["t"], 4.0)  # a retry re-opens the run: the store counts 0 failed runs
-        assert value(scrape(counters), "flowforge_runs_total", dag_id="once", state="failed") == 1, "not a reset"
+        assert value(scrape(counters), "flowforge_runs_total", dag_id="once", state="failed") == 1, (
+            "not a reset"
+        )
         finish(store, run.run_id, "t", 2, TaskState.FAILED, 5.0)
         store.set_run_state(run.run_id, [RunState.RUNNING], RunState.FAILED, 6.0)
         m = scrape(counters)
@@ -241,17 +273,26 @@ def test_scheduler_and_worker_serve_their_own_metrics(tmp_path: Path, pg_url: st
     env = clean_env(FLOWFORGE_DB=pg_url, FLOWFORGE_QUEUE=redis_url, FLOWFORGE_HOME=str(tmp_path / "home"))
     sched_port, worker_port = free_port(), free_port()
     procs = [
-        FlowForgeProcess(["scheduler", "--metrics-port", str(sched_port)], env=env, log_path=tmp_path / "s.log"),
-        FlowForgeProcess(["worker", "-c", "2", "--metrics-port", str(worker_port)], env=env,
-                         log_path=tmp_path / "w.log"),
+        FlowForgeProcess(
+            ["scheduler", "--metrics-port", str(sched_port)], env=env, log_path=tmp_path / "s.log"
+        ),
+        FlowForgeProcess(
+            ["worker", "-c", "2", "--metrics-port", str(worker_port)], env=env, log_path=tmp_path / "w.log"
+        ),
     ]
     try:
-        sched = scrape_until(f"http://127.0.0.1:{sched_port}/metrics",
-                             lambda m: value(m, "flowforge_scheduler_is_leader") == 1, procs[0])
+        sched = scrape_until(
+            f"http://127.0.0.1:{sched_port}/metrics",
+            lambda m: value(m, "flowforge_scheduler_is_leader") == 1,
+            procs[0],
+        )
         assert "flowforge_worker_slots" not in {n for n, _ in sched}, "each process shows its own metrics"
         assert value(sched, "process_resident_memory_bytes") > 0
-        scrape_until(f"http://127.0.0.1:{worker_port}/metrics", lambda m: value(m, "flowforge_worker_slots") == 2,
-                     procs[1])
+        scrape_until(
+            f"http://127.0.0.1:{worker_port}/metrics",
+            lambda m: value(m, "flowforge_worker_slots") == 2,
+            procs[1],
+        )
         store = open_store(pg_url)
         try:
             text = "id: remote\ntasks:\n  - {id: a, command: 'true'}\n  - {id: b, command: 'true', depends_on: [a]}\n"
@@ -261,10 +302,15 @@ def test_scheduler_and_worker_serve_their_own_metrics(tmp_path: Path, pg_url: st
             store.close()
         worker = scrape_until(
             f"http://127.0.0.1:{worker_port}/metrics",
-            lambda m: value(m, "flowforge_task_duration_seconds_count", dag_id="remote") == 2, procs[1])
+            lambda m: value(m, "flowforge_task_duration_seconds_count", dag_id="remote") == 2,
+            procs[1],
+        )
         assert value(worker, "flowforge_task_queue_wait_seconds_count", dag_id="remote") == 2
-        sched = scrape_until(f"http://127.0.0.1:{sched_port}/metrics",
-                             lambda m: value(m, "flowforge_scheduler_latency_seconds_count") == 2, procs[0])
+        sched = scrape_until(
+            f"http://127.0.0.1:{sched_port}/metrics",
+            lambda m: value(m, "flowforge_scheduler_latency_seconds_count") == 2,
+            procs[0],
+        )
         assert value(sched, "flowforge_scheduler_loop_seconds_count") >= 1
     finally:
         for proc in procs:

@@ -20,6 +20,7 @@ from tests.backends import TcpProxy
 
 T = TypeVar("T")
 
+
 def retrying(read: Callable[[], T], timeout: float = 10.0) -> T:
     """`read()`, tried again while the store is still reconnecting after the outage."""
     deadline = time.monotonic() + timeout
@@ -44,15 +45,18 @@ def test_a_database_outage_mid_task_loses_nothing(pg_url: str, redis_url: str) -
     target = urlsplit(pg_url)
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
     # Calls fail after 1 s without a connection, so the outage is felt quickly.
-    store = PostgresStore(pg_url.replace(target.netloc, f"{target.username}@127.0.0.1:{proxy.port}", 1), timeout=1.0)
+    store = PostgresStore(
+        pg_url.replace(target.netloc, f"{target.username}@127.0.0.1:{proxy.port}", 1), timeout=1.0
+    )
     worker_id = new_worker_id()
     queue = open_queue(redis_url, consumer=worker_id)
     # Dead after 5 s: longer than the outage, this test is about results and logs surviving it.
     scheduler = Scheduler(store, queue, worker_dead_after=5.0)
     # A lease longer than the outage: the task runs on, and its result waits for the store. (With a
     # shorter one the worker would rightly fence itself and kill the task: test_engine covers that.)
-    worker = Worker(store, queue, slots=1, worker_id=worker_id, heartbeat_secs=0.2, lease_secs=6.0,
-                    kill_grace=0.5)
+    worker = Worker(
+        store, queue, slots=1, worker_id=worker_id, heartbeat_secs=0.2, lease_secs=6.0, kill_grace=0.5
+    )
     stop = threading.Event()
     threads = [
         threading.Thread(target=scheduler.run, args=(stop, 0.1), daemon=True),
@@ -72,8 +76,13 @@ def test_a_database_outage_mid_task_loses_nothing(pg_url: str, redis_url: str) -
         time.sleep(2.5)
         proxy.start()
         deadline = time.monotonic() + 30
-        while (state := retrying(lambda: store.get_run(run.run_id).state)) not in (RunState.SUCCESS, RunState.FAILED):
-            assert time.monotonic() < deadline, {ti.task_id: ti.state for ti in store.task_instances(run.run_id)}
+        while (state := retrying(lambda: store.get_run(run.run_id).state)) not in (
+            RunState.SUCCESS,
+            RunState.FAILED,
+        ):
+            assert time.monotonic() < deadline, {
+                ti.task_id: ti.state for ti in store.task_instances(run.run_id)
+            }
             time.sleep(0.05)
         assert state == RunState.SUCCESS
         for task_id in ("slow", "after"):
@@ -94,7 +103,9 @@ def test_no_worker_is_declared_dead_right_after_an_outage(pg_url: str) -> None:
     """Heartbeats could not be written while the database was away: the scheduler waits a full period."""
     target = urlsplit(pg_url)
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
-    store = PostgresStore(pg_url.replace(target.netloc, f"{target.username}@127.0.0.1:{proxy.port}", 1), timeout=0.5)
+    store = PostgresStore(
+        pg_url.replace(target.netloc, f"{target.username}@127.0.0.1:{proxy.port}", 1), timeout=0.5
+    )
     queue = open_queue("memory://")
     scheduler = Scheduler(store, queue, worker_dead_after=3.0)
     stop = threading.Event()

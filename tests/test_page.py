@@ -32,7 +32,9 @@ GREEN = "rgb(26, 127, 55)"  # --c-success in app.css
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed (pip install -e '.[test]')"),
+    pytest.mark.skipif(
+        sync_playwright is None, reason="playwright is not installed (pip install -e '.[test]')"
+    ),
     pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (apt-get install chromium)"),
 ]
 
@@ -63,8 +65,14 @@ tasks:
     depends_on: [load]
     trigger_rule: one_failed
 """
-FINAL_STATES = {"extract-users": "success", "extract-orders": "success", "transform": "success",
-                "load": "success", "report": "success", "on-failure": "skipped"}
+FINAL_STATES = {
+    "extract-users": "success",
+    "extract-orders": "success",
+    "transform": "success",
+    "load": "success",
+    "report": "success",
+    "on-failure": "skipped",
+}
 
 SLEEPER = """\
 id: page-sleeper
@@ -104,9 +112,23 @@ class Server:
         self.token = env.get("FLOWFORGE_API_TOKEN")
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "flowforge", "up", "--port", str(self.port), "--home", str(home),
-                 "--concurrency", "2"],
-                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "flowforge",
+                    "up",
+                    "--port",
+                    str(self.port),
+                    "--home",
+                    str(home),
+                    "--concurrency",
+                    "2",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -182,7 +204,9 @@ def page(browser: Browser, server: Server) -> Iterator[Page]:
     tab = context.new_page()
     problems: list[str] = []
     tab.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
-    tab.on("console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text else None)
+    tab.on(
+        "console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text else None
+    )
     tab.on("dialog", lambda dialog: dialog.accept())  # the cancel button asks to confirm
     try:
         yield tab
@@ -253,7 +277,10 @@ def test_list_trigger_and_grid_turn_green_without_reloading(page: Page, server: 
         for cell in page.locator(f".grid a.cell[href$='/{task}']").all():
             expect(cell).to_have_attribute("data-state", state, timeout=40_000)
             expect(cell).to_have_attribute("aria-label", re.compile(f"{state}$"))
-    assert page.locator(".grid a.cell[href$='/load']").last.evaluate("e => getComputedStyle(e).backgroundColor") == GREEN
+    assert (
+        page.locator(".grid a.cell[href$='/load']").last.evaluate("e => getComputedStyle(e).backgroundColor")
+        == GREEN
+    )
     expect(page.locator("svg.graph g.node[data-task='report']")).to_have_attribute("data-state", "success")
     expect(page.locator("svg.graph g.node[data-task='report'] .node-state")).to_have_text("success")
     assert_same_document(page)
@@ -318,7 +345,9 @@ tasks:
     page.goto(f"/#/runs/{run_id}/picky")
     expect(page.locator("#task-state")).to_have_text("failed")
     expect(page.locator(".attempts tbody tr")).to_contain_text("3")  # the exit code
-    expect(page.locator("svg.graph g.node[data-task='after']")).to_have_attribute("data-state", "upstream_failed")
+    expect(page.locator("svg.graph g.node[data-task='after']")).to_have_attribute(
+        "data-state", "upstream_failed"
+    )
     page.get_by_role("button", name="Retry task").click()
     expect(page.locator("#task-state")).to_have_text("success", timeout=20_000)
     expect(page.locator("pre.log")).to_have_text("fine now\n")
@@ -353,7 +382,8 @@ def test_markup_from_dags_and_logs_is_shown_as_text(page: Page, server: Server) 
     page.goto("/#/dags/page-xss")
     expect(page.locator("main h2")).to_have_text("<img src=x onerror=window.pwned=1> name")
     expect(page.locator("p.description")).to_have_text(
-        "<b>bold?</b><script>window.pwned=1</script><img src=x onerror=window.pwned=1>")
+        "<b>bold?</b><script>window.pwned=1</script><img src=x onerror=window.pwned=1>"
+    )
     page.goto(f"/#/runs/{run_id}/shout")
     expect(page.locator("pre.log")).to_have_text(XSS_PAYLOAD + "\n", timeout=20_000)
     expect(page.locator("#task-panel dl")).to_contain_text("<script>window.pwned=1</script>")
@@ -374,7 +404,9 @@ def test_the_list_at_laptop_and_phone_width(page: Page, server: Server) -> None:
     expect(row).to_be_visible()
     expect(row.get_by_role("button", name="Trigger")).to_be_visible()
     assert page.locator("table.dags thead").is_hidden()  # cards: each value carries its column's name
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "the page scrolls sideways"
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (
+        "the page scrolls sideways"
+    )
     screenshot(page, "dag-list-phone.png")
 
     # Pause and unpause from the card; the flag is in text, not only in the button's label.
@@ -419,7 +451,9 @@ def _big_dag(n: int = 500, width: int = 25) -> str:
     for i in range(1, n):
         layer, pos = divmod(i - 1, width)
         prev = 1 + (layer - 1) * width
-        deps = ["t000"] if layer == 0 else sorted({f"t{prev + pos:03d}", f"t{prev + (pos * 7 + 3) % width:03d}"})
+        deps = (
+            ["t000"] if layer == 0 else sorted({f"t{prev + pos:03d}", f"t{prev + (pos * 7 + 3) % width:03d}"})
+        )
         lines.append(f"  - {{id: t{i:03d}, command: 'true', depends_on: [{', '.join(deps)}]}}")
     return "\n".join(lines) + "\n"
 
@@ -440,12 +474,17 @@ def test_a_500_task_dag_draws_quickly_and_its_grid_stays_usable(page: Page, serv
     # Usable: a live refresh only touches the cells whose state changed, and a click on a cell
     # opens that task in its run.
     deadline = time.monotonic() + 10
-    while not page.evaluate("performance.getEntriesByName('flowforge:grid-update').length") and time.monotonic() < deadline:
+    while (
+        not page.evaluate("performance.getEntriesByName('flowforge:grid-update').length")
+        and time.monotonic() < deadline
+    ):
         page.wait_for_timeout(100)
     refresh_ms = page.evaluate("performance.getEntriesByName('flowforge:grid-update')[0].duration")
     click_started = time.monotonic()
     page.locator(".grid a.cell").nth(25 * 250 + 24).click()
     expect(page.locator("#task-panel h3")).to_contain_text("Task t", timeout=10_000)
     click_s = time.monotonic() - click_started
-    print(f"\n500-task DAG: graph drawn in {graph_ms:.0f} ms, 25×500 grid built in {grid_ms:.0f} ms, "
-          f"grid refresh {refresh_ms:.0f} ms, page loaded in {loaded:.1f} s, cell click to run view {click_s:.1f} s")
+    print(
+        f"\n500-task DAG: graph drawn in {graph_ms:.0f} ms, 25×500 grid built in {grid_ms:.0f} ms, "
+        f"grid refresh {refresh_ms:.0f} ms, page loaded in {loaded:.1f} s, cell click to run view {click_s:.1f} s"
+    )

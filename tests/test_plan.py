@@ -6,7 +6,12 @@ from flowforge.core.plan import TaskView, plan_run
 
 def diamond(**rules: TriggerRule) -> DagSpec:
     def t(tid, deps=()):
-        return TaskSpec(id=tid, command="true", depends_on=tuple(deps), trigger_rule=rules.get(tid, TriggerRule.ALL_SUCCESS))
+        return TaskSpec(
+            id=tid,
+            command="true",
+            depends_on=tuple(deps),
+            trigger_rule=rules.get(tid, TriggerRule.ALL_SUCCESS),
+        )
 
     return DagSpec(id="d", tasks=(t("a"), t("b"), t("c", ["a", "b"]), t("d", ["c"])))
 
@@ -65,16 +70,24 @@ def test_run_succeeds_when_all_tasks_succeeded():
 def test_retry_without_a_task_clears_failures_and_what_they_stopped():
     from flowforge.core.plan import tasks_to_clear
 
-    states = {"a": TaskState.FAILED, "b": TaskState.SUCCESS, "c": TaskState.UPSTREAM_FAILED,
-              "d": TaskState.UPSTREAM_FAILED}
+    states = {
+        "a": TaskState.FAILED,
+        "b": TaskState.SUCCESS,
+        "c": TaskState.UPSTREAM_FAILED,
+        "d": TaskState.UPSTREAM_FAILED,
+    }
     assert tasks_to_clear(diamond(), states) == ["a", "c", "d"]
 
 
 def test_retry_of_a_task_takes_downstream_that_never_ran_or_everything_with_downstream():
     from flowforge.core.plan import tasks_to_clear
 
-    states = {"a": TaskState.SUCCESS, "b": TaskState.FAILED, "c": TaskState.UPSTREAM_FAILED,
-              "d": TaskState.UPSTREAM_FAILED}
+    states = {
+        "a": TaskState.SUCCESS,
+        "b": TaskState.FAILED,
+        "c": TaskState.UPSTREAM_FAILED,
+        "d": TaskState.UPSTREAM_FAILED,
+    }
     assert tasks_to_clear(diamond(), states, "b") == ["b", "c", "d"]
     done = {t: TaskState.SUCCESS for t in ORDER}
     assert tasks_to_clear(diamond(), done, "c") == ["c"]

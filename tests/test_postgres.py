@@ -83,7 +83,9 @@ def test_store_outage_raises_unavailable_then_recovers(pg_url: str) -> None:
     """While PostgreSQL is unreachable calls fail fast with Unavailable; once back, they succeed again."""
     target = urlsplit(pg_url)
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
-    store = PostgresStore(pg_url.replace(target.netloc, f"{target.username}@127.0.0.1:{proxy.port}", 1), timeout=1.0)
+    store = PostgresStore(
+        pg_url.replace(target.netloc, f"{target.username}@127.0.0.1:{proxy.port}", 1), timeout=1.0
+    )
     try:
         store.put_dag(make_spec(), "v1", T0)
         proxy.stop()

@@ -218,8 +218,8 @@ def test_redis_wake_crosses_processes(redis_url: str) -> None:
 
 def test_redis_prefixes_are_separate(redis_url: str) -> None:
     other_url = with_query(redis_url, prefix=split_prefix(redis_url)[1] + "-other")
-    one, = redis_queues(redis_url, "c")
-    other, = redis_queues(other_url, "c")
+    (one,) = redis_queues(redis_url, "c")
+    (other,) = redis_queues(other_url, "c")
     try:
         one.put(msgs("a"))
         one.wake_scheduler()
@@ -267,7 +267,10 @@ def test_redis_outage_is_survived(redis_url: str, caplog: pytest.LogCaptureFixtu
 # -- URLs -------------------------------------------------------------------------------------
 def test_queue_urls() -> None:
     assert split_prefix("redis://h:1/0") == ("redis://h:1/0", "flowforge")
-    assert split_prefix("redis://h:1/2?prefix=ff&socket_timeout=3") == ("redis://h:1/2?socket_timeout=3", "ff")
+    assert split_prefix("redis://h:1/2?prefix=ff&socket_timeout=3") == (
+        "redis://h:1/2?socket_timeout=3",
+        "ff",
+    )
     with pytest.raises(ValueError, match="prefix"):
         split_prefix("redis://h/0?prefix=")
     with pytest.raises(ValueError, match="FLOWFORGE_QUEUE"):

@@ -28,10 +28,19 @@ def iso(ts: float, tz: str = "UTC") -> str:
     return datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
 
 
-def dag(schedule: str, *, dag_id: str = "cron", catchup: bool = False, max_active_runs: int = 16,
-        tz: str = "UTC", params: str = "") -> str:
-    return (f"id: {dag_id}\nschedule: \"{schedule}\"\ntimezone: {tz}\ncatchup: {str(catchup).lower()}\n"
-            f"max_active_runs: {max_active_runs}\n{params}tasks:\n  - {{id: t, command: 'true'}}\n")
+def dag(
+    schedule: str,
+    *,
+    dag_id: str = "cron",
+    catchup: bool = False,
+    max_active_runs: int = 16,
+    tz: str = "UTC",
+    params: str = "",
+) -> str:
+    return (
+        f'id: {dag_id}\nschedule: "{schedule}"\ntimezone: {tz}\ncatchup: {str(catchup).lower()}\n'
+        f"max_active_runs: {max_active_runs}\n{params}tasks:\n  - {{id: t, command: 'true'}}\n"
+    )
 
 
 class Clocked:
@@ -114,11 +123,17 @@ def test_with_catchup_every_missed_tick_gets_a_run_oldest_first_within_max_activ
     "start, end, expected",
     [
         # Spring forward in Berlin: 02:30 does not exist on 29 March; croniter fires at 03:00 instead.
-        ("2026-03-27T12:00:00", "2026-03-31T12:00:00",
-         ["2026-03-28 02:30", "2026-03-29 03:00", "2026-03-30 02:30", "2026-03-31 02:30"]),
+        (
+            "2026-03-27T12:00:00",
+            "2026-03-31T12:00:00",
+            ["2026-03-28 02:30", "2026-03-29 03:00", "2026-03-30 02:30", "2026-03-31 02:30"],
+        ),
         # Fall back: 02:30 happens twice on 25 October; each real instant is a distinct tick.
-        ("2026-10-24T12:00:00", "2026-10-26T12:00:00",
-         ["2026-10-25 02:30", "2026-10-25 02:30", "2026-10-26 02:30"]),
+        (
+            "2026-10-24T12:00:00",
+            "2026-10-26T12:00:00",
+            ["2026-10-25 02:30", "2026-10-25 02:30", "2026-10-26 02:30"],
+        ),
     ],
 )
 def test_daily_schedule_across_dst_changes(clocked, start, end, expected):
@@ -204,13 +219,21 @@ def test_backfill_dry_run_then_create_then_nothing_left(clocked, api):
     body = {"start": "2026-01-01", "end": "2026-01-07", "dry_run": True}
     dry = api.post("/api/v1/dags/cron/backfill", json=body)
     assert dry.status_code == 201
-    assert [t["logical_date"] for t in dry.json()["ticks"]] == [f"2026-01-0{d}T00:00:00Z" for d in range(1, 8)]
+    assert [t["logical_date"] for t in dry.json()["ticks"]] == [
+        f"2026-01-0{d}T00:00:00Z" for d in range(1, 8)
+    ]
     assert dry.json()["created"] == 0 and clocked.scheduled() == []
     made = api.post("/api/v1/dags/cron/backfill", json={**body, "dry_run": False}).json()
     assert made["created"] == 7 and clocked.scheduled() == [f"2026-01-0{d} 00:00" for d in range(1, 8)]
-    again = api.post("/api/v1/dags/cron/backfill", json={**body, "start": "2026-01-06", "end": "2026-01-08", "dry_run": False}).json()
+    again = api.post(
+        "/api/v1/dags/cron/backfill",
+        json={**body, "start": "2026-01-06", "end": "2026-01-08", "dry_run": False},
+    ).json()
     assert [(t["logical_date"][:10], t["existed"]) for t in again["ticks"]] == [
-        ("2026-01-06", True), ("2026-01-07", True), ("2026-01-08", False)]
+        ("2026-01-06", True),
+        ("2026-01-07", True),
+        ("2026-01-08", False),
+    ]
     assert again["created"] == 1
     # paced by max_active_runs: the scheduler starts the two oldest ticks first
     clocked.scheduler.tick(time.time())

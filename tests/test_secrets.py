@@ -7,20 +7,33 @@ from flowforge.core.secrets import LogMasker, is_secret_key, mask_mapping, secre
 
 @pytest.mark.parametrize(
     "key, secret",
-    [("DB_PASSWORD", True), ("api_token", True), ("SecretSauce", True), ("AWS_ACCESS_KEY_ID", True),
-     ("passwd", True), ("STAGE", False), ("REGION", False), ("monkey", True)],
+    [
+        ("DB_PASSWORD", True),
+        ("api_token", True),
+        ("SecretSauce", True),
+        ("AWS_ACCESS_KEY_ID", True),
+        ("passwd", True),
+        ("STAGE", False),
+        ("REGION", False),
+        ("monkey", True),
+    ],
 )
 def test_secret_keys(key, secret):
     assert is_secret_key(key) is secret
 
 
 def test_mask_mapping_hides_values_of_secret_keys_only():
-    assert mask_mapping({"DB_PASSWORD": "hunter22", "STAGE": "prod"}) == {"DB_PASSWORD": "***", "STAGE": "prod"}
+    assert mask_mapping({"DB_PASSWORD": "hunter22", "STAGE": "prod"}) == {
+        "DB_PASSWORD": "***",
+        "STAGE": "prod",
+    }
 
 
 def test_secret_values_are_longest_first_and_skip_tiny_ones():
     assert secret_values({"A_TOKEN": "abcd", "B_KEY": "abcdefgh", "C_KEY": "ab", "STAGE": "prodprod"}) == [
-        "abcdefgh", "abcd"]
+        "abcdefgh",
+        "abcd",
+    ]
 
 
 def feed_all(masker: LogMasker, chunks: list[str]) -> str:

@@ -7,8 +7,14 @@ from flowforge.core.retry import backoff_delay, should_retry
 from flowforge.core.states import Readiness, attempt_outcome, evaluate_trigger, run_outcome
 
 S, F, UF, SK, R, P, Q, C = (
-    TaskState.SUCCESS, TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.SKIPPED,
-    TaskState.RUNNING, TaskState.PENDING, TaskState.QUEUED, TaskState.CANCELLED,
+    TaskState.SUCCESS,
+    TaskState.FAILED,
+    TaskState.UPSTREAM_FAILED,
+    TaskState.SKIPPED,
+    TaskState.RUNNING,
+    TaskState.PENDING,
+    TaskState.QUEUED,
+    TaskState.CANCELLED,
 )
 READY, WAIT, UPF, SKIP = Readiness.READY, Readiness.WAIT, Readiness.UPSTREAM_FAILED, Readiness.SKIPPED
 

@@ -20,10 +20,13 @@ from flowforge.store.sqlite import SqliteStore
 T0 = 1_700_000_000.0
 
 
-def make_spec(dag_id: str = "etl", tasks: tuple[str, ...] = ("extract", "transform", "load"), **kw: Any) -> DagSpec:
+def make_spec(
+    dag_id: str = "etl", tasks: tuple[str, ...] = ("extract", "transform", "load"), **kw: Any
+) -> DagSpec:
     """A chain of echo tasks: each depends on the one before."""
     specs = tuple(
-        TaskSpec(id=t, command=f"echo {t}", depends_on=(tasks[i - 1],) if i else ()) for i, t in enumerate(tasks)
+        TaskSpec(id=t, command=f"echo {t}", depends_on=(tasks[i - 1],) if i else ())
+        for i, t in enumerate(tasks)
     )
     return DagSpec(id=dag_id, tasks=specs, **kw)
 
@@ -108,7 +111,12 @@ def test_set_dag_flags_changes_only_given_flags(store: Store) -> None:
 def test_create_run_is_queued_with_every_task_pending_in_dag_order(store: Store) -> None:
     store.put_dag(make_spec(tasks=("z", "a", "m")), "v1", T0)
     run = store.create_run("etl", triggered_by="alice", params={"region": "eu"}, now=T0 + 1)
-    assert (run.state, run.dag_version, run.triggered_by, run.params) == (RunState.QUEUED, 1, "alice", {"region": "eu"})
+    assert (run.state, run.dag_version, run.triggered_by, run.params) == (
+        RunState.QUEUED,
+        1,
+        "alice",
+        {"region": "eu"},
+    )
     assert store.get_run(run.run_id) == run
     tis = store.task_instances(run.run_id)
     assert [t.task_id for t in tis] == ["z", "a", "m"]
@@ -175,7 +183,9 @@ def test_set_run_state_is_conditional_and_stamps_times(store: Store) -> None:
     assert store.set_run_state(run_id, [RunState.RUNNING], RunState.FAILED, T0 + 3) is True
     run = store.get_run(run_id)
     assert (run.state, run.started_at, run.ended_at) == (RunState.FAILED, T0 + 2, T0 + 3)
-    assert store.set_run_state(run_id, [RunState.QUEUED, RunState.RUNNING], RunState.CANCELLED, T0 + 4) is False
+    assert (
+        store.set_run_state(run_id, [RunState.QUEUED, RunState.RUNNING], RunState.CANCELLED, T0 + 4) is False
+    )
     assert store.set_run_state(run_id, [], RunState.CANCELLED, T0 + 4) is False
 
 
@@ -212,7 +222,10 @@ def test_claim_is_fenced(store: Store) -> None:
 def test_finish_is_fenced(store: Store, worker: str, attempt: int) -> None:
     run_id = running_task(store)
     before = (store.get_task_instance(run_id, "extract"), store.attempts(run_id, "extract"))
-    assert store.finish_task(run_id, "extract", attempt, worker, state=TaskState.FAILED, now=T0 + 5, error="x") is False
+    assert (
+        store.finish_task(run_id, "extract", attempt, worker, state=TaskState.FAILED, now=T0 + 5, error="x")
+        is False
+    )
     assert (store.get_task_instance(run_id, "extract"), store.attempts(run_id, "extract")) == before
 
 
@@ -243,19 +256,39 @@ def test_queue_tasks_skips_tasks_that_moved_on(store: Store) -> None:
 def test_retry_creates_a_new_attempt_and_keeps_the_failed_one(store: Store) -> None:
     run_id = running_task(store)
     ok = store.finish_task(
-        run_id, "extract", 1, "w1", state=TaskState.UP_FOR_RETRY, now=T0 + 3, exit_code=2, error="boom", retry_at=T0 + 5
+        run_id,
+        "extract",
+        1,
+        "w1",
+        state=TaskState.UP_FOR_RETRY,
+        now=T0 + 3,
+        exit_code=2,
+        error="boom",
+        retry_at=T0 + 5,
     )
     assert ok
     ti = store.get_task_instance(run_id, "extract")
     assert (ti.state, ti.retry_at, ti.error) == (TaskState.UP_FOR_RETRY, T0 + 5, "boom")
     assert store.queue_tasks(run_id, [("extract", 1)], T0 + 5) == ["extract"]
     ti = store.get_task_instance(run_id, "extract")
-    assert (ti.state, ti.attempt, ti.retry_at, ti.error, ti.worker_id) == (TaskState.QUEUED, 2, None, None, None)
+    assert (ti.state, ti.attempt, ti.retry_at, ti.error, ti.worker_id) == (
+        TaskState.QUEUED,
+        2,
+        None,
+        None,
+        None,
+    )
     assert store.claim_task(run_id, "extract", 1, "w1", T0 + 6) is None  # the old attempt is fenced off
     assert store.claim_task(run_id, "extract", 2, "w2", T0 + 6) is not None
     assert store.finish_task(run_id, "extract", 2, "w2", state=TaskState.SUCCESS, now=T0 + 7, exit_code=0)
     a1, a2 = store.attempts(run_id, "extract")
-    assert (a1.attempt, a1.state, a1.worker_id, a1.exit_code, a1.error) == (1, TaskState.FAILED, "w1", 2, "boom")
+    assert (a1.attempt, a1.state, a1.worker_id, a1.exit_code, a1.error) == (
+        1,
+        TaskState.FAILED,
+        "w1",
+        2,
+        "boom",
+    )
     assert (a2.attempt, a2.state, a2.worker_id, a2.exit_code) == (2, TaskState.SUCCESS, "w2", 0)
 
 
@@ -292,7 +325,9 @@ def test_set_task_states_is_conditional(store: Store) -> None:
 
 def test_set_task_states_closes_the_running_attempt(store: Store) -> None:
     run_id = running_task(store)  # e.g. its worker died
-    moved = store.set_task_states(run_id, [("extract", 1)], [TaskState.RUNNING], TaskState.UP_FOR_RETRY, T0 + 9)
+    moved = store.set_task_states(
+        run_id, [("extract", 1)], [TaskState.RUNNING], TaskState.UP_FOR_RETRY, T0 + 9
+    )
     assert moved == ["extract"]
     [a] = store.attempts(run_id, "extract")
     assert (a.state, a.ended_at) == (TaskState.FAILED, T0 + 9)
@@ -303,9 +338,17 @@ def test_set_task_states_closes_the_running_attempt(store: Store) -> None:
 def test_set_task_states_pending_clears_the_last_result(store: Store) -> None:
     run_id = running_task(store)
     store.finish_task(run_id, "extract", 1, "w1", state=TaskState.FAILED, now=T0 + 3, exit_code=1, error="e")
-    assert store.set_task_states(run_id, [("extract", 1)], [TaskState.FAILED], TaskState.PENDING, T0 + 4) == ["extract"]
+    assert store.set_task_states(run_id, [("extract", 1)], [TaskState.FAILED], TaskState.PENDING, T0 + 4) == [
+        "extract"
+    ]
     ti = store.get_task_instance(run_id, "extract")
-    assert (ti.state, ti.attempt, ti.exit_code, ti.error, ti.ended_at) == (TaskState.PENDING, 1, None, None, None)
+    assert (ti.state, ti.attempt, ti.exit_code, ti.error, ti.ended_at) == (
+        TaskState.PENDING,
+        1,
+        None,
+        None,
+        None,
+    )
     assert store.attempts(run_id, "extract")[0].state == TaskState.FAILED
     assert store.queue_tasks(run_id, [("extract", 1)], T0 + 5) == ["extract"]
     assert [a.attempt for a in store.attempts(run_id, "extract")] == [1, 2]
@@ -497,10 +540,12 @@ def test_claim_gives_a_fresh_lease_token_and_finish_needs_it(store: Store) -> No
     ti = store.get_task_instance(run_id, "extract")
     assert ti.lease_token and ti.lease_expires_at == T0 + 2 + 15.0
     assert "lease_token" not in ti.to_dict(), "the token is the worker's alone, never shown"
-    assert not store.finish_task(run_id, "extract", 1, "w1", state=TaskState.SUCCESS, now=T0 + 3,
-                                 lease_token="stale-token")
-    assert store.finish_task(run_id, "extract", 1, "w1", state=TaskState.SUCCESS, now=T0 + 3,
-                             lease_token=ti.lease_token)
+    assert not store.finish_task(
+        run_id, "extract", 1, "w1", state=TaskState.SUCCESS, now=T0 + 3, lease_token="stale-token"
+    )
+    assert store.finish_task(
+        run_id, "extract", 1, "w1", state=TaskState.SUCCESS, now=T0 + 3, lease_token=ti.lease_token
+    )
     assert [a.state for a in store.attempts(run_id, "extract")] == [TaskState.SUCCESS]
 
 
@@ -513,8 +558,17 @@ def test_renew_leases_extends_held_ones_and_reports_lost_ones(store: Store) -> N
     assert store.get_task_instance(run_id, "extract").lease_expires_at == T0 + 15
     assert store.renew_leases("w2", [held], T0 + 6, 10.0) == [held], "another worker cannot renew it"
     # the reaper gives the attempt up: the holder learns it at its next renewal
-    assert store.finish_task(run_id, "extract", 1, "w1", state=TaskState.UP_FOR_RETRY, now=T0 + 20,
-                             lease_token=token, attempt_state=TaskState.LOST, retry_at=T0 + 22)
+    assert store.finish_task(
+        run_id,
+        "extract",
+        1,
+        "w1",
+        state=TaskState.UP_FOR_RETRY,
+        now=T0 + 20,
+        lease_token=token,
+        attempt_state=TaskState.LOST,
+        retry_at=T0 + 22,
+    )
     assert store.renew_leases("w1", [held], T0 + 21, 10.0) == [held]
     assert [a.state for a in store.attempts(run_id, "extract")] == [TaskState.LOST]
 
@@ -523,8 +577,11 @@ def test_at_most_one_live_attempt_per_task(store: Store) -> None:
     run_id = running_task(store)
     assert isinstance(store, SqlStore)
     with pytest.raises(store.dialect.integrity_error):
-        raw(store, "INSERT INTO attempts (run_id, task_id, attempt, state) VALUES (?, ?, 9, 'queued')",
-            (run_id, "extract"))
+        raw(
+            store,
+            "INSERT INTO attempts (run_id, task_id, attempt, state) VALUES (?, ?, 9, 'queued')",
+            (run_id, "extract"),
+        )
 
 
 def test_hold_lease_one_holder_at_a_time(store: Store) -> None:

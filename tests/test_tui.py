@@ -42,7 +42,18 @@ def start_server(port: int, home: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWFORGE_")}
     log = open(home / "up.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flowforge", "up", "--port", str(port), "--home", str(home), "--concurrency", "2"],
+        [
+            sys.executable,
+            "-m",
+            "flowforge",
+            "up",
+            "--port",
+            str(port),
+            "--home",
+            str(home),
+            "--concurrency",
+            "2",
+        ],
         cwd=REPO,
         env=env,
         stdout=log,
@@ -95,7 +106,9 @@ def submit(api: ApiClient, dag_id: str, tasks: str) -> None:
     api.submit_dag(f"id: {dag_id}\ntasks:\n{tasks}")
 
 
-def run_app(app: FlowForgeApp, scenario: Callable[[Pilot[None]], Awaitable[None]], size: tuple[int, int]) -> None:
+def run_app(
+    app: FlowForgeApp, scenario: Callable[[Pilot[None]], Awaitable[None]], size: tuple[int, int]
+) -> None:
     """Run the dashboard headless and drive it with `scenario`."""
 
     async def main() -> None:
@@ -124,7 +137,11 @@ async def select_dag(pilot: Pilot[None], dag_id: str) -> None:
     await pilot.press("enter")
     await until(
         pilot,
-        lambda: app.focus_state.dag_id == dag_id and app.snapshot is not None and app.snapshot.focus.dag_id == dag_id,
+        lambda: (
+            app.focus_state.dag_id == dag_id
+            and app.snapshot is not None
+            and app.snapshot.focus.dag_id == dag_id
+        ),
         f"DAG {dag_id} and its data",
     )
 
@@ -471,10 +488,24 @@ def fixture_document() -> dict[str, Any]:
     load = next(i for i in instances["5f2c9e1a7b3d4c60"] if i["task_id"] == "load-warehouse")
     load.update(attempt=2, started_at=T0 + 3640, worker_id="worker-a")
     attempts = [
-        {"attempt": 1, "state": "failed", "worker_id": "worker-a", "started_at": T0 + 3620,
-         "ended_at": T0 + 3622.5, "exit_code": 1, "error": "exit code 1"},
-        {"attempt": 2, "state": "running", "worker_id": "worker-a", "started_at": T0 + 3640,
-         "ended_at": None, "exit_code": None, "error": None},
+        {
+            "attempt": 1,
+            "state": "failed",
+            "worker_id": "worker-a",
+            "started_at": T0 + 3620,
+            "ended_at": T0 + 3622.5,
+            "exit_code": 1,
+            "error": "exit code 1",
+        },
+        {
+            "attempt": 2,
+            "state": "running",
+            "worker_id": "worker-a",
+            "started_at": T0 + 3640,
+            "ended_at": None,
+            "exit_code": None,
+            "error": None,
+        },
     ]
     dag = {
         "id": "etl-pipeline",
@@ -487,8 +518,15 @@ def fixture_document() -> dict[str, Any]:
     }
 
     def small(dag_id: str, schedule: str | None = None, paused: bool = False) -> dict[str, Any]:
-        return {"id": dag_id, "name": dag_id, "version": 1, "paused": paused, "schedule": schedule, "tags": [],
-                "tasks": [{"id": "main", "depends_on": [], "command": "true"}]}
+        return {
+            "id": dag_id,
+            "name": dag_id,
+            "version": 1,
+            "paused": paused,
+            "schedule": schedule,
+            "tags": [],
+            "tasks": [{"id": "main", "depends_on": [], "command": "true"}],
+        }
 
     others = [small("hello"), small("flaky-retries"), small("nightly-backup", "@daily", paused=True)]
     other_runs = [
@@ -546,7 +584,9 @@ class RecordedApi:
         text = self.doc["logs"].get(f"{run_id}/{task_id}/{attempt}", "")
         return {"text": text[after:], "cursor": len(text), "done": True, "attempt": attempt}
 
-    def trigger(self, dag_id: str, params: dict[str, Any] | None = None, triggered_by: str = "cli") -> dict[str, Any]:
+    def trigger(
+        self, dag_id: str, params: dict[str, Any] | None = None, triggered_by: str = "cli"
+    ) -> dict[str, Any]:
         self.actions.append(("trigger", dag_id))
         return {}
 
@@ -586,7 +626,9 @@ async def settle(pilot: Pilot[None], task_id: str | None = "load-warehouse") -> 
     """Wait for the newest run, select a task, and wait for its attempts and log."""
     app = pilot.app
     assert isinstance(app, FlowForgeApp)
-    await until(pilot, lambda: app.focus_state.run_id == "5f2c9e1a7b3d4c60" and app.snapshot is not None, "data")
+    await until(
+        pilot, lambda: app.focus_state.run_id == "5f2c9e1a7b3d4c60" and app.snapshot is not None, "data"
+    )
     if task_id:
         app.query_one("#graph", DagGraph).focus()
         for _ in range(8):  # right to its layer, then down: the way a user walks the graph
@@ -716,14 +758,19 @@ def test_a_500_task_graph_scrolls_and_keeps_its_layout(utc: None) -> None:
     doc["dags"][0]["tasks"] = [{"id": t, "depends_on": d, "command": "true"} for t, d in tasks]
     run = doc["runs"][0]
     doc["runs"] = [run]
-    doc["instances"] = {run["run_id"]: [{"run_id": run["run_id"], "task_id": t, "state": "pending", "attempt": 0}
-                                        for t, _ in tasks]}
+    doc["instances"] = {
+        run["run_id"]: [
+            {"run_id": run["run_id"], "task_id": t, "state": "pending", "attempt": 0} for t, _ in tasks
+        ]
+    }
     api = RecordedApi(doc)
     app = FlowForgeApp(api, poll_interval=3600, clock=lambda: T0 + 3670)
 
     async def scenario(pilot: Pilot[None]) -> None:
         graph = app.query_one("#graph", DagGraph)
-        await until(pilot, lambda: graph.canvas is not None and app.focus_state.run_id == run["run_id"], "graph")
+        await until(
+            pilot, lambda: graph.canvas is not None and app.focus_state.run_id == run["run_id"], "graph"
+        )
         canvas = graph.canvas
         assert canvas is not None
         assert graph.virtual_size.width > graph.size.width and graph.virtual_size.height > graph.size.height

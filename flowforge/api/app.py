@@ -56,7 +56,9 @@ class BodyLimitMiddleware:
         declared = Headers(scope=scope).get("content-length")
         if declared is not None:
             if not declared.isdigit():
-                await error_response(400, "bad_request", "invalid Content-Length header")(scope, receive, send)
+                await error_response(400, "bad_request", "invalid Content-Length header")(
+                    scope, receive, send
+                )
                 return
             if int(declared) > self.max_bytes:
                 message = f"request body is larger than {self.max_bytes} bytes"

@@ -56,7 +56,11 @@ def error_body(code: str, message: str, details: list[Any] | None = None) -> dic
 
 
 def error_response(
-    status: int, code: str, message: str, details: list[Any] | None = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """A JSON error response."""
     return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
@@ -97,7 +101,9 @@ def install_error_handlers(app: FastAPI) -> None:
     def _unavailable(request: Request, exc: Unavailable) -> JSONResponse:
         # The details (hosts, ports) go to the log, not to the client.
         log.warning("%s %s: %s", request.method, request.url.path, exc)
-        return error_response(503, "unavailable", "the database or the queue is unavailable; try again shortly")
+        return error_response(
+            503, "unavailable", "the database or the queue is unavailable; try again shortly"
+        )
 
     @app.exception_handler(DagValidationError)
     def _invalid_dag(request: Request, exc: DagValidationError) -> JSONResponse:
@@ -111,7 +117,11 @@ def install_error_handlers(app: FastAPI) -> None:
         details = _validation_details(exc)
         first = details[0] if details else {"loc": [], "message": "invalid request"}
         where = ".".join(first["loc"])
-        message = f"invalid request: {where}: {first['message']}" if where else f"invalid request: {first['message']}"
+        message = (
+            f"invalid request: {where}: {first['message']}"
+            if where
+            else f"invalid request: {first['message']}"
+        )
         return error_response(422, "invalid_request", message, details)
 
     @app.exception_handler(StarletteHTTPException)

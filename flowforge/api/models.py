@@ -34,7 +34,9 @@ class SubmitDagRequest(RequestBody):
     """Body of POST /api/v1/dags as JSON (a raw `application/yaml` body is the YAML itself)."""
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"yaml": "id: hello\ntasks:\n  - id: say\n    command: echo hello\n"}]}
+        json_schema_extra={
+            "examples": [{"yaml": "id: hello\ntasks:\n  - id: say\n    command: echo hello\n"}]
+        }
     )
 
     yaml: str = Field(description="the DAG file's text")
@@ -43,12 +45,15 @@ class SubmitDagRequest(RequestBody):
 class TriggerRequest(RequestBody):
     """Body of POST /api/v1/runs."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"dag_id": "hello", "triggered_by": "api", "params": {}}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"dag_id": "hello", "triggered_by": "api", "params": {}}]}
+    )
 
     dag_id: str = Field(min_length=1, max_length=200)
     triggered_by: str = Field("api", min_length=1, max_length=64)
     params: dict[str, Any] = Field(
-        default_factory=dict, description="values for the DAG's declared params (scalars); tasks see FLOWFORGE_PARAM_*"
+        default_factory=dict,
+        description="values for the DAG's declared params (scalars); tasks see FLOWFORGE_PARAM_*",
     )
 
 
@@ -153,7 +158,9 @@ class DagSummary(Answer):
     paused: bool
     created_at: float
     updated_at: float
-    next_run: str | None = Field(description="ISO-8601 UTC; null without a schedule, or when paused or inactive")
+    next_run: str | None = Field(
+        description="ISO-8601 UTC; null without a schedule, or when paused or inactive"
+    )
     task_count: int
 
 
@@ -297,7 +304,9 @@ class LogPage(Answer):
     attempt: int = Field(description="0 when the task has had no attempt yet")
     text: str
     cursor: int = Field(description="pass as `after` to read what follows")
-    done: bool = Field(description="nothing more will come: the attempt has ended and all of its log was sent")
+    done: bool = Field(
+        description="nothing more will come: the attempt has ended and all of its log was sent"
+    )
     more: bool = Field(False, description="the answer stopped at the size limit; more is there already")
 
 

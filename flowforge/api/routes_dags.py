@@ -54,7 +54,9 @@ def _yaml_text(request: Request, body: bytes) -> str:
         try:
             return body.decode("utf-8-sig")  # a BOM is no part of the document
         except UnicodeDecodeError as exc:
-            raise HttpError(422, "invalid_request", f"YAML body is not valid UTF-8 (byte {exc.start})") from exc
+            raise HttpError(
+                422, "invalid_request", f"YAML body is not valid UTF-8 (byte {exc.start})"
+            ) from exc
     if media == "application/json" or media.endswith("+json"):
         try:
             doc = json.loads(body)
@@ -160,7 +162,10 @@ def build_dag_router(services: Services) -> APIRouter:
         return dag_view(record, now, detail=True)
 
     @router.post(
-        "/{dag_id}/backfill", status_code=201, response_model=BackfillResult, responses=errors(403, 404, 413, 422, 503)
+        "/{dag_id}/backfill",
+        status_code=201,
+        response_model=BackfillResult,
+        responses=errors(403, 404, 413, 422, 503),
     )
     def backfill(dag_id: str, body: BackfillRequest) -> dict[str, Any]:
         """Create a run for every tick in [start, end] that has none yet (or only list them: `dry_run`).
@@ -172,7 +177,9 @@ def build_dag_router(services: Services) -> APIRouter:
         if not record.active:
             raise NotFound(f"DAG {dag_id!r} is inactive; submit it again to reactivate it")
         if not spec.schedule:
-            raise InvalidRequest("no_schedule", f"DAG {dag_id!r} has no schedule, so it has no ticks to backfill")
+            raise InvalidRequest(
+                "no_schedule", f"DAG {dag_id!r} has no schedule, so it has no ticks to backfill"
+            )
         try:
             start, end = parse_instant(body.start, spec.timezone), parse_instant(body.end, spec.timezone)
             if end < start:
@@ -184,18 +191,27 @@ def build_dag_router(services: Services) -> APIRouter:
         now = time.time()
         out = []
         for tick in ticks:
-            entry: dict[str, Any] = {"logical_date": iso_utc(tick), "run_id": None, "existed": tick in existing}
+            entry: dict[str, Any] = {
+                "logical_date": iso_utc(tick),
+                "run_id": None,
+                "existed": tick in existing,
+            }
             if not body.dry_run and not entry["existed"]:
                 try:
-                    run = store.create_run(dag_id, triggered_by="backfill", params=dict(spec.params), now=now,
-                                           logical_date=tick)
+                    run = store.create_run(
+                        dag_id, triggered_by="backfill", params=dict(spec.params), now=now, logical_date=tick
+                    )
                     entry["run_id"] = run.run_id
                 except Conflict:
                     entry["existed"] = True  # the scheduler made this tick's run meanwhile
             out.append(entry)
         if not body.dry_run:
             queue.wake_scheduler()
-        return {"dag_id": dag_id, "dry_run": body.dry_run, "ticks": out,
-                "created": sum(e["run_id"] is not None for e in out)}
+        return {
+            "dag_id": dag_id,
+            "dry_run": body.dry_run,
+            "ticks": out,
+            "created": sum(e["run_id"] is not None for e in out),
+        }
 
     return router

@@ -84,7 +84,9 @@ async def log_stream(
         ti = await run_in_threadpool(store.get_task_instance, run_id, task_id)
         ended = not (ti.attempt == attempt and ti.state in TASK_ACTIVE)
         while True:  # a page at a time, so that a huge log never sits in memory whole
-            text, after = await run_in_threadpool(store.read_log, run_id, task_id, attempt, after, LOG_PAGE_BYTES)
+            text, after = await run_in_threadpool(
+                store.read_log, run_id, task_id, attempt, after, LOG_PAGE_BYTES
+            )
             if not text:
                 break
             yield text
@@ -102,7 +104,10 @@ def build_events_router(services: Services) -> APIRouter:
         "/events",
         response_class=StreamingResponse,
         responses={
-            200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "server-sent events"},
+            200: {
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": "server-sent events",
+            },
             **errors(422, 503),
         },
     )

@@ -61,7 +61,9 @@ def build_run_router(services: Services) -> APIRouter:
     ) -> dict[str, Any]:
         """Runs, newest first, filtered and paged."""
         # One run more than asked tells whether another page follows, without counting them all.
-        runs = store.list_runs(dag_id=dag_id or None, states=_parse_states(state), limit=limit + 1, offset=offset)
+        runs = store.list_runs(
+            dag_id=dag_id or None, states=_parse_states(state), limit=limit + 1, offset=offset
+        )
         return {
             "runs": [run_view(r) for r in runs[:limit]],
             "limit": limit,
@@ -134,7 +136,9 @@ def build_run_router(services: Services) -> APIRouter:
         return _retry(run_id, None, False)
 
     @router.post(
-        "/{run_id}/tasks/{task_id}/retry", response_model=RunRetried, responses=errors(403, 404, 409, 413, 422, 503)
+        "/{run_id}/tasks/{task_id}/retry",
+        response_model=RunRetried,
+        responses=errors(403, 404, 409, 413, 422, 503),
     )
     def retry_task(run_id: str, task_id: str, body: RetryRequest | None = None) -> dict[str, Any]:
         """Run a finished task again (and what never ran because of it; with `downstream`, all below it)."""
@@ -153,7 +157,9 @@ def build_run_router(services: Services) -> APIRouter:
         out = ti.to_dict()
         out["attempts"] = [a.to_dict() for a in store.attempts(run_id, task_id)]
         try:
-            out["spec"] = task_spec_view(store.get_dag_spec(run.dag_id, run.dag_version).task(task_id).to_dict())
+            out["spec"] = task_spec_view(
+                store.get_dag_spec(run.dag_id, run.dag_version).task(task_id).to_dict()
+            )
         except (NotFound, KeyError):
             out["spec"] = None  # the version row is gone; the instance is still worth showing
         return out
@@ -162,7 +168,10 @@ def build_run_router(services: Services) -> APIRouter:
         "/{run_id}/tasks/{task_id}/logs",
         response_model=LogPage,
         responses={
-            200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "with follow=1: the log"},
+            200: {
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+                "description": "with follow=1: the log",
+            },
             **errors(404, 422, 503),
         },
     )
@@ -170,8 +179,12 @@ def build_run_router(services: Services) -> APIRouter:
         request: Request,
         run_id: str,
         task_id: str,
-        attempt: int | None = Query(None, ge=1, le=SAFE_INT_MAX, description="attempt number; default the latest"),
-        after: int = Query(0, ge=0, le=SAFE_INT_MAX, description="cursor from a previous answer; 0 = from the start"),
+        attempt: int | None = Query(
+            None, ge=1, le=SAFE_INT_MAX, description="attempt number; default the latest"
+        ),
+        after: int = Query(
+            0, ge=0, le=SAFE_INT_MAX, description="cursor from a previous answer; 0 = from the start"
+        ),
         follow: bool = Query(False, description="stream the log as plain text until the attempt ends"),
     ) -> Any:
         """Log text of one attempt after a cursor, the next cursor, and whether more can come.
@@ -192,9 +205,13 @@ def build_run_router(services: Services) -> APIRouter:
                     "done": ti.state in TASK_TERMINAL,
                 }
         elif attempt > ti.attempt:
-            raise NotFound(f"task {task_id!r} of run {run_id!r} has no attempt {attempt} (latest: {ti.attempt})")
+            raise NotFound(
+                f"task {task_id!r} of run {run_id!r} has no attempt {attempt} (latest: {ti.attempt})"
+            )
         if follow:
-            stream = log_stream(StreamContext(request, services.stopping), store, run_id, task_id, attempt, after)
+            stream = log_stream(
+                StreamContext(request, services.stopping), store, run_id, task_id, attempt, after
+            )
             return StreamingResponse(stream, media_type="text/plain; charset=utf-8", headers=SSE_HEADERS)
         ended = not (attempt == ti.attempt and ti.state in TASK_ACTIVE)
         text, cursor = store.read_log(run_id, task_id, attempt, after, max_bytes=LOG_PAGE_BYTES)

@@ -61,7 +61,9 @@ class StoreCollector(Collector):
             )
             summary = worker_summary(workers, time.time(), self._services.settings.heartbeat_secs)
             liveness = ["alive", "stale", "stopped", "dead"]
-            yield _by_state("flowforge_workers", "Workers by liveness", {k: summary[k] for k in liveness}, liveness)
+            yield _by_state(
+                "flowforge_workers", "Workers by liveness", {k: summary[k] for k in liveness}, liveness
+            )
         depth = GaugeMetricFamily("flowforge_queue_depth", "Task messages waiting in the queue")
         try:
             depth.add_metric([], self._services.queue.size())
@@ -81,7 +83,13 @@ def _by_state(name: str, doc: str, counts: dict[str, int], states: list[str]) ->
 
 def readiness(services: Services) -> dict[str, Any]:
     """What /ready answers: each part "ok" or why not, the leading scheduler, and the overall status."""
-    result: dict[str, Any] = {"status": "ready", "store": "ok", "queue": "ok", "scheduler": "ok", "leader": None}
+    result: dict[str, Any] = {
+        "status": "ready",
+        "store": "ok",
+        "queue": "ok",
+        "scheduler": "ok",
+        "leader": None,
+    }
     try:
         # Reading the lease is the store's probe too.
         result["leader"] = services.store.lease_holder(LEADER_LEASE, time.time())
@@ -119,7 +127,10 @@ def build_system_router(services: Services, registry: CollectorRegistry) -> APIR
         response_model=Ready,
         responses={
             **errors(),
-            503: {"model": Ready, "description": "the store or the queue is unavailable, or no scheduler leads"},
+            503: {
+                "model": Ready,
+                "description": "the store or the queue is unavailable, or no scheduler leads",
+            },
         },
     )
     def ready() -> JSONResponse:

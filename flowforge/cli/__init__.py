@@ -130,7 +130,9 @@ def _main(
             help="API token, sent as 'Authorization: Bearer <token>'.",
         ),
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of tables.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the API's JSON instead of tables.")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
@@ -184,7 +186,13 @@ def validate(
         try:
             spec, _ = load_local(path)
             results.append(
-                {"file": str(path), "valid": True, "dag_id": spec.id, "tasks": len(spec.tasks), "problems": []}
+                {
+                    "file": str(path),
+                    "valid": True,
+                    "dag_id": spec.id,
+                    "tasks": len(spec.tasks),
+                    "problems": [],
+                }
             )
         except DagValidationError as exc:
             results.append(
@@ -222,7 +230,13 @@ def submit(
     if state.json_output:
         print_json(state.out, record)
         return
-    what = "new DAG" if record.get("created") else "changed: new version" if record.get("changed") else "unchanged"
+    what = (
+        "new DAG"
+        if record.get("created")
+        else "changed: new version"
+        if record.get("changed")
+        else "unchanged"
+    )
     typer.echo(f"submitted DAG {record['id']}: version {record['version']} ({what})")
 
 
@@ -254,7 +268,9 @@ def trigger(
     with state.client() as client:
         run = client.trigger(dag_id, params)
         if run.get("dag_paused") and not state.json_output:
-            typer.echo(f"note: DAG {dag_id} is paused; this manual run goes ahead, scheduled runs do not", err=True)
+            typer.echo(
+                f"note: DAG {dag_id} is paused; this manual run goes ahead, scheduled runs do not", err=True
+            )
         if not wait:
             if state.json_output:
                 print_json(state.out, run)
@@ -269,7 +285,8 @@ def trigger(
             final = wait_for_run(client, run["run_id"], progress)
         except KeyboardInterrupt:
             typer.echo(
-                f"stopped waiting; run {run['run_id']} carries on (see: flowforge run {run['run_id']})", err=True
+                f"stopped waiting; run {run['run_id']} carries on (see: flowforge run {run['run_id']})",
+                err=True,
             )
             raise typer.Exit(130) from None
         if state.json_output:
@@ -304,7 +321,9 @@ def runs(
             help="Only runs in this state (queued, running, success, failed, cancelled; comma-separated for several).",
         ),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=500, help="How many runs, newest first.")] = 20,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=500, help="How many runs, newest first.")
+    ] = 20,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many runs (paging).")] = 0,
 ) -> None:
     """List runs, newest first."""
@@ -333,7 +352,9 @@ def logs(
     run_id: RunArg,
     task_id: Annotated[str, typer.Argument(metavar="TASK_ID", help="Id of the task.", show_default=False)],
     attempt: Annotated[int | None, typer.Option(min=1, help="Attempt number (default: the latest).")] = None,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new output until done.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new output until done.")
+    ] = False,
 ) -> None:
     """Print a task's log as raw text (--json: one JSON object per chunk)."""
     state = _state(ctx)

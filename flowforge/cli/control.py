@@ -42,7 +42,9 @@ def retry(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="Id of the run.", show_default=False)],
     task_id: Annotated[
         str | None,
-        typer.Argument(metavar="[TASK_ID]", help="Run this task again (default: every failed task).", show_default=False),
+        typer.Argument(
+            metavar="[TASK_ID]", help="Run this task again (default: every failed task).", show_default=False
+        ),
     ] = None,
     downstream: Annotated[
         bool, typer.Option("--downstream", "-d", help="Also run every task downstream of TASK_ID again.")
@@ -66,8 +68,12 @@ def backfill(
     dag_id: Annotated[str, typer.Argument(metavar="DAG", help="Id of the DAG.", show_default=False)],
     start: Annotated[str, typer.Option(help="First logical date, e.g. 2026-01-01 (in the DAG's timezone).")],
     end: Annotated[str, typer.Option(help="Last logical date, inclusive, e.g. 2026-01-07.")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the ticks that would get a run; create nothing.")] = False,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Show live progress until every run ends.")] = True,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the ticks that would get a run; create nothing.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Show live progress until every run ends.")
+    ] = True,
 ) -> None:
     """Create a run for every schedule tick from --start to --end that has none yet, paced by max_active_runs."""
     state = _state(ctx)
@@ -81,7 +87,9 @@ def backfill(
             state.out.print(_ticks_table(result, dry_run))
         if dry_run or not wait or not created:
             return
-        runs = _wait_all(client, created, None if state.json_output else Console(stderr=True, highlight=False))
+        runs = _wait_all(
+            client, created, None if state.json_output else Console(stderr=True, highlight=False)
+        )
     if state.json_output:
         print_json(state.out, {**result, "runs": runs})
     if any(r["state"] != "success" for r in runs):

@@ -43,7 +43,9 @@ MetricsPortOpt = Annotated[
 MetricsHostOpt = Annotated[
     str | None,
     typer.Option(
-        "--metrics-host", envvar="FLOWFORGE_METRICS_HOST", help="Address for --metrics-port (default: 127.0.0.1)."
+        "--metrics-host",
+        envvar="FLOWFORGE_METRICS_HOST",
+        help="Address for --metrics-port (default: 127.0.0.1).",
     ),
 ]
 
@@ -53,7 +55,9 @@ ConcurrencyOpt = Annotated[
     int | None,
     typer.Option("--concurrency", "-c", min=1, help="Worker slots, i.e. tasks at once (default: CPU count)."),
 ]
-HomeOpt = Annotated[Path | None, typer.Option(help="Data directory (default: $FLOWFORGE_HOME or ~/.flowforge).")]
+HomeOpt = Annotated[
+    Path | None, typer.Option(help="Data directory (default: $FLOWFORGE_HOME or ~/.flowforge).")
+]
 InsecureOpt = Annotated[
     bool, typer.Option("--insecure", help="Allow a non-loopback --host without FLOWFORGE_API_TOKEN.")
 ]
@@ -78,10 +82,14 @@ TokenFileOpt = Annotated[
 
 def up(
     host: Annotated[str | None, typer.Option(help="Address to bind the API to (default: 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port of the API (default: 8080).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port of the API (default: 8080).")
+    ] = None,
     concurrency: Annotated[
         int | None,
-        typer.Option("--concurrency", "-c", min=1, help="Worker slots, i.e. tasks at once (default: CPU count)."),
+        typer.Option(
+            "--concurrency", "-c", min=1, help="Worker slots, i.e. tasks at once (default: CPU count)."
+        ),
     ] = None,
     examples: Annotated[
         bool, typer.Option("--examples/--no-examples", help="Also submit the example DAGs (examples/*.yaml).")
@@ -109,7 +117,11 @@ def up(
         log.warning("no examples/*.yaml next to the package or in the current directory")
     log.info(
         "FlowForge %s: http://%s:%d (%d worker slots, data in %s); Ctrl-C to stop",
-        __version__, settings.host, settings.port, settings.concurrency, settings.home,
+        __version__,
+        settings.host,
+        settings.port,
+        settings.concurrency,
+        settings.home,
     )
     _start(lambda: run_all_in_one(settings, paths))
 
@@ -128,7 +140,9 @@ def api(
     settings = _settings(home=home, host=host, port=port, token_file=token_file)
     _refuse_open_bind(settings, insecure)
     _logging(log_level)
-    log.info("FlowForge %s API: http://%s:%d (%s)", __version__, settings.host, settings.port, _backends(settings))
+    log.info(
+        "FlowForge %s API: http://%s:%d (%s)", __version__, settings.host, settings.port, _backends(settings)
+    )
     _start(lambda: run_api(settings))
 
 
@@ -160,7 +174,11 @@ def worker(
     from flowforge.services import run_worker
 
     settings = _settings(
-        home=home, concurrency=concurrency, grace_secs=grace, metrics_port=metrics_port, metrics_host=metrics_host
+        home=home,
+        concurrency=concurrency,
+        grace_secs=grace,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
     _require_shared_queue(settings, "worker")
     _logging(log_level)

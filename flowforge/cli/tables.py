@@ -75,12 +75,23 @@ def print_json(console: Console, data: Any) -> None:
 def dags_table(dags: list[dict[str, Any]]) -> Table:
     """One row per DAG (an Active column only when some DAG is inactive)."""
     show_active = any(not d.get("active", True) for d in dags)
-    names = ("DAG", "Ver", "Next run", "Paused", *(("Active",) if show_active else ()), "Tasks", "Schedule", "Name")
+    names = (
+        "DAG",
+        "Ver",
+        "Next run",
+        "Paused",
+        *(("Active",) if show_active else ()),
+        "Tasks",
+        "Schedule",
+        "Name",
+    )
     rows = []
     for d in dags:
         next_run = "-"
         if d.get("next_run"):
-            next_run = fmt_time(datetime.fromisoformat(d["next_run"].replace("Z", "+00:00")).timestamp(), short=True)
+            next_run = fmt_time(
+                datetime.fromisoformat(d["next_run"].replace("Z", "+00:00")).timestamp(), short=True
+            )
         active = ("yes" if d.get("active", True) else "no",) if show_active else ()
         rows.append(
             (
@@ -200,8 +211,12 @@ def status_table(status: dict[str, Any]) -> Table:
     table.add_row("Queue depth", str(status.get("queue_depth", 0)))
     ready = status.get("ready")
     if ready:
-        problems = [f"{part}: {ready[part]}" for part in ("store", "queue", "scheduler") if ready.get(part) != "ok"]
-        text = Text("ready", style="green") if ready.get("status") == "ready" else Text("not ready", style="red")
+        problems = [
+            f"{part}: {ready[part]}" for part in ("store", "queue", "scheduler") if ready.get(part) != "ok"
+        ]
+        text = (
+            Text("ready", style="green") if ready.get("status") == "ready" else Text("not ready", style="red")
+        )
         for problem in problems:
             text.append(f"; {problem}")
         table.add_row("Ready", text)
@@ -229,7 +244,9 @@ def run_progress(run: dict[str, Any]) -> RenderableType:
     shown = (
         tasks
         if len(tasks) <= _LIVE_ROWS
-        else [t for t in tasks if t.get("state") in ("running", "queued", "up_for_retry", "failed")][:_LIVE_ROWS]
+        else [t for t in tasks if t.get("state") in ("running", "queued", "up_for_retry", "failed")][
+            :_LIVE_ROWS
+        ]
     )
     bar = ProgressBar(total=max(len(tasks), 1), completed=done, width=40)
     return Group(head, bar, counts, tasks_table(shown, title=""))

@@ -83,7 +83,6 @@ def plan_run(
     return plan
 
 
-
 # States of tasks that never ran because of something upstream: a retry upstream re-opens them.
 _NOT_RUN = frozenset({TaskState.UPSTREAM_FAILED, TaskState.SKIPPED, TaskState.CANCELLED})
 _RETRYABLE = frozenset({TaskState.FAILED}) | _NOT_RUN

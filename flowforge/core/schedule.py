@@ -75,7 +75,9 @@ def previous_fire(expr: str, timezone: str, at: float) -> float:
     return candidate if candidate <= at else before
 
 
-def due_ticks(expr: str, timezone: str, after: float, now: float, *, catchup: bool, limit: int) -> list[float]:
+def due_ticks(
+    expr: str, timezone: str, after: float, now: float, *, catchup: bool, limit: int
+) -> list[float]:
     """The ticks in (after, now] that need a run, oldest first, at most `limit` of them.
 
     With catch-up every missed tick is due; without it only the latest one is (a scheduler
@@ -122,7 +124,9 @@ def parse_instant(text: str, timezone: str) -> float:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"'{text}' is not an ISO-8601 date or date-time (e.g. 2026-01-31 or 2026-01-31T06:00)") from None
+        raise ValueError(
+            f"'{text}' is not an ISO-8601 date or date-time (e.g. 2026-01-31 or 2026-01-31T06:00)"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(timezone))
     return moment.timestamp()

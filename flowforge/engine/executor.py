@@ -244,7 +244,9 @@ def run_command(
     duration = time.monotonic() - started
     timed_out = watchdog is not None and watchdog.fired
     if timed_out:
-        return ExecResult(None if code < 0 else code, True, duration, f"timed out after {timeout:g}s; process group killed")
+        return ExecResult(
+            None if code < 0 else code, True, duration, f"timed out after {timeout:g}s; process group killed"
+        )
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
         return ExecResult(None, False, duration, f"killed by signal {name}")

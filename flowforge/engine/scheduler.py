@@ -125,7 +125,9 @@ class Scheduler:
         for run in runs:
             if run.state == RunState.RUNNING:
                 tis = instances[run.run_id] = self.store.task_instances(run.run_id)
-                active_tasks[run.dag_id] += sum(ti.state in (TaskState.QUEUED, TaskState.RUNNING) for ti in tis)
+                active_tasks[run.dag_id] += sum(
+                    ti.state in (TaskState.QUEUED, TaskState.RUNNING) for ti in tis
+                )
         for run in runs:
             spec, order = self._spec(run)
             if run.state == RunState.QUEUED:
@@ -148,20 +150,36 @@ class Scheduler:
             capacity = spec.max_active_tasks - active_tasks[run.dag_id]
             plan = plan_run(spec, order, views, now, capacity=max(capacity, 0))
             if plan.to_upstream_failed:
-                report.tasks_not_run += len(self.store.set_task_states(
-                    run.run_id, plan.to_upstream_failed, [TaskState.PENDING], TaskState.UPSTREAM_FAILED, now))
+                report.tasks_not_run += len(
+                    self.store.set_task_states(
+                        run.run_id,
+                        plan.to_upstream_failed,
+                        [TaskState.PENDING],
+                        TaskState.UPSTREAM_FAILED,
+                        now,
+                    )
+                )
             if plan.to_skip:
-                report.tasks_not_run += len(self.store.set_task_states(
-                    run.run_id, plan.to_skip, [TaskState.PENDING], TaskState.SKIPPED, now))
+                report.tasks_not_run += len(
+                    self.store.set_task_states(
+                        run.run_id, plan.to_skip, [TaskState.PENDING], TaskState.SKIPPED, now
+                    )
+                )
             if plan.to_queue:
                 queued = set(self.store.queue_tasks(run.run_id, plan.to_queue, now))
-                messages = [TaskMessage(run.run_id, tid, att + 1) for tid, att in plan.to_queue if tid in queued]
+                messages = [
+                    TaskMessage(run.run_id, tid, att + 1) for tid, att in plan.to_queue if tid in queued
+                ]
                 self.queue.put(messages)
                 for m in messages:
                     self._pushed[(m.run_id, m.task_id, m.attempt)] = now
-                    log.debug("task queued", extra={"run_id": m.run_id, "task_id": m.task_id, "attempt": m.attempt})
+                    log.debug(
+                        "task queued", extra={"run_id": m.run_id, "task_id": m.task_id, "attempt": m.attempt}
+                    )
                 if self.metrics:
-                    self.metrics.observe_queued(run, spec, tis, [q for q in plan.to_queue if q[0] in queued], now)
+                    self.metrics.observe_queued(
+                        run, spec, tis, [q for q in plan.to_queue if q[0] in queued], now
+                    )
                 report.tasks_queued += len(messages)
                 active_tasks[run.dag_id] += len(messages)
             if plan.run_state is not None:
@@ -198,7 +216,11 @@ class Scheduler:
             for tick in due_ticks(spec.schedule, spec.timezone, after, now, catchup=spec.catchup, limit=room):
                 try:
                     run = self.store.create_run(
-                        dag.dag_id, triggered_by="schedule", params=dict(spec.params), now=now, logical_date=tick
+                        dag.dag_id,
+                        triggered_by="schedule",
+                        params=dict(spec.params),
+                        now=now,
+                        logical_date=tick,
                     )
                 except Conflict:
                     continue  # another scheduler made this tick's run first
@@ -235,8 +257,11 @@ class Scheduler:
                 continue
             key = (run.run_id, ti.task_id, ti.attempt)
             last = self._pushed.get(key)  # None: queued by an earlier process
-            if (last is None or now - last >= self.requeue_after
-                    or (now - last >= STRANDED_SECS and self._queue_drained())):
+            if (
+                last is None
+                or now - last >= self.requeue_after
+                or (now - last >= STRANDED_SECS and self._queue_drained())
+            ):
                 again.append(TaskMessage(run.run_id, ti.task_id, ti.attempt))
                 self._pushed[key] = now
         if again:
@@ -257,19 +282,30 @@ class Scheduler:
         """Mark workers whose heartbeat is older than `worker_dead_after` dead; return their ids."""
         dead = set()
         for w in self.store.list_workers():
-            if w.state == "alive" and now - w.last_heartbeat > self.worker_dead_after and now >= self._reap_after:
+            if (
+                w.state == "alive"
+                and now - w.last_heartbeat > self.worker_dead_after
+                and now >= self._reap_after
+            ):
                 try:
                     # Messages it took but never acked go back at once; if this fails, the
                     # re-push of tasks left queued (requeue_after) still delivers them.
                     self.queue.release_consumer(w.worker_id)
                 except Exception:
-                    log.warning("could not give back the queue messages of dead worker %s", w.worker_id,
-                                exc_info=True, extra={"worker_id": w.worker_id})
+                    log.warning(
+                        "could not give back the queue messages of dead worker %s",
+                        w.worker_id,
+                        exc_info=True,
+                        extra={"worker_id": w.worker_id},
+                    )
                 self.store.upsert_worker(replace(w, state="dead"))
                 dead.add(w.worker_id)
                 report.workers_dead += 1
-                log.warning("worker %s missed its heartbeats: marked dead", w.worker_id,
-                            extra={"worker_id": w.worker_id})
+                log.warning(
+                    "worker %s missed its heartbeats: marked dead",
+                    w.worker_id,
+                    extra={"worker_id": w.worker_id},
+                )
             elif w.state == "dead":
                 dead.add(w.worker_id)
         return dead
@@ -285,20 +321,40 @@ class Scheduler:
         """
         out = []
         for ti in tis:
-            expired = ti.lease_expires_at is not None and ti.lease_expires_at < now and now >= self._reap_after
+            expired = (
+                ti.lease_expires_at is not None and ti.lease_expires_at < now and now >= self._reap_after
+            )
             if ti.state == TaskState.RUNNING and (expired or ti.worker_id in dead):
                 task = spec.task(ti.task_id)
                 state, retry_at = attempt_outcome(
                     ti.attempt, task.retries, False, now, task.retry_delay_secs, task.max_retry_delay_secs
                 )
-                error = f"lost: worker {ti.worker_id} died or lost contact while running the task (lease expired)"
+                error = (
+                    f"lost: worker {ti.worker_id} died or lost contact while running the task (lease expired)"
+                )
                 if self.store.finish_task(
-                    run.run_id, ti.task_id, ti.attempt, ti.worker_id or "", state=state, now=now, error=error,
-                    retry_at=retry_at, lease_token=ti.lease_token, attempt_state=TaskState.LOST,
+                    run.run_id,
+                    ti.task_id,
+                    ti.attempt,
+                    ti.worker_id or "",
+                    state=state,
+                    now=now,
+                    error=error,
+                    retry_at=retry_at,
+                    lease_token=ti.lease_token,
+                    attempt_state=TaskState.LOST,
                 ):
-                    log.warning("attempt lost: %s", error, extra={
-                        "run_id": run.run_id, "task_id": ti.task_id, "attempt": ti.attempt, "dag_id": run.dag_id,
-                        "worker_id": ti.worker_id})
+                    log.warning(
+                        "attempt lost: %s",
+                        error,
+                        extra={
+                            "run_id": run.run_id,
+                            "task_id": ti.task_id,
+                            "attempt": ti.attempt,
+                            "dag_id": run.dag_id,
+                            "worker_id": ti.worker_id,
+                        },
+                    )
                     ti = replace(ti, state=state, retry_at=retry_at)
             out.append(ti)
         return out
@@ -311,8 +367,11 @@ class Scheduler:
         if self.metrics:
             self.metrics.is_leader.set(int(self.is_leader))
         if self.is_leader != was:
-            log.info("this scheduler is %s", "now the leader" if self.is_leader else "standing by",
-                     extra={"holder": self.holder})
+            log.info(
+                "this scheduler is %s",
+                "now the leader" if self.is_leader else "standing by",
+                extra={"holder": self.holder},
+            )
         return self.is_leader
 
     def run(self, stop: threading.Event, tick_secs: float = 1.0) -> None:

@@ -91,14 +91,19 @@ class LogBuffer:
             self._pending = ""
         except Unavailable as exc:
             if not self._pending:
-                log.warning("could not store log output (%s); keeping it to write later", exc,
-                            extra={"run_id": self.key[0], "task_id": self.key[1], "attempt": self.key[2]})
+                log.warning(
+                    "could not store log output (%s); keeping it to write later",
+                    exc,
+                    extra={"run_id": self.key[0], "task_id": self.key[1], "attempt": self.key[2]},
+                )
             # Kept, up to a bound, and written with the next chunk or on close.
             self._pending = text[-MAX_PENDING_LOG_CHARS:]
         except Exception:  # a log write must never kill the task's bookkeeping
             self._pending = ""
-            log.exception("could not store log chunk",
-                          extra={"run_id": self.key[0], "task_id": self.key[1], "attempt": self.key[2]})
+            log.exception(
+                "could not store log chunk",
+                extra={"run_id": self.key[0], "task_id": self.key[1], "attempt": self.key[2]},
+            )
 
 
 class Worker:
@@ -167,8 +172,13 @@ class Worker:
 
     def _ctx(self, msg: TaskMessage, **more: Any) -> dict[str, Any]:
         """The context fields of a log line about this attempt."""
-        return {"run_id": msg.run_id, "task_id": msg.task_id, "attempt": msg.attempt, "worker_id": self.worker_id,
-                **more}
+        return {
+            "run_id": msg.run_id,
+            "task_id": msg.task_id,
+            "attempt": msg.attempt,
+            "worker_id": self.worker_id,
+            **more,
+        }
 
     def _until_stored(self, what: str, msg: TaskMessage, call: Callable[[], T]) -> T:
         """`call()`, retried while the store is unavailable.
@@ -187,7 +197,9 @@ class Worker:
 
     def _handle(self, msg: TaskMessage) -> bool:
         sent = time.monotonic()
-        ti = self.store.claim_task(msg.run_id, msg.task_id, msg.attempt, self.worker_id, self.clock(), self.lease_secs)
+        ti = self.store.claim_task(
+            msg.run_id, msg.task_id, msg.attempt, self.worker_id, self.clock(), self.lease_secs
+        )
         if ti is None or ti.lease_token is None:
             log.debug("claim refused", extra=self._ctx(msg))
             return False
@@ -229,7 +241,9 @@ class Worker:
                 lease_token=held.token,
             ),
         )
-        sink = LogBuffer(self.store, msg.run_id, msg.task_id, msg.attempt, secret_values(spec.env, task.env, run.params))
+        sink = LogBuffer(
+            self.store, msg.run_id, msg.task_id, msg.attempt, secret_values(spec.env, task.env, run.params)
+        )
 
         def remember(pgid: int) -> None:
             held.pgid = pgid
@@ -238,8 +252,12 @@ class Worker:
 
         try:
             result = run_command(
-                task.command, env=env, timeout=task.timeout_secs, sink=sink.write,
-                kill_grace=self.kill_grace, on_start=remember,
+                task.command,
+                env=env,
+                timeout=task.timeout_secs,
+                sink=sink.write,
+                kill_grace=self.kill_grace,
+                on_start=remember,
             )
         finally:
             sink.close()
@@ -253,14 +271,29 @@ class Worker:
         if held.given_back and not result.succeeded:
             # The worker stopped, not the task: the attempt does not count against its retries.
             state, retry_at, attempt_state = TaskState.UP_FOR_RETRY, now, TaskState.LOST
-            result = replace(result, error=f"worker {self.worker_id} stopped before the task ended; given back")
-        recorded = self._until_stored("record the result", msg, lambda: self.store.finish_task(
-            msg.run_id, msg.task_id, msg.attempt, self.worker_id,
-            state=state, now=now, exit_code=result.exit_code, error=result.error, retry_at=retry_at,
-            lease_token=held.token, attempt_state=attempt_state,
-        ))
-        context = self._ctx(msg, dag_id=run.dag_id, exit_code=result.exit_code,
-                            duration_secs=round(result.duration, 3))
+            result = replace(
+                result, error=f"worker {self.worker_id} stopped before the task ended; given back"
+            )
+        recorded = self._until_stored(
+            "record the result",
+            msg,
+            lambda: self.store.finish_task(
+                msg.run_id,
+                msg.task_id,
+                msg.attempt,
+                self.worker_id,
+                state=state,
+                now=now,
+                exit_code=result.exit_code,
+                error=result.error,
+                retry_at=retry_at,
+                lease_token=held.token,
+                attempt_state=attempt_state,
+            ),
+        )
+        context = self._ctx(
+            msg, dag_id=run.dag_id, exit_code=result.exit_code, duration_secs=round(result.duration, 3)
+        )
         if not recorded:
             log.info("result dropped: the attempt was stopped or given up meanwhile", extra=context)
         elif state == TaskState.SUCCESS:
@@ -276,8 +309,14 @@ class Worker:
         with self._lock:
             running = tuple(sorted(self._running))
         return WorkerInfo(
-            worker_id=self.worker_id, host=socket.gethostname(), pid=os.getpid(), slots=self.slots,
-            started_at=self.started_at, last_heartbeat=self.clock(), running=running, state=state,
+            worker_id=self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            slots=self.slots,
+            started_at=self.started_at,
+            last_heartbeat=self.clock(),
+            running=running,
+            state=state,
         )
 
     def _slot_loop(self, stop: threading.Event) -> None:
@@ -328,8 +367,10 @@ class Worker:
         for run_id, task_id, attempt, _ in lost:
             h = held[f"{run_id}/{task_id}"]
             h.lost = True
-            log.info("stopping task: its attempt is no longer this worker's",
-                     extra={"run_id": run_id, "task_id": task_id, "attempt": attempt, "worker_id": self.worker_id})
+            log.info(
+                "stopping task: its attempt is no longer this worker's",
+                extra={"run_id": run_id, "task_id": task_id, "attempt": attempt, "worker_id": self.worker_id},
+            )
             if h.pgid is not None:
                 terminate_group(h.pgid, self.kill_grace)
         return len(lost)
@@ -345,8 +386,12 @@ class Worker:
         with self._lock:
             stale = [h for h in self._running.values() if not h.lost and now - h.renewed >= self.lease_secs]
         if stale:
-            log.error("no lease renewed for %.1fs: fencing myself, killing %d task(s)", self.lease_secs, len(stale),
-                      extra={"worker_id": self.worker_id})
+            log.error(
+                "no lease renewed for %.1fs: fencing myself, killing %d task(s)",
+                self.lease_secs,
+                len(stale),
+                extra={"worker_id": self.worker_id},
+            )
         for h in stale:
             h.lost = True
             if h.pgid is not None:
@@ -413,8 +458,12 @@ class Worker:
                 except Exception:
                     log.exception("heartbeat failed", extra={"worker_id": self.worker_id})
         if busy():
-            log.warning("killing %d task(s) still running after %.0fs grace", self.kill_running(), grace,
-                        extra={"worker_id": self.worker_id})
+            log.warning(
+                "killing %d task(s) still running after %.0fs grace",
+                self.kill_running(),
+                grace,
+                extra={"worker_id": self.worker_id},
+            )
             for t in threads:
                 t.join(5.0)
         self.store.upsert_worker(self.info(state="stopped"))

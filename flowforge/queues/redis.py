@@ -199,8 +199,12 @@ class RedisQueue:
         while self._redis.lmove(source, self._tasks, "RIGHT", "LEFT") is not None:
             moved += 1
         if moved:
-            log.warning("gave back %d unacknowledged message(s) of consumer %s", moved, consumer,
-                        extra={"worker_id": consumer})
+            log.warning(
+                "gave back %d unacknowledged message(s) of consumer %s",
+                moved,
+                consumer,
+                extra={"worker_id": consumer},
+            )
         return moved
 
     # -- the scheduler's doorbell ------------------------------------------------------------

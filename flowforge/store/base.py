@@ -85,9 +85,7 @@ class Store(Protocol):
         """Runs, newest first, filtered by DAG and state."""
         ...
 
-    def set_run_state(
-        self, run_id: str, expected: Sequence[RunState], new: RunState, now: float
-    ) -> bool:
+    def set_run_state(self, run_id: str, expected: Sequence[RunState], new: RunState, now: float) -> bool:
         """Move a run to `new` if it is in one of `expected`; sets started_at/ended_at.
 
         Returns False (changing nothing) when the run was not in an expected state.
@@ -117,7 +115,12 @@ class Store(Protocol):
         ...
 
     def set_task_states(
-        self, run_id: str, tasks: Sequence[tuple[str, int]], expected: Sequence[TaskState], new: TaskState, now: float
+        self,
+        run_id: str,
+        tasks: Sequence[tuple[str, int]],
+        expected: Sequence[TaskState],
+        new: TaskState,
+        now: float,
     ) -> list[str]:
         """Move each (task_id, attempt) in one of `expected` at that attempt to `new`; returns ids moved."""
         ...

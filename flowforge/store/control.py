@@ -23,10 +23,10 @@ STOP_ACTIVE_TASKS = (
     "UPDATE task_instances SET state = ?, error = ?, ended_at = ?"
     " WHERE run_id = ? AND state IN ('queued', 'running', 'up_for_retry')"
 )
-STOP_PENDING_TASKS = "UPDATE task_instances SET state = 'cancelled', ended_at = ? WHERE run_id = ? AND state = 'pending'"
-STOP_ATTEMPTS = (
-    "UPDATE attempts SET state = ?, error = ?, ended_at = ? WHERE run_id = ? AND state IN ('queued', 'running')"
+STOP_PENDING_TASKS = (
+    "UPDATE task_instances SET state = 'cancelled', ended_at = ? WHERE run_id = ? AND state = 'pending'"
 )
+STOP_ATTEMPTS = "UPDATE attempts SET state = ?, error = ?, ended_at = ? WHERE run_id = ? AND state IN ('queued', 'running')"
 RUN_STATE = "SELECT state FROM runs WHERE run_id = ?"
 TASK_STATES = "SELECT task_id, state FROM task_instances WHERE run_id = ?"
 CLEAR_TASK = (

@@ -27,9 +27,7 @@ EMIT_TASK = (
     " FROM task_instances t JOIN runs r ON r.run_id = t.run_id WHERE t.run_id = ? AND t.task_id = ?"
 )
 EMIT_DAG = "INSERT INTO events (id, ts, kind, dag_id) VALUES (?, ?, 'dag', ?)"
-EVENTS_AFTER = (
-    "SELECT id, ts, kind, dag_id, run_id, task_id, state, attempt FROM events WHERE id > ? ORDER BY id LIMIT ?"
-)
+EVENTS_AFTER = "SELECT id, ts, kind, dag_id, run_id, task_id, state, attempt FROM events WHERE id > ? ORDER BY id LIMIT ?"
 PRUNE_EVENTS = "DELETE FROM events WHERE id <= ?"
 
 
@@ -57,7 +55,10 @@ class EventLog:
 
     def _emit_tasks(self, cur: Cursor, run_id: str, task_ids: Sequence[str], now: float) -> None:
         if task_ids:
-            rows = [(event_id, now, run_id, tid) for event_id, tid in zip(self._next_ids(cur, len(task_ids)), task_ids)]
+            rows = [
+                (event_id, now, run_id, tid)
+                for event_id, tid in zip(self._next_ids(cur, len(task_ids)), task_ids)
+            ]
             cur.executemany(self._render(EMIT_TASK), rows)  # type: ignore[attr-defined]
 
     def _emit_dag(self, cur: Cursor, dag_id: str, now: float) -> None:

@@ -78,7 +78,9 @@ class PostgresStore(SqlStore):
     WHERE clause against the committed row, so exactly one of two racing claims sees rowcount 1.
     """
 
-    def __init__(self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE, timeout: float = POOL_TIMEOUT_SECS) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE, timeout: float = POOL_TIMEOUT_SECS
+    ) -> None:
         super().__init__(POSTGRES)
         self.url = url
         check_connection(url)

@@ -18,9 +18,7 @@ from flowforge.core.errors import FlowForgeError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION_DDL = (
-    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
-)
+SCHEMA_VERSION_DDL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (

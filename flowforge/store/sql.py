@@ -88,8 +88,12 @@ INSERT_DAG = (
 )
 UPDATE_DAG_VERSION = "UPDATE dags SET latest_version = ?, active = TRUE, updated_at = ? WHERE dag_id = ?"
 # Reactivating a deactivated DAG starts its schedule afresh: no replay of the ticks it was gone.
-REACTIVATE_DAG = "UPDATE dags SET active = TRUE, schedule_after = ?, updated_at = ? WHERE dag_id = ? AND NOT active"
-INSERT_VERSION = "INSERT INTO dag_versions (dag_id, version, spec_json, source, created_at) VALUES (?, ?, ?, ?, ?)"
+REACTIVATE_DAG = (
+    "UPDATE dags SET active = TRUE, schedule_after = ?, updated_at = ? WHERE dag_id = ? AND NOT active"
+)
+INSERT_VERSION = (
+    "INSERT INTO dag_versions (dag_id, version, spec_json, source, created_at) VALUES (?, ?, ?, ?, ?)"
+)
 GET_SPEC = "SELECT spec_json FROM dag_versions WHERE dag_id = ? AND version = ?"
 
 RUN_COLS = (
@@ -102,7 +106,9 @@ INSERT_RUN = (
     " idempotency_key, created_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)"
 )
 GET_RUN_BY_KEY = RUN_COLS + " WHERE dag_id = ? AND idempotency_key = ?"
-INSERT_TI = "INSERT INTO task_instances (run_id, task_id, position, state, attempt) VALUES (?, ?, ?, 'pending', 0)"
+INSERT_TI = (
+    "INSERT INTO task_instances (run_id, task_id, position, state, attempt) VALUES (?, ?, ?, 'pending', 0)"
+)
 
 # Column order matches the TaskInstance / Attempt dataclasses, so rows map positionally.
 TI_COLS = (
@@ -282,7 +288,9 @@ class SqlStore(RunControl, EventLog, ABC):
                 row = self._exec(cur, "SELECT MAX(version) FROM schema_version").fetchone()
                 return None if row is None else row[0]
 
-            return schema.apply_migrations(lambda sql, params: self._exec(cur, sql, params), version, time.time())
+            return schema.apply_migrations(
+                lambda sql, params: self._exec(cur, sql, params), version, time.time()
+            )
 
     # -- DAGs ------------------------------------------------------------------------------
     def put_dag(self, spec: DagSpec, source: str, now: float) -> DagRecord:
@@ -334,7 +342,9 @@ class SqlStore(RunControl, EventLog, ABC):
         params = [value for _, value in changes if value is not None]
         with self._transaction() as cur:
             if sets:
-                if self._exec(cur, f"UPDATE dags SET {', '.join(sets)} WHERE dag_id = ?", (*params, dag_id)).rowcount:
+                if self._exec(
+                    cur, f"UPDATE dags SET {', '.join(sets)} WHERE dag_id = ?", (*params, dag_id)
+                ).rowcount:
                     self._emit_dag(cur, dag_id, time.time())
             row = self._exec(cur, GET_DAG, (dag_id,)).fetchone()
         if row is None:
@@ -370,7 +380,12 @@ class SqlStore(RunControl, EventLog, ABC):
             raise
 
     def _insert_run(
-        self, dag_id: str, triggered_by: str, params: dict[str, Any], now: float, logical_date: float | None,
+        self,
+        dag_id: str,
+        triggered_by: str,
+        params: dict[str, Any],
+        now: float,
+        logical_date: float | None,
         idempotency_key: str | None,
     ) -> Run:
         with self._transaction() as cur:
@@ -378,7 +393,9 @@ class SqlStore(RunControl, EventLog, ABC):
             if row is None or not row[1]:
                 raise NotFound(f"no active DAG {dag_id!r}")
             version, task_ids = row[0], [t["id"] for t in json.loads(row[2])["tasks"]]
-            run = Run(_new_run_id(), dag_id, version, RunState.QUEUED, triggered_by, dict(params), logical_date, now)
+            run = Run(
+                _new_run_id(), dag_id, version, RunState.QUEUED, triggered_by, dict(params), logical_date, now
+            )
             try:
                 values = (run.run_id, dag_id, version, triggered_by, json.dumps(params), logical_date,
                           idempotency_key, now)  # fmt: skip
@@ -466,7 +483,12 @@ class SqlStore(RunControl, EventLog, ABC):
         return queued
 
     def set_task_states(
-        self, run_id: str, tasks: Sequence[tuple[str, int]], expected: Sequence[TaskState], new: TaskState, now: float
+        self,
+        run_id: str,
+        tasks: Sequence[tuple[str, int]],
+        expected: Sequence[TaskState],
+        new: TaskState,
+        now: float,
     ) -> list[str]:
         """Move each (task_id, attempt) in one of `expected` at that attempt to `new`; returns ids moved.
 
@@ -492,7 +514,9 @@ class SqlStore(RunControl, EventLog, ABC):
             f"UPDATE task_instances SET {', '.join(sets)}"
             f" WHERE run_id = ? AND task_id = ? AND attempt = ? AND state IN {_marks(len(expected))}"
         )
-        closed = {TaskState.UP_FOR_RETRY: TaskState.FAILED, TaskState.PENDING: TaskState.CANCELLED}.get(new, new)
+        closed = {TaskState.UP_FOR_RETRY: TaskState.FAILED, TaskState.PENDING: TaskState.CANCELLED}.get(
+            new, new
+        )
         exp = [str(s) for s in expected]
         with self._transaction() as cur:
             for task_id, attempt in tasks:
@@ -504,7 +528,13 @@ class SqlStore(RunControl, EventLog, ABC):
         return moved
 
     def claim_task(
-        self, run_id: str, task_id: str, attempt: int, worker_id: str, now: float, lease_secs: float = DEFAULT_LEASE_SECS
+        self,
+        run_id: str,
+        task_id: str,
+        attempt: int,
+        worker_id: str,
+        now: float,
+        lease_secs: float = DEFAULT_LEASE_SECS,
     ) -> TaskInstance | None:
         """`queued` → `running` for exactly this attempt with a new lease; None when it was not queued at that attempt."""
         token = uuid.uuid4().hex
@@ -542,7 +572,9 @@ class SqlStore(RunControl, EventLog, ABC):
                       lease_token, lease_token)  # fmt: skip
             if self._exec(cur, FINISH_TI, params).rowcount != 1:
                 return False
-            self._exec(cur, FINISH_ATTEMPT, (str(attempt_state), now, exit_code, error, run_id, task_id, attempt))
+            self._exec(
+                cur, FINISH_ATTEMPT, (str(attempt_state), now, exit_code, error, run_id, task_id, attempt)
+            )
             self._emit_tasks(cur, run_id, [task_id], now)
         return True
 
@@ -628,7 +660,16 @@ class SqlStore(RunControl, EventLog, ABC):
     def upsert_worker(self, worker: WorkerInfo) -> None:
         """Register a worker or record its heartbeat (host, pid, slots, running, state)."""
         w = worker
-        params = (w.worker_id, w.host, w.pid, w.slots, w.started_at, w.last_heartbeat, json.dumps(w.running), w.state)
+        params = (
+            w.worker_id,
+            w.host,
+            w.pid,
+            w.slots,
+            w.started_at,
+            w.last_heartbeat,
+            json.dumps(w.running),
+            w.state,
+        )
         with self._transaction() as cur:
             self._exec(cur, UPSERT_WORKER, params)
 

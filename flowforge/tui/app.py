@@ -143,7 +143,9 @@ class FlowForgeApp(App[None]):
         dags = self.query_one("#dags", StateTable)
         dags.set_columns([(" ", "last"), ("DAG", "id"), ("", "paused"), ("schedule", "schedule")])
         runs = self.query_one("#runs", StateTable)
-        runs.set_columns([("run", "run"), ("state", "state"), ("started", "started"), ("took", "took"), ("by", "by")])
+        runs.set_columns(
+            [("run", "run"), ("state", "state"), ("started", "started"), ("took", "took"), ("by", "by")]
+        )
         self.query_one("#graph", DagGraph).add_class("stateful")
         dags.focus()
         self._fetch_loop()
@@ -338,7 +340,9 @@ class FlowForgeApp(App[None]):
 
     def _clear_log(self) -> None:
         self.query_one("#log", Log).clear()
-        _set_text(self.query_one("#attempts", Static), Text("loading…" if self.focus_state.task_id else NO_TASK))
+        _set_text(
+            self.query_one("#attempts", Static), Text("loading…" if self.focus_state.task_id else NO_TASK)
+        )
 
     # -- selection ----------------------------------------------------------------------------
     def _select_dag(self, dag_id: str) -> None:
@@ -434,7 +438,9 @@ class FlowForgeApp(App[None]):
             self.notify("select a run first", severity="warning")
             return
         if run.get("state") not in RUN_ACTIVE:
-            self.notify(f"run {run['run_id'][:8]} has already finished ({run.get('state')})", severity="warning")
+            self.notify(
+                f"run {run['run_id'][:8]} has already finished ({run.get('state')})", severity="warning"
+            )
             return
         run_id = run["run_id"]
 
@@ -442,7 +448,9 @@ class FlowForgeApp(App[None]):
             if result is not None:
                 self._call(f"cancelled run {run_id[:8]}", lambda: self.api.cancel_run(run_id))
 
-        question = f"Cancel run {run_id} of {run['dag_id']}?\nIts running tasks are killed, the rest are cancelled."
+        question = (
+            f"Cancel run {run_id} of {run['dag_id']}?\nIts running tasks are killed, the rest are cancelled."
+        )
         self.push_screen(ConfirmScreen("Cancel run", question, "Cancel run"), answered)
 
     def action_retry_task(self) -> None:
@@ -484,7 +492,10 @@ class FlowForgeApp(App[None]):
         """A running task, else a failed one, else the first: the log a user most likely wants."""
         assert self.snapshot is not None and self.snapshot.graph is not None
         order = self.snapshot.graph.topology.task_order
-        states = {t: i.get("state") for t, i in self.snapshot.instances.get(self.focus_state.run_id or "", {}).items()}
+        states = {
+            t: i.get("state")
+            for t, i in self.snapshot.instances.get(self.focus_state.run_id or "", {}).items()
+        }
         for wanted in ("running", "failed", "up_for_retry"):
             for task_id in order:
                 if states.get(task_id) == wanted:

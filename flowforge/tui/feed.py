@@ -231,7 +231,9 @@ class Poller:
                 out[dag["id"]] = cached
         return out
 
-    def _instances_of(self, runs: list[dict[str, Any]], problems: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    def _instances_of(
+        self, runs: list[dict[str, Any]], problems: list[str]
+    ) -> dict[str, dict[str, dict[str, Any]]]:
         out: dict[str, dict[str, dict[str, Any]]] = {}
         for run in runs:
             run_id, sig = run["run_id"], _run_signature(run)
@@ -276,7 +278,9 @@ class Poller:
             self._topologies[key] = info
         return info
 
-    def _tasks_of_version(self, run_id: str, task_ids: list[str], problems: list[str]) -> list[tuple[str, list[str]]]:
+    def _tasks_of_version(
+        self, run_id: str, task_ids: list[str], problems: list[str]
+    ) -> list[tuple[str, list[str]]]:
         # The API serves the latest version of a DAG, but each task instance carries its task's
         # spec at the run's version: enough to rebuild the old structure, once per version.
         tasks = []

@@ -128,7 +128,9 @@ class RunGrid(ScrollView, can_focus=True):
             return Strip.blank(width, base)
         task_id = self.tasks[row]
         label = task_id if cell_len(task_id) < label_w else set_cell_size(task_id, label_w - 2) + "…"
-        label_style = self.get_component_rich_style("grid--cursor" if task_id == self.task_id else "grid--label")
+        label_style = self.get_component_rich_style(
+            "grid--cursor" if task_id == self.task_id else "grid--label"
+        )
         segments = [Segment(set_cell_size(label, label_w - 1), label_style), Segment(" ")]
         cursor = self.get_component_rich_style("grid--cursor")
         for run in runs:
@@ -169,4 +171,6 @@ class RunGrid(ScrollView, can_focus=True):
         col = (offset.x - self.label_width) // CELL
         if row < len(self.tasks) and 0 <= col < len(runs) and offset.x >= self.label_width:
             self.select(runs[col]["run_id"], self.tasks[row])
-            self.post_message(self.CellSelected(runs[col]["run_id"], self.tasks[row], open_log=event.chain > 1))
+            self.post_message(
+                self.CellSelected(runs[col]["run_id"], self.tasks[row], open_log=event.chain > 1)
+            )

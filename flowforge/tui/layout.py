@@ -21,9 +21,22 @@ from flowforge.core.model import DagSpec, TaskSpec
 # Connector cells are drawn from the directions they join.
 N, E, S, W = 1, 2, 4, 8
 _BOX = {
-    0: " ", N: "│", S: "│", N | S: "│", E: "─", W: "─", E | W: "─",
-    E | S: "╭", W | S: "╮", N | E: "╰", N | W: "╯",
-    N | S | E: "├", N | S | W: "┤", E | W | S: "┬", E | W | N: "┴", N | E | S | W: "┼",
+    0: " ",
+    N: "│",
+    S: "│",
+    N | S: "│",
+    E: "─",
+    W: "─",
+    E | W: "─",
+    E | S: "╭",
+    W | S: "╮",
+    N | E: "╰",
+    N | W: "╯",
+    N | S | E: "├",
+    N | S | W: "┤",
+    E | W | S: "┬",
+    E | W | N: "┴",
+    N | E | S | W: "┼",
 }
 ARROW = "▶"
 COMPACT_LABEL = 20  # widest task id shown in full in compact mode; longer ones end in "…"
@@ -56,7 +69,9 @@ def spec_of(tasks: Sequence[tuple[str, Sequence[str]]]) -> DagSpec:
     ids = {t for t, _ in tasks}
     return DagSpec(
         id="layout",
-        tasks=tuple(TaskSpec(id=t, command="", depends_on=tuple(d for d in deps if d in ids)) for t, deps in tasks),
+        tasks=tuple(
+            TaskSpec(id=t, command="", depends_on=tuple(d for d in deps if d in ids)) for t, deps in tasks
+        ),
     )
 
 
@@ -192,13 +207,17 @@ def place(topology: Topology, *, boxed: bool, fill_width: int = 0) -> Canvas:
         x += w + (gap_w[i] if i < len(gap_w) else 0)
 
     grid = _Connectors(max(x, 1), height)
-    canvas = Canvas(width=grid.width, height=height, boxed=boxed, rows=[], spans=[[] for _ in range(height)], nodes=[])
+    canvas = Canvas(
+        width=grid.width, height=height, boxed=boxed, rows=[], spans=[[] for _ in range(height)], nodes=[]
+    )
     for layer, col in enumerate(cols):
         slot = 0
         for key in col:
             if key in labels:
                 canvas.index[key] = len(canvas.nodes)
-                canvas.nodes.append(Placed(key, layer, slot, xs[layer], port_y[key], col_w[layer], labels[key]))
+                canvas.nodes.append(
+                    Placed(key, layer, slot, xs[layer], port_y[key], col_w[layer], labels[key])
+                )
                 slot += 1
             else:  # a routing point: a straight line through the column
                 grid.hline(port_y[key], xs[layer], xs[layer] + col_w[layer] - 1)
@@ -327,7 +346,9 @@ def neighbour(canvas: Canvas, task_id: str, direction: str) -> str | None:
     layer = here.layer + step
     while 0 <= layer < len(canvas.by_layer):
         if canvas.by_layer[layer]:
-            best = min(canvas.by_layer[layer], key=lambda k: (abs(canvas.nodes[k].y - here.y), canvas.nodes[k].y))
+            best = min(
+                canvas.by_layer[layer], key=lambda k: (abs(canvas.nodes[k].y - here.y), canvas.nodes[k].y)
+            )
             return canvas.nodes[best].task_id
         layer += step
     return None

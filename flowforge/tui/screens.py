@@ -21,7 +21,9 @@ class ConfirmScreen(ModalScreen[dict[str, bool] | None]):
         Binding("n,escape", "answer(False)", "No"),
     ]
 
-    def __init__(self, title: str, question: str, confirm_label: str, options: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, title: str, question: str, confirm_label: str, options: dict[str, str] | None = None
+    ) -> None:
         super().__init__()
         self._title = title
         self._question = question

@@ -85,7 +85,9 @@ class StateTable(DataTable[Any]):
         keys = [k for k, _ in rows]
         current = [str(r.key.value) for r in self.ordered_rows]
         base = self._widths if keys == current else [cell_len(label) for label, _ in self._spec]
-        widths = [max([base[i], *(_cell_width(cells[i]) for _, cells in rows)]) for i in range(len(self._spec))]
+        widths = [
+            max([base[i], *(_cell_width(cells[i]) for _, cells in rows)]) for i in range(len(self._spec))
+        ]
         if keys == current and widths == self._widths:
             columns = [key for _, key in self._spec]
             for key, cells in rows:
@@ -159,7 +161,9 @@ def run_rows(runs: list[dict[str, Any]], table: StateTable, now: float) -> list[
     ]
 
 
-def attempts_text(task: dict[str, Any] | None, shown: int, now: float, style_of: Callable[[str | None], Any]) -> Text:
+def attempts_text(
+    task: dict[str, Any] | None, shown: int, now: float, style_of: Callable[[str | None], Any]
+) -> Text:
     """One line per attempt: number, state, worker, start, duration, exit code, error; `shown` marked."""
     if not task:
         return Text("")

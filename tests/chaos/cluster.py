@@ -135,8 +135,15 @@ def scheduler_leader(db_url: str) -> tuple[int | None, float]:
 class Cluster:
     """FlowForge processes sharing one store and queue, and a ledger for their test tasks."""
 
-    def __init__(self, tmp_path: Path, *, db_url: str, queue_url: str, check_db_url: str | None = None,
-                 heartbeat: float = HEARTBEAT_SECS) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        db_url: str,
+        queue_url: str,
+        check_db_url: str | None = None,
+        heartbeat: float = HEARTBEAT_SECS,
+    ) -> None:
         self.dir = tmp_path
         self.ledger = tmp_path / "ledger.txt"
         self.ledger.touch()
@@ -154,10 +161,13 @@ class Cluster:
         self.http: httpx.Client | None = None
 
     # -- starting ---------------------------------------------------------------------------
-    def start(self, name: str, *args: str, port: int | None = None, env: dict[str, str] | None = None) -> FlowForgeProcess:
+    def start(
+        self, name: str, *args: str, port: int | None = None, env: dict[str, str] | None = None
+    ) -> FlowForgeProcess:
         """Start (or restart) process `name` running `flowforge ARGS…`, logging to NAME.log; `env` adds to the cluster's."""
-        proc = FlowForgeProcess(list(args), port=port, env={**self.env, **(env or {})},
-                                log_path=self.dir / f"{name}.log")
+        proc = FlowForgeProcess(
+            list(args), port=port, env={**self.env, **(env or {})}, log_path=self.dir / f"{name}.log"
+        )
         self.procs[name] = proc
         self.down.discard(name)
         return proc
@@ -175,13 +185,26 @@ class Cluster:
     def start_up(self, concurrency: int, name: str = "up") -> None:
         """`flowforge up` (API, scheduler and worker slots in one process) on a free port."""
         port = free_port()
-        self._connect(self.start(name, "up", "--port", str(port), "--home", str(self.home),
-                                 "--concurrency", str(concurrency), port=port))
+        self._connect(
+            self.start(
+                name,
+                "up",
+                "--port",
+                str(port),
+                "--home",
+                str(self.home),
+                "--concurrency",
+                str(concurrency),
+                port=port,
+            )
+        )
 
     def start_scheduler(self, name: str = "scheduler") -> FlowForgeProcess:
         return self.start(name, "scheduler")
 
-    def start_worker(self, name: str, concurrency: int, env: dict[str, str] | None = None) -> FlowForgeProcess:
+    def start_worker(
+        self, name: str, concurrency: int, env: dict[str, str] | None = None
+    ) -> FlowForgeProcess:
         return self.start(name, "worker", "--concurrency", str(concurrency), env=env)
 
     # -- the API ----------------------------------------------------------------------------
@@ -217,10 +240,13 @@ class Cluster:
 
     def worker_ids(self) -> dict[int, str]:
         """pid → worker_id of the workers the store shows alive."""
-        return {w["pid"]: w["worker_id"] for w in self.get("/api/v1/workers")["workers"] if w["state"] == "alive"}
+        return {
+            w["pid"]: w["worker_id"] for w in self.get("/api/v1/workers")["workers"] if w["state"] == "alive"
+        }
 
     def wait_workers(self, names: list[str], timeout: float = 60) -> dict[str, str]:
         """Wait until each named worker process has registered; name → worker_id."""
+
         def ready() -> dict[str, str] | None:
             ids = self.worker_ids()
             found = {n: ids[self.procs[n].proc.pid] for n in names if self.procs[n].proc.pid in ids}
@@ -262,6 +288,7 @@ class Cluster:
 
     def wait_progress(self, run_ids: list[str], fraction: float, timeout: float) -> None:
         """Wait until `fraction` of the runs' tasks have succeeded."""
+
         def far_enough() -> bool:
             done, total = self.succeeded(run_ids)
             return done >= fraction * total
@@ -333,9 +360,24 @@ class RedisServer:
     def start(self) -> RedisServer:
         log = open(self.dir / "redis-server.log", "ab")
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "no", "--dir", str(self.dir)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         import redis

@@ -50,7 +50,9 @@ def pg_cluster(tmp_path: Path, pg_url: str, redis_url: str) -> Iterator[Cluster]
 @pytest.fixture
 def sqlite_cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A cluster for `flowforge up` on SQLite and its in-process queue."""
-    cluster = Cluster(tmp_path, db_url=f"sqlite:///{tmp_path / 'home' / 'flowforge.db'}", queue_url="memory://")
+    cluster = Cluster(
+        tmp_path, db_url=f"sqlite:///{tmp_path / 'home' / 'flowforge.db'}", queue_url="memory://"
+    )
     try:
         yield cluster
     finally:
@@ -79,8 +81,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         tr.write_line(fig.text())
     total = Figures(scenario="all", seed=0)
     for fig in REPORT:
-        for name in ("tasks", "runs", "runs_completed", "faults", "hits", "tasks_hit", "lost_attempts",
-                     "re_executions", "double_successes", "losses"):
+        for name in (
+            "tasks",
+            "runs",
+            "runs_completed",
+            "faults",
+            "hits",
+            "tasks_hit",
+            "lost_attempts",
+            "re_executions",
+            "double_successes",
+            "losses",
+        ):
             setattr(total, name, getattr(total, name) + getattr(fig, name))
         total.recovery += fig.recovery
         total.elapsed += fig.elapsed

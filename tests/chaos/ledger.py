@@ -29,7 +29,9 @@ from typing import Any
 import yaml
 
 LEDGER_VAR = "CHAOS_LEDGER"  # the DAG's env names the ledger file; the task appends to it
-_FIELDS = "$FLOWFORGE_RUN_ID $FLOWFORGE_TASK_ID $FLOWFORGE_ATTEMPT ${FLOWFORGE_LEASE_TOKEN:--} $$ $(date +%s.%N)"
+_FIELDS = (
+    "$FLOWFORGE_RUN_ID $FLOWFORGE_TASK_ID $FLOWFORGE_ATTEMPT ${FLOWFORGE_LEASE_TOKEN:--} $$ $(date +%s.%N)"
+)
 TERMINAL_RUN_STATES = ("success", "failed", "cancelled")
 
 
@@ -47,11 +49,15 @@ def task_command(sleep: float, *, retry_sleep: float | None = None, fail_attempt
     """
     parts = [ledger_line("start")]
     if fail_attempts:
-        parts.append(f'if [ "$FLOWFORGE_ATTEMPT" -le {fail_attempts} ]; then {ledger_line("fail")}; exit 3; fi')
+        parts.append(
+            f'if [ "$FLOWFORGE_ATTEMPT" -le {fail_attempts} ]; then {ledger_line("fail")}; exit 3; fi'
+        )
     if retry_sleep is None:
         parts.append(f"sleep {sleep:.2f}")
     else:
-        parts.append(f'if [ "$FLOWFORGE_ATTEMPT" -gt 1 ]; then sleep {retry_sleep:.2f}; else sleep {sleep:.2f}; fi')
+        parts.append(
+            f'if [ "$FLOWFORGE_ATTEMPT" -gt 1 ]; then sleep {retry_sleep:.2f}; else sleep {sleep:.2f}; fi'
+        )
     parts.append(ledger_line("end"))
     return "; ".join(parts)
 
@@ -73,8 +79,9 @@ class Dag:
         return [t["id"] for t in self.spec["tasks"]]
 
 
-def make_dag(dag_id: str, ledger: Path, tasks: list[dict[str, Any]], *, retries: int = 10,
-             retry_delay: float = 0.05) -> Dag:
+def make_dag(
+    dag_id: str, ledger: Path, tasks: list[dict[str, Any]], *, retries: int = 10, retry_delay: float = 0.05
+) -> Dag:
     """A DAG of `tasks` (dicts with id, command, depends_on, …) writing to `ledger`."""
     spec = {
         "id": dag_id,
@@ -89,8 +96,17 @@ def make_dag(dag_id: str, ledger: Path, tasks: list[dict[str, Any]], *, retries:
     return Dag(dag_id, spec, edges)
 
 
-def layered_dag(dag_id: str, ledger: Path, rng: random.Random, *, layers: int, width: int,
-                sleep: tuple[float, float] = (0.3, 1.2), flaky: int = 0, retries: int = 10) -> Dag:
+def layered_dag(
+    dag_id: str,
+    ledger: Path,
+    rng: random.Random,
+    *,
+    layers: int,
+    width: int,
+    sleep: tuple[float, float] = (0.3, 1.2),
+    flaky: int = 0,
+    retries: int = 10,
+) -> Dag:
     """`layers` × `width` test tasks, each depending on two of the layer above, and a final join of
     the last layer (fan-out, chains and fan-in); `flaky` randomly chosen tasks fail their first attempt."""
     ids = [[f"l{layer}t{i}" for i in range(width)] for layer in range(layers)]
@@ -133,7 +149,9 @@ def read_ledger(path: Path) -> list[Entry]:
         if len(parts) != 7 or parts[0] not in ("start", "end", "fail"):
             continue
         try:
-            entries.append(Entry(parts[0], parts[1], parts[2], int(parts[3]), parts[4], int(parts[5]), float(parts[6])))
+            entries.append(
+                Entry(parts[0], parts[1], parts[2], int(parts[3]), parts[4], int(parts[5]), float(parts[6]))
+            )
         except ValueError:
             continue
     return entries
@@ -182,8 +200,9 @@ def kill_survivors(ledger: Path) -> int:
 
 
 # -- the store, read directly (lease tokens are never shown by the API) --------------------------
-def store_rows(db_url: str, run_id: str) -> tuple[dict[str, tuple[str, int, str | None]],
-                                                  dict[tuple[str, int], tuple[str, str | None, bool]]]:
+def store_rows(
+    db_url: str, run_id: str
+) -> tuple[dict[str, tuple[str, int, str | None]], dict[tuple[str, int], tuple[str, str | None, bool]]]:
     """(task_id → (state, attempt, lease_token), (task_id, attempt) → (state, lease_token, cleared))."""
     ti_sql = "SELECT task_id, state, attempt, lease_token FROM task_instances WHERE run_id = {p}"
     at_sql = "SELECT task_id, attempt, state, lease_token, cleared FROM attempts WHERE run_id = {p}"
@@ -200,8 +219,10 @@ def store_rows(db_url: str, run_id: str) -> tuple[dict[str, tuple[str, int, str 
         with psycopg.connect(db_url, connect_timeout=10) as conn:
             tis = conn.execute(ti_sql.format(p="%s"), (run_id,)).fetchall()
             attempts = conn.execute(at_sql.format(p="%s"), (run_id,)).fetchall()
-    return ({t: (s, a, tok) for t, s, a, tok in tis},
-            {(t, a): (s, tok, bool(c)) for t, a, s, tok, c in attempts})
+    return (
+        {t: (s, a, tok) for t, s, a, tok in tis},
+        {(t, a): (s, tok, bool(c)) for t, a, s, tok, c in attempts},
+    )
 
 
 # -- the invariants ------------------------------------------------------------------------------
@@ -236,8 +257,9 @@ class Verdict:
         return {k: v for k, v in vars(self).items() if k != "violations"}
 
 
-def check_runs(get: Callable[[str], Any], db_url: str, runs: dict[str, Dag], ledger: Path,
-               *, flaky_ok: bool = True) -> Verdict:
+def check_runs(
+    get: Callable[[str], Any], db_url: str, runs: dict[str, Dag], ledger: Path, *, flaky_ok: bool = True
+) -> Verdict:
     """Check I1-I5 for `runs` (run_id → its Dag), all expected to succeed. I6/I7 are the caller's.
 
     - I1 no loss: the run and every task succeeded, with exactly one `success` attempt.
@@ -270,14 +292,19 @@ def check_runs(get: Callable[[str], Any], db_url: str, runs: dict[str, Dag], led
             v.tasks += 1
             where = f"{run_id}/{task_id}"
             attempts = get(f"/api/v1/runs/{run_id}/tasks/{task_id}")["attempts"]
-            live = [a for a in attempts if not attempt_rows.get((task_id, a["attempt"]), ("", None, False))[2]]
+            live = [
+                a for a in attempts if not attempt_rows.get((task_id, a["attempt"]), ("", None, False))[2]
+            ]
             v.attempts += len(attempts)
             states = [a["state"] for a in live]
             v.lost_attempts += states.count("lost")
             v.failed_attempts += states.count("failed")
             successes = [a for a in live if a["state"] == "success"]
-            db_successes = [k for k, (s, _, cleared) in attempt_rows.items() if k[0] == task_id and s == "success"
-                            and not cleared]
+            db_successes = [
+                k
+                for k, (s, _, cleared) in attempt_rows.items()
+                if k[0] == task_id and s == "success" and not cleared
+            ]
             # I5
             numbers = [a["attempt"] for a in attempts]
             if numbers != list(range(1, len(numbers) + 1)):
@@ -304,15 +331,20 @@ def check_runs(get: Callable[[str], Any], db_url: str, runs: dict[str, Dag], led
                 v.fail("I3", f"{where} recorded success (attempt {n}) is not under the task's lease token")
             committed = [e for e in mine if e.kind == "end" and e.token == token]
             if len(committed) != 1 or committed[0].attempt != n:
-                v.fail("I2" if len(committed) > 1 else "I3",
-                       f"{where}: {len(committed)} ledger end line(s) carry the recorded token (attempt {n})")
+                v.fail(
+                    "I2" if len(committed) > 1 else "I3",
+                    f"{where}: {len(committed)} ledger end line(s) carry the recorded token (attempt {n})",
+                )
             else:
                 success_end[task_id] = committed[0].at
             success_at[task_id] = success["ended_at"]
             for e in mine:
                 claimed = attempt_rows.get((task_id, e.attempt))
                 if claimed is None or claimed[1] != e.token:
-                    v.fail("I3", f"{where} attempt {e.attempt} ran (pid {e.pid}) under a token it was not claimed with")
+                    v.fail(
+                        "I3",
+                        f"{where} attempt {e.attempt} ran (pid {e.pid}) under a token it was not claimed with",
+                    )
             starts = [e for e in mine if e.kind == "start"]
             v.executions += len(starts)
             v.re_executions += max(0, len(starts) - 1)
@@ -325,8 +357,11 @@ def check_runs(get: Callable[[str], Any], db_url: str, runs: dict[str, Dag], led
         # I4
         for parent, child in dag.edges:
             if parent in success_end and child in first_start and first_start[child] < success_end[parent]:
-                v.fail("I4", f"{run_id}: {child} started {success_end[parent] - first_start[child]:.3f}s "
-                             f"before {parent} ended")
+                v.fail(
+                    "I4",
+                    f"{run_id}: {child} started {success_end[parent] - first_start[child]:.3f}s "
+                    f"before {parent} ended",
+                )
             if parent in success_at and child in first_claim and first_claim[child] < success_at[parent]:
                 v.fail("I4", f"{run_id}: {child} was claimed before {parent}'s success was recorded")
     return v

@@ -59,7 +59,9 @@ def verify(c: Cluster, figures: Figures, runs: dict[str, Dag], *, extra: Verdict
         verdict.violations += extra.violations
     left, waited = wait_no_survivors(c.ledger, timeout=10)
     if left:
-        verdict.fail("I6", f"{len(left)} task process(es) still alive {waited:.0f}s after the runs ended: {left}")
+        verdict.fail(
+            "I6", f"{len(left)} task process(es) still alive {waited:.0f}s after the runs ended: {left}"
+        )
     figures.absorb(verdict)
     if verdict.violations:
         verdict.violations.append(f"(seed {figures.seed}; CHAOS_SEED={figures.seed} replays the schedule)")
@@ -69,8 +71,11 @@ def verify(c: Cluster, figures: Figures, runs: dict[str, Dag], *, extra: Verdict
 
 def first_claim_after(c: Cluster, run_ids: list[str], since: float, timeout: float) -> float:
     """Seconds from `since` (epoch) to the first task claimed after it, by the store's own timestamps."""
+
     def claimed() -> float | None:
-        times = [t["started_at"] for t in c.task_states(run_ids) if t["started_at"] and t["started_at"] > since]
+        times = [
+            t["started_at"] for t in c.task_states(run_ids) if t["started_at"] and t["started_at"] > since
+        ]
         return min(times) if times else None
 
     return c.wait_for("a task to be claimed", claimed, timeout, poll=0.1) - since
@@ -94,12 +99,16 @@ def hit_counts(figures: Figures, c: Cluster, faults: list[float]) -> None:
 
 def queued_tasks(c: Cluster, run_ids: list[str]) -> set[tuple[str, str, int]]:
     """(run_id, task_id, attempt) of every task queued and not yet claimed."""
-    return {(t["run_id"], t["task_id"], t["attempt"]) for t in c.task_states(run_ids) if t["state"] == "queued"}
+    return {
+        (t["run_id"], t["task_id"], t["attempt"]) for t in c.task_states(run_ids) if t["state"] == "queued"
+    }
 
 
-def wait_claimed(c: Cluster, run_ids: list[str], stranded: set[tuple[str, str, int]], since: float,
-                 timeout: float) -> float:
+def wait_claimed(
+    c: Cluster, run_ids: list[str], stranded: set[tuple[str, str, int]], since: float, timeout: float
+) -> float:
     """Seconds from `since` (monotonic) until every attempt in `stranded` has been claimed."""
+
     def all_claimed() -> bool:
         now = {(t["run_id"], t["task_id"]): (t["state"], t["attempt"]) for t in c.task_states(run_ids)}
         return all(now[(r, t)] != ("queued", a) for r, t, a in stranded)
@@ -159,8 +168,13 @@ def test_r1_worker_sigkill_storm(pg_cluster: Cluster, seed: int, figures: Figure
             state = next(a["state"] for a in attempts if a["attempt"] == e.attempt)
             if state != "lost":
                 extra.fail("I3", f"{e.run_id}/{e.task_id} attempt {e.attempt} was killed but ended {state}")
-            later = [x.at for x in entries if x.kind == "start" and (x.run_id, x.task_id) == (e.run_id, e.task_id)
-                     and x.attempt > e.attempt]
+            later = [
+                x.at
+                for x in entries
+                if x.kind == "start"
+                and (x.run_id, x.task_id) == (e.run_id, e.task_id)
+                and x.attempt > e.attempt
+            ]
             if later:
                 gaps.append(min(later) - at)
         if gaps:
@@ -171,7 +185,9 @@ def test_r1_worker_sigkill_storm(pg_cluster: Cluster, seed: int, figures: Figure
     verify(c, figures, runs, extra=extra)
     figures.elapsed = time.monotonic() - start
     figures.notes.append(f"storm {STORM_SECS:.0f}s, 4 workers x 3 slots; runs ended {drain:.1f}s after it")
-    assert figures.hits >= 3, f"only {figures.hits} of {len(kills)} kills landed on running tasks (seed {seed})"
+    assert figures.hits >= 3, (
+        f"only {figures.hits} of {len(kills)} kills landed on running tasks (seed {seed})"
+    )
     assert figures.lost_attempts >= figures.hits
     # A killed attempt is retried once its lease (1.5 s) lapses and the scheduler ticks.
     assert max(figures.recovery, default=0) < LEASE_SECS + 3 * TICK_SECS + 6, figures.recovery
@@ -181,8 +197,9 @@ def test_r1_worker_sigkill_storm(pg_cluster: Cluster, seed: int, figures: Figure
 PAUSE_SECS = 3 * LEASE_SECS
 
 
-def test_r2_paused_worker_loses_its_lease_and_its_late_result(pg_cluster: Cluster, seed: int,
-                                                               figures: Figures) -> None:
+def test_r2_paused_worker_loses_its_lease_and_its_late_result(
+    pg_cluster: Cluster, seed: int, figures: Figures
+) -> None:
     """Kleppmann's scenario: a worker freezes (SIGSTOP) past its lease while its task runs on, then thaws."""
     c, rng = pg_cluster, random.Random(seed)
     start = time.monotonic()
@@ -191,7 +208,9 @@ def test_r2_paused_worker_loses_its_lease_and_its_late_result(pg_cluster: Cluste
     c.start_worker("victim", 2)
     victim_id = c.wait_workers(["victim"])["victim"]
     long_first = 30.0  # the first attempts outlive the pause by far: the victim must kill them itself
-    tasks = [{"id": t, "command": task_command(long_first, retry_sleep=rng.uniform(0.2, 0.6))} for t in ("a", "b")]
+    tasks = [
+        {"id": t, "command": task_command(long_first, retry_sleep=rng.uniform(0.2, 0.6))} for t in ("a", "b")
+    ]
     tasks.append({"id": "c", "command": task_command(0.1), "depends_on": ["a", "b"]})
     dag = make_dag("paused", c.ledger, tasks)
     c.submit(dag)
@@ -219,8 +238,12 @@ def test_r2_paused_worker_loses_its_lease_and_its_late_result(pg_cluster: Cluste
     assert all(pid_alive(p) for p in pids), "the first attempts' processes ran on while the worker was frozen"
     resumed = time.monotonic()
     c.resume("victim")
-    c.wait_for("the thawed worker to kill its tasks", lambda: not any(pid_alive(p) for p in pids), timeout=10,
-               poll=0.02)
+    c.wait_for(
+        "the thawed worker to kill its tasks",
+        lambda: not any(pid_alive(p) for p in pids),
+        timeout=10,
+        poll=0.02,
+    )
     killed_after = time.monotonic() - resumed
     c.wait_runs([run_id], timeout=30)
     time.sleep(1.0)  # the thawed worker tries to record its killed attempts: refused
@@ -231,8 +254,9 @@ def test_r2_paused_worker_loses_its_lease_and_its_late_result(pg_cluster: Cluste
         assert attempts[0]["worker_id"] == victim_id and attempts[1]["worker_id"] != victim_id
         assert "lost" in attempts[0]["error"]
     entries = read_ledger(c.ledger)
-    assert not [e for e in entries if e.kind == "end" and e.attempt == 1 and e.task_id in ("a", "b")], \
+    assert not [e for e in entries if e.kind == "end" and e.attempt == 1 and e.task_id in ("a", "b")], (
         "a first attempt ran to its end after its lease was lost"
+    )
     verify(c, figures, {run_id: dag})
     # The reaper gives the attempt up about a lease after the last renewal, at its next tick.
     assert reaped < LEASE_SECS + 2 * TICK_SECS + 4, reaped
@@ -240,9 +264,11 @@ def test_r2_paused_worker_loses_its_lease_and_its_late_result(pg_cluster: Cluste
     assert killed_after < 3.0, killed_after
     figures.recovery = [reaped]
     figures.elapsed = time.monotonic() - start
-    figures.notes.append(f"paused {PAUSE_SECS:.1f}s (3 leases); attempts given up as lost {reaped:.1f}s after "
-                         f"the pause; thawed worker killed its tasks {killed_after:.2f}s after SIGCONT; "
-                         "their late results refused (both first attempts still lost)" + refusals(c))
+    figures.notes.append(
+        f"paused {PAUSE_SECS:.1f}s (3 leases); attempts given up as lost {reaped:.1f}s after "
+        f"the pause; thawed worker killed its tasks {killed_after:.2f}s after SIGCONT; "
+        "their late results refused (both first attempts still lost)" + refusals(c)
+    )
 
 
 # -- R3 -------------------------------------------------------------------------------------------
@@ -275,7 +301,9 @@ def test_r3_scheduler_killed_standby_takes_over(pg_cluster: Cluster, seed: int, 
         c.kill_tree(victim)
         faults.append(killed_at)
         standby = next(n for n in schedulers if n != victim)
-        c.wait_for("the standby to take over", lambda: leader() == standby, timeout=LEADER_TTL_SECS + 15, poll=0.05)
+        c.wait_for(
+            "the standby to take over", lambda: leader() == standby, timeout=LEADER_TTL_SECS + 15, poll=0.05
+        )
         takeovers.append(time.monotonic() - killed)
         progress.append(first_claim_after(c, [run_id], killed_at, timeout=30))
         events.append(f"{victim} killed at {fraction:.0%}, {standby} led after {takeovers[-1]:.1f}s")
@@ -287,9 +315,12 @@ def test_r3_scheduler_killed_standby_takes_over(pg_cluster: Cluster, seed: int, 
     figures.recovery = progress
     figures.elapsed = time.monotonic() - start
     figures.notes.append("; ".join(events))
-    figures.notes.append("takeover " + ", ".join(f"{t:.1f}s" for t in takeovers) +
-                         f" (lease {LEADER_TTL_SECS:.0f}s); first task claimed after each kill: "
-                         + ", ".join(f"{p:.1f}s" for p in progress))
+    figures.notes.append(
+        "takeover "
+        + ", ".join(f"{t:.1f}s" for t in takeovers)
+        + f" (lease {LEADER_TTL_SECS:.0f}s); first task claimed after each kill: "
+        + ", ".join(f"{p:.1f}s" for p in progress)
+    )
     assert max(takeovers) < LEADER_TTL_SECS + 2 * TICK_SECS + 4, takeovers
 
 
@@ -303,8 +334,9 @@ def redis_cluster(tmp_path: Path, pg_url: str, private_redis: RedisServer) -> It
         cluster.close()
 
 
-def test_r5_redis_restart_with_its_data_gone(redis_cluster: Cluster, private_redis: RedisServer, seed: int,
-                                             figures: Figures) -> None:
+def test_r5_redis_restart_with_its_data_gone(
+    redis_cluster: Cluster, private_redis: RedisServer, seed: int, figures: Figures
+) -> None:
     """The queue's Redis (our own redis-server, no persistence) is SIGKILLed and restarted empty; later FLUSHALL."""
     import redis
 
@@ -333,8 +365,10 @@ def test_r5_redis_restart_with_its_data_gone(redis_cluster: Cluster, private_red
     private_redis.start()
     restored = time.monotonic()
     figures.recovery.append(wait_claimed(c, [run_id], stranded, restored, timeout=60))
-    notes = [f"restart after {down:.1f}s down: {len(stranded)} queued task(s) lost their message, all claimed "
-             f"{figures.recovery[-1]:.1f}s after Redis was back"]
+    notes = [
+        f"restart after {down:.1f}s down: {len(stranded)} queued task(s) lost their message, all claimed "
+        f"{figures.recovery[-1]:.1f}s after Redis was back"
+    ]
 
     c.wait_progress([run_id], rng.uniform(0.6, 0.75), timeout=60)
     client = redis.Redis(port=private_redis.port)
@@ -344,8 +378,10 @@ def test_r5_redis_restart_with_its_data_gone(redis_cluster: Cluster, private_red
     client.flushall()
     client.close()
     figures.recovery.append(wait_claimed(c, [run_id], stranded, flushed, timeout=60))
-    notes.append(f"FLUSHALL: {len(stranded)} queued task(s) lost their message, all claimed "
-                 f"{figures.recovery[-1]:.1f}s later")
+    notes.append(
+        f"FLUSHALL: {len(stranded)} queued task(s) lost their message, all claimed "
+        f"{figures.recovery[-1]:.1f}s later"
+    )
 
     c.wait_runs([run_id], timeout=60)
     hit_counts(figures, c, faults)
@@ -399,10 +435,12 @@ def test_r6_postgres_outage(tmp_path: Path, pg_url: str, redis_url: str, seed: i
         hit_counts(figures, c, [cut_at])
         verify(c, figures, {run_id: dag})
         figures.elapsed = time.monotonic() - start
-        figures.notes.append(f"outage {outage:.1f}s with {figures.tasks_hit} task(s) running; the API answered "
-                             f"{status} in {probe:.1f}s while the database was away; first claim "
-                             f"{figures.recovery[-1]:.1f}s after it came back; run ended "
-                             f"{time.monotonic() - restored:.1f}s after")
+        figures.notes.append(
+            f"outage {outage:.1f}s with {figures.tasks_hit} task(s) running; the API answered "
+            f"{status} in {probe:.1f}s while the database was away; first claim "
+            f"{figures.recovery[-1]:.1f}s after it came back; run ended "
+            f"{time.monotonic() - restored:.1f}s after"
+        )
         assert status == 503, f"the API answered {status} during the outage"
         assert probe < 5.0, f"the API took {probe:.1f}s to answer during the outage"
         assert figures.recovery[-1] < 10, figures.recovery
@@ -412,8 +450,9 @@ def test_r6_postgres_outage(tmp_path: Path, pg_url: str, redis_url: str, seed: i
 
 
 # -- R8 -------------------------------------------------------------------------------------------
-def test_r8_worker_cut_off_from_the_database_fences_itself(tmp_path: Path, pg_url: str, redis_url: str, seed: int,
-                                                            figures: Figures) -> None:
+def test_r8_worker_cut_off_from_the_database_fences_itself(
+    tmp_path: Path, pg_url: str, redis_url: str, seed: int, figures: Figures
+) -> None:
     """One worker reaches PostgreSQL through a relay that is cut: it must kill its tasks within about a
     lease of its last renewal, since the scheduler hands them to another worker once the lease lapses."""
     rng = random.Random(seed)
@@ -427,7 +466,9 @@ def test_r8_worker_cut_off_from_the_database_fences_itself(tmp_path: Path, pg_ur
         c.start_scheduler()
         c.start_worker("victim", 2, env={"FLOWFORGE_DB": relayed})
         c.wait_workers(["victim"])
-        tasks = [{"id": t, "command": task_command(30.0, retry_sleep=rng.uniform(0.2, 0.6))} for t in ("a", "b")]
+        tasks = [
+            {"id": t, "command": task_command(30.0, retry_sleep=rng.uniform(0.2, 0.6))} for t in ("a", "b")
+        ]
         tasks.append({"id": "c", "command": task_command(0.1), "depends_on": ["a", "b"]})
         dag = make_dag("partition", c.ledger, tasks)
         c.submit(dag)
@@ -444,12 +485,18 @@ def test_r8_worker_cut_off_from_the_database_fences_itself(tmp_path: Path, pg_ur
         cut = time.monotonic()
         proxy.stop()
         figures.faults, figures.hits, figures.tasks_hit = 1, 1, len(pids)
-        c.wait_for("the cut-off worker to kill its tasks", lambda: not any(pid_alive(p) for p in pids),
-                   timeout=30, poll=0.02)
+        c.wait_for(
+            "the cut-off worker to kill its tasks",
+            lambda: not any(pid_alive(p) for p in pids),
+            timeout=30,
+            poll=0.02,
+        )
         fenced_at, fenced = time.time(), time.monotonic() - cut
-        c.wait_for("the next attempts to start",
-                   lambda: len([e for e in read_ledger(c.ledger) if e.kind == "start" and e.attempt == 2]) == 2,
-                   timeout=30)
+        c.wait_for(
+            "the next attempts to start",
+            lambda: len([e for e in read_ledger(c.ledger) if e.kind == "start" and e.attempt == 2]) == 2,
+            timeout=30,
+        )
         retried = min(e.at for e in read_ledger(c.ledger) if e.kind == "start" and e.attempt == 2)
         overlap = max(0.0, fenced_at - retried)
         time.sleep(max(0.0, cut + 2 * LEASE_SECS - time.monotonic()))
@@ -457,13 +504,18 @@ def test_r8_worker_cut_off_from_the_database_fences_itself(tmp_path: Path, pg_ur
         c.wait_runs([run_id], timeout=60)
         for task_id in ("a", "b"):
             attempts = c.get(f"/api/v1/runs/{run_id}/tasks/{task_id}")["attempts"]
-            assert [a["state"] for a in attempts][-1] == "success" and attempts[0]["state"] in ("lost", "failed")
+            assert [a["state"] for a in attempts][-1] == "success" and attempts[0]["state"] in (
+                "lost",
+                "failed",
+            )
         verify(c, figures, {run_id: dag})
         figures.recovery = [fenced]
         figures.elapsed = time.monotonic() - start
-        figures.notes.append(f"cut off with 2 tasks running: it killed them {fenced:.1f}s after the cut "
-                             f"(lease {LEASE_SECS:.1f}s); the next attempts started elsewhere, overlap {overlap:.1f}s"
-                             + refusals(c))
+        figures.notes.append(
+            f"cut off with 2 tasks running: it killed them {fenced:.1f}s after the cut "
+            f"(lease {LEASE_SECS:.1f}s); the next attempts started elsewhere, overlap {overlap:.1f}s"
+            + refusals(c)
+        )
         # Its last renewal was at most a renewal period before the cut.
         assert fenced < LEASE_SECS + 1.5, f"the cut-off worker ran its tasks on for {fenced:.1f}s"
     finally:
@@ -502,9 +554,11 @@ def test_r7_all_in_one_sigkill_and_restart(sqlite_cluster: Cluster, seed: int, f
     figures.recovery = [first]
     verify(c, figures, {run_id: dag})
     figures.elapsed = time.monotonic() - start
-    figures.notes.append(f"killed with {len(killed)} task(s) running; integrity_check ok, WAL; restarted and "
-                         f"healthy in {healthy:.1f}s, first claim {first:.1f}s after the restart began, run ended "
-                         f"{time.monotonic() - restarted:.1f}s after it")
+    figures.notes.append(
+        f"killed with {len(killed)} task(s) running; integrity_check ok, WAL; restarted and "
+        f"healthy in {healthy:.1f}s, first claim {first:.1f}s after the restart began, run ended "
+        f"{time.monotonic() - restarted:.1f}s after it"
+    )
 
 
 # -- R9 -------------------------------------------------------------------------------------------
@@ -517,14 +571,18 @@ def test_r9_timeout_kills_every_descendant(sqlite_cluster: Cluster, seed: int, f
         # two background sleeps: SIGTERM at 1 s ends the group
         {"id": "background", "command": f"{ledger_line('start')}; sleep 100 & sleep 100", "timeout_secs": 1},
         # ignores SIGTERM, and leaves a sleep reparented to init (a subshell that exits): SIGKILL after the grace
-        {"id": "stubborn", "command": f'trap "" TERM; {ledger_line("start")}; (sleep 100 &); sleep 100 & sleep 100',
-         "timeout_secs": 1},
+        {
+            "id": "stubborn",
+            "command": f'trap "" TERM; {ledger_line("start")}; (sleep 100 &); sleep 100 & sleep 100',
+            "timeout_secs": 1,
+        },
     ]
     dag = make_dag("timeouts", c.ledger, tasks, retries=0)
     c.submit(dag)
     run_id = c.trigger(dag.dag_id)
-    seen = c.wait_for("the tasks' processes", lambda: (n := len(survivors(c.ledger))) >= 7 and n, timeout=30,
-                      poll=0.05)
+    seen = c.wait_for(
+        "the tasks' processes", lambda: (n := len(survivors(c.ledger))) >= 7 and n, timeout=30, poll=0.05
+    )
     c.wait_runs([run_id], timeout=30)
     run = c.get(f"/api/v1/runs/{run_id}")
     assert run["state"] == "failed"
@@ -540,8 +598,11 @@ def test_r9_timeout_kills_every_descendant(sqlite_cluster: Cluster, seed: int, f
     figures.tasks, figures.runs, figures.runs_completed, figures.faults, figures.hits = 2, 1, 1, 2, 2
     figures.tasks_hit = seen
     figures.elapsed = time.monotonic() - start
-    figures.notes.append(f"{seen} task processes at the timeout, 0 left; attempts ended after "
-                         + ", ".join(f"{k} {v:.1f}s" for k, v in durations.items()) + " (timeout 1 s, kill grace 5 s)")
+    figures.notes.append(
+        f"{seen} task processes at the timeout, 0 left; attempts ended after "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in durations.items())
+        + " (timeout 1 s, kill grace 5 s)"
+    )
 
 
 # -- R12 ------------------------------------------------------------------------------------------
@@ -553,16 +614,25 @@ def test_r12_graceful_worker_stop(pg_cluster: Cluster, seed: int, figures: Figur
     c.start_scheduler()
     c.start_worker("victim", 5)  # four slots busy, one idle and waiting for a message
     victim_id = c.wait_workers(["victim"])["victim"]
-    long_dag = make_dag("long", c.ledger, [{"id": f"long{i}", "command": task_command(rng.uniform(3.0, 4.0))}
-                                           for i in range(4)])
-    short_dag = make_dag("short", c.ledger, [{"id": f"short{i}", "command": task_command(rng.uniform(0.2, 0.5))}
-                                             for i in range(8)])
+    long_dag = make_dag(
+        "long",
+        c.ledger,
+        [{"id": f"long{i}", "command": task_command(rng.uniform(3.0, 4.0))} for i in range(4)],
+    )
+    short_dag = make_dag(
+        "short",
+        c.ledger,
+        [{"id": f"short{i}", "command": task_command(rng.uniform(0.2, 0.5))} for i in range(8)],
+    )
     c.submit(long_dag)
     c.submit(short_dag)
     first = c.trigger(long_dag.dag_id)
-    pids = c.wait_for("the victim to run four tasks",
-                      lambda: (p := [e.pid for e in read_ledger(c.ledger) if e.kind == "start"]) and len(p) == 4 and p,
-                      timeout=30, poll=0.05)
+    pids = c.wait_for(
+        "the victim to run four tasks",
+        lambda: (p := [e.pid for e in read_ledger(c.ledger) if e.kind == "start"]) and len(p) == 4 and p,
+        timeout=30,
+        poll=0.05,
+    )
     c.start_worker("other", 2)
     c.wait_workers(["other"])
     signalled_at, signalled = time.time(), time.monotonic()
@@ -584,8 +654,10 @@ def test_r12_graceful_worker_stop(pg_cluster: Cluster, seed: int, figures: Figur
     figures.faults, figures.hits, figures.tasks_hit = 1, 1, len(pids)
     figures.recovery = [exited]
     figures.elapsed = time.monotonic() - start
-    figures.notes.append(f"SIGTERM with {len(pids)} tasks running: the worker exited {code} after {exited:.1f}s "
-                         f"(grace 30 s), claims after the signal {len(late_claims)}")
+    figures.notes.append(
+        f"SIGTERM with {len(pids)} tasks running: the worker exited {code} after {exited:.1f}s "
+        f"(grace 30 s), claims after the signal {len(late_claims)}"
+    )
     assert code == 0
     assert not late_claims, f"the stopping worker claimed {late_claims} after SIGTERM"
     for attempts in long_attempts:
