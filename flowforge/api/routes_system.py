@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from flowforge.api.models import LIST_LIMIT_MAX, SAFE_INT_MAX, Health, Ready, Status, WorkerList, errors
 from flowforge.api.views import worker_summary
 from flowforge.core.model import RunState, TaskState
-from flowforge.engine.scheduler import LEADER_LEASE
+from flowforge.store.base import LEADER_LEASE
 
 if TYPE_CHECKING:  # services imports the engine; the API needs only the type
     from flowforge.services import Services

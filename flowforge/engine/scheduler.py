@@ -21,14 +21,13 @@ from flowforge.core.records import Run, TaskInstance
 from flowforge.core.schedule import due_ticks
 from flowforge.core.states import attempt_outcome
 from flowforge.queues.base import Queue, TaskMessage
-from flowforge.store.base import Store
+from flowforge.store.base import LEADER_LEASE, Store
 
 if TYPE_CHECKING:  # the metrics are passed in; the engine does not import prometheus_client
     from flowforge.metrics import SchedulerMetrics
 
 log = logging.getLogger("flowforge.scheduler")
 
-LEADER_LEASE = "scheduler"
 LEADER_TTL_SECS = 5.0  # a standby takes over within about this long after the leader died
 ACTIVE_RUN_LIMIT = 100_000  # every active run is looked at on each tick
 BATCH_SECS = 0.05  # longest a wake is held back while the queue still has work (see run)

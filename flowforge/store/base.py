@@ -13,6 +13,9 @@ from typing import Any, Protocol
 from flowforge.core.model import DagSpec, RunState, TaskState
 from flowforge.core.records import Attempt, DagRecord, Event, Run, TaskInstance, WorkerInfo
 
+# Names of the leases held in the store (see Store.hold_lease).
+LEADER_LEASE = "scheduler"  # held by the one scheduler that plans; a standby waits for it
+
 
 class Store(Protocol):
     """Persistent state of DAGs, runs, task instances, attempts, logs and workers."""
