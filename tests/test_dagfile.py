@@ -1,4 +1,4 @@
-"""DAG file parsing and validation (DESIGN §3): every problem located, in plain words."""
+"""DAG file parsing and validation (the README's DAG file reference): every problem located, in plain words."""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ def test_valid_schedules(expr: str) -> None:
     [
         ("", "a schedule must be a cron expression"),
         ("* * * *", "'* * * *' has 4 fields; a schedule must have 5 fields"),
-        ("0 0 0 1 1 * 2030", "has 7 fields"),  # croniter's year field is not part of DESIGN §3
+        ("0 0 0 1 1 * 2030", "has 7 fields"),  # croniter's year field is not part of a DAG schedule
         ("61 * * * *", "is not a valid cron expression"),
         ("60 * * * * *", "is not a valid cron expression"),  # seconds first: 60 is out of range
         ("* 25 * * *", "is not a valid cron expression"),

@@ -1,6 +1,6 @@
 """DAG files: YAML text in, a validated DagSpec out, or every problem found with its line and column.
 
-The schema is DESIGN §3. Reading (tags, aliases, syntax) lives in `yamlnodes`; this module checks
+The schema is the README's "The DAG file". Reading (tags, aliases, syntax) lives in `yamlnodes`; this module checks
 what the values mean. Problems are collected rather than raised one at a time, so a user fixes a
 file in one pass.
 """
@@ -64,7 +64,7 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
 
 
 class _Reader:
-    """Reads DESIGN §3 values out of a YNode tree, collecting problems instead of stopping."""
+    """Reads DAG-file values out of a YNode tree, collecting problems instead of stopping."""
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems

@@ -13,7 +13,7 @@ def backoff_delay(
 ) -> float:
     """Seconds to wait before attempt `attempts_so_far + 1`: `min(base * 2**n, cap)`.
 
-    With the defaults this is DESIGN's `min(2 ** n, 60)`: 2 s after the first failure,
+    With the defaults this is `min(2 ** n, 60)`: 2 s after the first failure,
     then 4, 8, 16, 32, 60, 60 …
     """
     if attempts_so_far < 0:

@@ -28,7 +28,7 @@ def _iter(expr: str, timezone: str, start: float) -> croniter:
     # A tz-aware start makes croniter work in local wall-clock time, which is what a
     # "02:30 every day" schedule means, including across DST changes.
     begin = datetime.fromtimestamp(start, ZoneInfo(timezone))
-    # DESIGN §3: a sixth field is seconds, and it comes first (croniter's default is last).
+    # A sixth field is seconds, and it comes first (croniter's default is last): see the README's DAG file.
     return croniter(_normalise(expr), begin, second_at_beginning=True)
 
 
@@ -45,7 +45,7 @@ def validate_schedule(expr: str, timezone: str = "UTC") -> str | None:
     else:
         n = len(text.split(" "))
         if n not in (5, 6):
-            # croniter would read a 7th field as a year; DESIGN §3 does not allow it.
+            # croniter would read a 7th field as a year; a DAG file's schedule has 5 or 6 fields.
             return f"'{text}' has {n} field{'s' if n != 1 else ''}; a schedule must have {FORMS}"
     try:
         ZoneInfo(timezone)

@@ -1,4 +1,4 @@
-"""Which values are secrets, and masking them in answers and in task logs (DESIGN §7)."""
+"""Which values are secrets, and masking them in answers and in task logs (README: REST API, tokens)."""
 
 from __future__ import annotations
 
