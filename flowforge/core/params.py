@@ -32,11 +32,14 @@ def resolve_params(declared: Mapping[str, Any], given: Mapping[str, Any]) -> dic
     bad = sorted(k for k, v in given.items() if not _is_scalar(v))
     bad_names = sorted(k for k in given if not k.replace("_", "a").isalnum() or not k.isascii())
     if bad or bad_names:
+        details: list[dict[str, object]] = [
+            {"param": k, "message": "must be a string, number or boolean"} for k in bad
+        ]
+        details += [{"param": k, "message": "name must use letters, digits and _"} for k in bad_names]
         raise InvalidRequest(
             "invalid_params",
             "params must be named with letters, digits and _ and be a string, number or boolean: "
             + ", ".join(sorted(set(bad) | set(bad_names))),
-            [{"param": k, "message": "must be a string, number or boolean"} for k in bad]
-            + [{"param": k, "message": "name must use letters, digits and _"} for k in bad_names],
+            details,
         )
     return {**declared, **given}

@@ -148,7 +148,7 @@ class _Builder:
             tag = _resolve(text) if ev.implicit[0] else _STR
         value: Any = text
         bad = False
-        if tag == _STR or tag == _MERGE or tag == _TIMESTAMP:
+        if tag in (_STR, _MERGE, _TIMESTAMP):
             pass  # timestamps stay text: no DAG field is a date, and str(date) would differ
         elif tag == _NULL:
             value = None

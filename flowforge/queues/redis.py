@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 import uuid
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -183,7 +184,8 @@ class RedisQueue:
     def size(self) -> int:
         """Messages waiting in the shared list (not those being processed); raises Unavailable when unreachable."""
         try:
-            return int(self._redis.llen(self._tasks))  # type: ignore[arg-type]
+            n: Any = self._redis.llen(self._tasks)  # typed as maybe-awaitable by some redis-py versions
+            return int(n)
         except RedisError as exc:
             raise Unavailable(f"Redis unavailable: {exc}") from exc
 
