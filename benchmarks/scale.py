@@ -25,9 +25,11 @@ from benchmarks.workloads import load_workload
 from flowforge.core.model import RunState
 from flowforge.engine.scheduler import Scheduler
 from flowforge.queues.memory import MemoryQueue
-from flowforge.store import control
-from flowforge.store import sql as named
+from flowforge.store.control import LATEST_LOGICAL_DATES
+from flowforge.store.counts import ACTIVE_COUNTS, COUNT_RUNS, COUNT_TASKS
+from flowforge.store.runs import SELECT_RUNS
 from flowforge.store.sqlite import SqliteStore
+from flowforge.store.tasks import LIST_TI
 
 # The history DAG has a schedule that is never due, so that the scheduler's cron bookkeeping
 # (the newest logical date per DAG) runs on every tick, over a history of scheduled runs.
@@ -139,7 +141,7 @@ def store_figures(home: Path, sample_run: str) -> dict[str, Any]:
 def _list_runs_sql(dag: bool, states: int) -> str:
     where = (["dag_id = ?"] if dag else []) + ([f"state IN ({', '.join('?' * states)})"] if states else [])
     return (
-        named.RUN_COLS
+        SELECT_RUNS
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY created_at DESC, run_id DESC LIMIT ? OFFSET ?"
     )
@@ -150,11 +152,11 @@ HOT_QUERIES = {
     "list_runs state filter": (_list_runs_sql(False, 1), ("success", 50, 0)),
     "list_runs active states (each tick)": (_list_runs_sql(False, 2), ("queued", "running", 100_000, 0)),
     "list_runs dag + state": (_list_runs_sql(True, 1), (DAG_ID, "running", 17, 0)),
-    "task_instances": (named.LIST_TI, ("x",)),
-    "active_task_counts": (named.ACTIVE_COUNTS, ()),
-    "latest_logical_dates (each tick)": (control.LATEST_LOGICAL_DATES, ()),
-    "counts: tasks by state (/status)": (named.COUNT_TASKS, ()),
-    "counts: runs by state (/status)": (named.COUNT_RUNS, ()),
+    "task_instances": (LIST_TI, ("x",)),
+    "active_task_counts": (ACTIVE_COUNTS, ()),
+    "latest_logical_dates (each tick)": (LATEST_LOGICAL_DATES, ()),
+    "counts: tasks by state (/status)": (COUNT_TASKS, ()),
+    "counts: runs by state (/status)": (COUNT_RUNS, ()),
 }
 
 

@@ -1,20 +1,14 @@
-"""SqlStore's queries for controlling runs: stop (cancel, run timeout), clear for retry, cron bookkeeping.
-
-A mixin of SqlStore: it uses SqlStore's `_transaction`, `_exec` and `_all`, and is written with
-`?` placeholders like every other query.
-"""
+"""Controlling whole runs: stop (cancel, run timeout), clear tasks to retry, and cron's logical dates."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
 
 from flowforge.core.errors import Conflict, NotFound
 from flowforge.core.model import TASK_TERMINAL, RunState, TaskState
-
-if TYPE_CHECKING:
-    from flowforge.store.sql import Cursor
+from flowforge.store.events import EventLog
+from flowforge.store.runs import RUN_STATE
+from flowforge.store.tasks import RESET_RESULT
 
 STOP_RUN = "UPDATE runs SET state = ?, ended_at = ? WHERE run_id = ? AND state IN ('queued', 'running')"
 # Tasks that were (about to be) running get the stopping state and the reason; tasks that never
@@ -27,12 +21,8 @@ STOP_PENDING_TASKS = (
     "UPDATE task_instances SET state = 'cancelled', ended_at = ? WHERE run_id = ? AND state = 'pending'"
 )
 STOP_ATTEMPTS = "UPDATE attempts SET state = ?, error = ?, ended_at = ? WHERE run_id = ? AND state IN ('queued', 'running')"
-RUN_STATE = "SELECT state FROM runs WHERE run_id = ?"
 TASK_STATES = "SELECT task_id, state FROM task_instances WHERE run_id = ?"
-CLEAR_TASK = (
-    "UPDATE task_instances SET state = 'pending', retry_at = NULL, queued_at = NULL, started_at = NULL,"
-    " ended_at = NULL, exit_code = NULL, error = NULL, worker_id = NULL WHERE run_id = ? AND task_id = ?"
-)
+CLEAR_TASK = f"UPDATE task_instances SET state = 'pending', {RESET_RESULT} WHERE run_id = ? AND task_id = ?"
 CLEAR_ATTEMPTS = "UPDATE attempts SET cleared = TRUE WHERE run_id = ? AND task_id = ?"
 REOPEN_RUN = "UPDATE runs SET state = 'running', ended_at = NULL WHERE run_id = ?"
 # One index lookup per DAG (runs_logical_date): a GROUP BY over runs read every scheduled run
@@ -46,21 +36,8 @@ LOGICAL_DATES_BETWEEN = (
 )
 
 
-class RunControl:
+class RunControl(EventLog):
     """Stopping and re-opening runs, and the logical dates of scheduled runs."""
-
-    def _transaction(self, write: bool = True) -> AbstractContextManager[Cursor]:
-        raise NotImplementedError  # provided by SqlStore
-
-    def _exec(self, cur: Cursor, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        raise NotImplementedError  # provided by SqlStore
-
-    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        raise NotImplementedError  # provided by SqlStore
-
-    if TYPE_CHECKING:  # provided by EventLog; a stub here would shadow it in SqlStore's MRO
-
-        def _emit_runs(self, cur: Cursor, run_ids: Sequence[str], now: float) -> None: ...
 
     def stop_run(self, run_id: str, state: RunState, reason: str, now: float) -> bool:
         """End a queued/running run now as `state` (cancelled, or failed on a run timeout), atomically.

@@ -1,20 +1,18 @@
-"""SqlStore's event log: every state change gets a row, numbered in commit order.
+"""The event log (table `events`): every state change gets a row, numbered in commit order.
 
-A mixin of SqlStore. The writing methods call `_emit_*` inside their own transaction, so an
-event exists exactly when its change was committed. Each event copies the changed row's
-current state, so the same statement serves every kind of change.
+`EventLog` is the base of every part of the store that changes state: it calls `_emit_*`
+inside its own transaction, so an event exists exactly when its change was committed. Each
+event copies the changed row's current state, so the same statement serves every kind of change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 from flowforge.core.records import Event
+from flowforge.store.db import Columns, Cursor, SqlBase
 
-if TYPE_CHECKING:
-    from flowforge.store.sql import Cursor
-
+EVENT_COLUMNS = Columns(Event, "events", "id, ts, kind, dag_id, run_id, task_id, state, attempt")
 BUMP_SEQ = "UPDATE event_seq SET value = value + ? WHERE id = 1"
 READ_SEQ = "SELECT value FROM event_seq WHERE id = 1"
 EMIT_RUN = (
@@ -27,21 +25,12 @@ EMIT_TASK = (
     " FROM task_instances t JOIN runs r ON r.run_id = t.run_id WHERE t.run_id = ? AND t.task_id = ?"
 )
 EMIT_DAG = "INSERT INTO events (id, ts, kind, dag_id) VALUES (?, ?, 'dag', ?)"
-EVENTS_AFTER = "SELECT id, ts, kind, dag_id, run_id, task_id, state, attempt FROM events WHERE id > ? ORDER BY id LIMIT ?"
+EVENTS_AFTER = EVENT_COLUMNS.select + " WHERE id > ? ORDER BY id LIMIT ?"
 PRUNE_EVENTS = "DELETE FROM events WHERE id <= ?"
 
 
-class EventLog:
-    """Writes and reads the event log."""
-
-    def _exec(self, cur: Cursor, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        raise NotImplementedError  # provided by SqlStore
-
-    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        raise NotImplementedError  # provided by SqlStore
-
-    def _transaction(self, write: bool = True) -> Any:
-        raise NotImplementedError  # provided by SqlStore
+class EventLog(SqlBase):
+    """Writes events inside the changing transaction, and reads and prunes the log."""
 
     def _next_ids(self, cur: Cursor, n: int) -> range:
         """Reserve `n` event ids; the row lock on event_seq holds until this transaction commits."""
@@ -50,16 +39,13 @@ class EventLog:
         return range(last - n + 1, last + 1)
 
     def _emit_runs(self, cur: Cursor, run_ids: Sequence[str], now: float) -> None:
-        for event_id, run_id in zip(self._next_ids(cur, len(run_ids)), run_ids):
+        for event_id, run_id in zip(self._next_ids(cur, len(run_ids)), run_ids, strict=True):
             self._exec(cur, EMIT_RUN, (event_id, now, run_id))
 
     def _emit_tasks(self, cur: Cursor, run_id: str, task_ids: Sequence[str], now: float) -> None:
         if task_ids:
-            rows = [
-                (event_id, now, run_id, tid)
-                for event_id, tid in zip(self._next_ids(cur, len(task_ids)), task_ids)
-            ]
-            cur.executemany(self._render(EMIT_TASK), rows)  # type: ignore[attr-defined]
+            ids = zip(self._next_ids(cur, len(task_ids)), task_ids, strict=True)
+            self._exec_many(cur, EMIT_TASK, [(event_id, now, run_id, tid) for event_id, tid in ids])
 
     def _emit_dag(self, cur: Cursor, dag_id: str, now: float) -> None:
         (event_id,) = self._next_ids(cur, 1)
@@ -67,7 +53,7 @@ class EventLog:
 
     def events_after(self, after: int, limit: int = 500) -> list[Event]:
         """Events with an id above `after`, oldest first, at most `limit`."""
-        return [Event(*row) for row in self._all(EVENTS_AFTER, (after, limit))]
+        return [EVENT_COLUMNS.build(row) for row in self._all(EVENTS_AFTER, (after, limit))]
 
     def last_event_id(self) -> int:
         """The id of the newest event (0 when there is none yet)."""

@@ -10,7 +10,8 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from flowforge.core.errors import Unavailable
-from flowforge.store.sql import Cursor, Dialect, SqlStore
+from flowforge.store.db import Cursor, Dialect
+from flowforge.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 

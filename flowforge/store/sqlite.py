@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flowforge.store.sql import Cursor, Dialect, SqlStore
+from flowforge.store.db import Cursor, Dialect
+from flowforge.store.sql import SqlStore
 
 SQLITE = Dialect(name="sqlite", placeholder="?", integrity_error=sqlite3.IntegrityError)
 
