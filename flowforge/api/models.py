@@ -1,9 +1,9 @@
 """Pydantic models of every request and answer of the REST API, so that /openapi.json says exactly what is sent.
 
-The routes build their answers from the store's records (`to_dict()` plus masking in views.py);
-these models describe those dicts field for field and do not rename anything. An answer with a
-key its model does not know fails its request (a 500), so a field added to a record or a route
-must be added here too; `tests/test_api_fuzz.py` calls every route and `tests/test_api_models.py`
+views.py builds each answer from a record's `to_dict()` (plus masking), in one place; these
+models describe those forms field for field and do not rename anything. A form with a key its
+model does not know fails its request (a 500), so a field added to a record or a route must be
+added here too; `tests/test_api_fuzz.py` calls every route and `tests/test_api_models.py`
 compares the records with the models, so that shows in the tests first. Times are Unix epoch
 seconds (float) unless a field says it is an ISO-8601 string.
 """

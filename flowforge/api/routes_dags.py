@@ -1,13 +1,19 @@
-"""DAG routes: list, submit (JSON or raw YAML), detail, deactivate, pause and unpause."""
+"""DAG routes: list, submit (JSON or raw YAML), detail, deactivate, pause, unpause and backfill.
+
+Each route reads its request, calls one function of `flowforge.operations` (or one store read),
+and answers with the model `views` builds; the rules themselves live in operations.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from flowforge import operations as ops
+from flowforge.api import views
 from flowforge.api.errors import HttpError
 from flowforge.api.models import (
     LIST_LIMIT_MAX,
@@ -20,16 +26,9 @@ from flowforge.api.models import (
     SubmitDagRequest,
     errors,
 )
-from flowforge.api.views import dag_view
-from flowforge.core.dagfile import load_dag
-from flowforge.core.errors import Conflict, InvalidRequest, NotFound
-from flowforge.core.schedule import iso_utc, parse_instant, ticks_between
 
 if TYPE_CHECKING:  # services imports the engine; the API needs only the type
     from flowforge.services import Services
-
-MAX_BACKFILL_RUNS = 1000  # per request: a typo in a date must not create a million runs
-
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 
@@ -88,130 +87,85 @@ _SUBMIT_BODY_DOC = {
 }
 
 
-def build_dag_router(services: Services) -> APIRouter:
-    """Routes under /api/v1/dags, bound to these services."""
-    router = APIRouter(prefix="/api/v1/dags", tags=["dags"])
-    store, queue = services.store, services.queue
-    max_yaml = services.settings.max_yaml_bytes
+class DagRoutes:
+    """The handlers of /api/v1/dags, bound to one set of services (their docstrings document them)."""
 
-    @router.get("", response_model=DagList, responses=errors(422, 503))
+    def __init__(self, services: Services) -> None:
+        self.store, self.queue = services.store, services.queue
+        self.max_yaml = services.settings.max_yaml_bytes
+
     def list_dags(
+        self,
         include_inactive: bool = Query(False, description="also list deactivated DAGs"),
         limit: int = Query(LIST_LIMIT_MAX, ge=1, le=LIST_LIMIT_MAX, description="page size"),
         offset: int = Query(0, ge=0, le=SAFE_INT_MAX, description="DAGs to skip"),
-    ) -> dict[str, Any]:
+    ) -> DagList:
         """DAGs by id (latest version each), with their next scheduled run, paged."""
         now = time.time()
-        records = store.list_dags(include_inactive=include_inactive)
-        return {
-            "dags": [dag_view(r, now) for r in records[offset : offset + limit]],
-            "limit": limit,
-            "offset": offset,
-            "has_more": offset + limit < len(records),
-            "total": len(records),
-        }
+        records = self.store.list_dags(include_inactive=include_inactive)
+        return DagList(
+            dags=[views.dag_summary(r, now) for r in records[offset : offset + limit]],
+            limit=limit,
+            offset=offset,
+            has_more=offset + limit < len(records),
+            total=len(records),
+        )
 
-    @router.post(
-        "",
-        status_code=201,
-        openapi_extra=_SUBMIT_BODY_DOC,
-        response_model=DagSubmitted,
-        responses=errors(403, 413, 415, 422, 503),
-    )
-    def submit_dag(request: Request, body: bytes = Depends(raw_body)) -> dict[str, Any]:
+    def submit_dag(self, request: Request, body: bytes = Depends(raw_body)) -> DagSubmitted:
         """Validate and store a DAG; a changed DAG gets a new version. Invalid → 422, nothing stored."""
         text = _yaml_text(request, body)
-        if len(text.encode("utf-8")) > max_yaml:
-            raise HttpError(413, "payload_too_large", f"DAG YAML is larger than {max_yaml} bytes")
-        spec = load_dag(text, source="<request>", max_bytes=max_yaml)
-        try:
-            previous: int | None = store.get_dag(spec.id).version
-        except NotFound:
-            previous = None
-        now = time.time()
-        record = store.put_dag(spec, text, now)
-        queue.wake_scheduler()  # a new or changed schedule is seen now, not at the next tick
-        out = dag_view(record, now, detail=True)
-        out["created"] = previous is None
-        out["changed"] = previous is None or record.version != previous
-        return out
+        if len(text.encode("utf-8")) > self.max_yaml:
+            raise HttpError(413, "payload_too_large", f"DAG YAML is larger than {self.max_yaml} bytes")
+        submission = ops.submit_dag(self.store, self.queue, text, max_bytes=self.max_yaml)
+        return views.dag_submitted(submission, time.time())
 
-    @router.get("/{dag_id}", response_model=DagDetail, responses=errors(404, 503))
-    def get_dag(dag_id: str) -> dict[str, Any]:
+    def get_dag(self, dag_id: str) -> DagDetail:
         """One DAG with its tasks, version, source and next run."""
-        return dag_view(store.get_dag(dag_id), time.time(), detail=True)
+        return views.dag_detail(self.store.get_dag(dag_id), time.time())
 
-    @router.delete("/{dag_id}", response_model=DagDetail, responses=errors(403, 404, 503))
-    def deactivate_dag(dag_id: str) -> dict[str, Any]:
+    def deactivate_dag(self, dag_id: str) -> DagDetail:
         """Deactivate a DAG: no new runs; its history stays. Submitting it again reactivates it."""
-        return dag_view(store.set_dag_flags(dag_id, active=False), time.time(), detail=True)
+        return views.dag_detail(ops.deactivate_dag(self.store, dag_id), time.time())
 
-    @router.post("/{dag_id}/pause", response_model=DagDetail, responses=errors(403, 404, 503))
-    def pause_dag(dag_id: str) -> dict[str, Any]:
+    def pause_dag(self, dag_id: str) -> DagDetail:
         """Stop scheduling a DAG (runs in flight carry on)."""
-        return dag_view(store.set_dag_flags(dag_id, paused=True), time.time(), detail=True)
+        return views.dag_detail(ops.pause_dag(self.store, dag_id), time.time())
 
-    @router.post("/{dag_id}/unpause", response_model=DagDetail, responses=errors(403, 404, 503))
-    def unpause_dag(dag_id: str) -> dict[str, Any]:
+    def unpause_dag(self, dag_id: str) -> DagDetail:
         """Resume scheduling a DAG; the ticks missed while paused are replayed only with `catchup: true`."""
-        now = time.time()
-        record = store.get_dag(dag_id)
-        skip_missed = record.paused and not record.spec.catchup
-        record = store.set_dag_flags(dag_id, paused=False, schedule_after=now if skip_missed else None)
-        queue.wake_scheduler()
-        return dag_view(record, now, detail=True)
+        return views.dag_detail(ops.unpause_dag(self.store, self.queue, dag_id), time.time())
 
-    @router.post(
-        "/{dag_id}/backfill",
-        status_code=201,
-        response_model=BackfillResult,
-        responses=errors(403, 404, 413, 422, 503),
-    )
-    def backfill(dag_id: str, body: BackfillRequest) -> dict[str, Any]:
+    def backfill(self, dag_id: str, body: BackfillRequest) -> BackfillResult:
         """Create a run for every tick in [start, end] that has none yet (or only list them: `dry_run`).
 
         The runs wait `queued` and start as `max_active_runs` allows, oldest tick first.
         """
-        record = store.get_dag(dag_id)
-        spec = record.spec
-        if not record.active:
-            raise NotFound(f"DAG {dag_id!r} is inactive; submit it again to reactivate it")
-        if not spec.schedule:
-            raise InvalidRequest(
-                "no_schedule", f"DAG {dag_id!r} has no schedule, so it has no ticks to backfill"
-            )
-        try:
-            start, end = parse_instant(body.start, spec.timezone), parse_instant(body.end, spec.timezone)
-            if end < start:
-                raise ValueError(f"end {body.end} is before start {body.start}")
-            ticks = ticks_between(spec.schedule, spec.timezone, start, end, MAX_BACKFILL_RUNS)
-        except ValueError as exc:
-            raise InvalidRequest("invalid_range", str(exc)) from exc
-        existing = store.logical_dates(dag_id, start, end)
-        now = time.time()
-        out = []
-        for tick in ticks:
-            entry: dict[str, Any] = {
-                "logical_date": iso_utc(tick),
-                "run_id": None,
-                "existed": tick in existing,
-            }
-            if not body.dry_run and not entry["existed"]:
-                try:
-                    run = store.create_run(
-                        dag_id, triggered_by="backfill", params=dict(spec.params), now=now, logical_date=tick
-                    )
-                    entry["run_id"] = run.run_id
-                except Conflict:
-                    entry["existed"] = True  # the scheduler made this tick's run meanwhile
-            out.append(entry)
-        if not body.dry_run:
-            queue.wake_scheduler()
-        return {
-            "dag_id": dag_id,
-            "dry_run": body.dry_run,
-            "ticks": out,
-            "created": sum(e["run_id"] is not None for e in out),
-        }
+        outcome = ops.backfill(self.store, self.queue, dag_id, body.start, body.end, dry_run=body.dry_run)
+        return views.backfill_result(outcome)
 
+
+def build_dag_router(services: Services) -> APIRouter:
+    """Routes under /api/v1/dags, bound to these services."""
+    r = DagRoutes(services)
+    router = APIRouter(prefix="/api/v1/dags", tags=["dags"])
+    # path, method, handler, success status, answer model, documented error answers
+    table = (
+        ("", "GET", r.list_dags, 200, DagList, errors(422, 503)),
+        ("", "POST", r.submit_dag, 201, DagSubmitted, errors(403, 413, 415, 422, 503)),
+        ("/{dag_id}", "GET", r.get_dag, 200, DagDetail, errors(404, 503)),
+        ("/{dag_id}", "DELETE", r.deactivate_dag, 200, DagDetail, errors(403, 404, 503)),
+        ("/{dag_id}/pause", "POST", r.pause_dag, 200, DagDetail, errors(403, 404, 503)),
+        ("/{dag_id}/unpause", "POST", r.unpause_dag, 200, DagDetail, errors(403, 404, 503)),
+        ("/{dag_id}/backfill", "POST", r.backfill, 201, BackfillResult, errors(403, 404, 413, 422, 503)),
+    )
+    for path, method, endpoint, status, model, answers in table:
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            status_code=status,
+            response_model=model,
+            responses=answers,
+            openapi_extra=_SUBMIT_BODY_DOC if endpoint == r.submit_dag else None,
+        )
     return router

@@ -20,8 +20,8 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from flowforge.api.models import SAFE_INT_MAX, errors
-from flowforge.core.model import TASK_ACTIVE
 from flowforge.core.records import Event
+from flowforge.operations import attempt_ended
 from flowforge.store.base import Store
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ async def log_stream(
     while await ctx.go_on():
         # The state first: once it says the attempt ended, the reads below get all it wrote.
         ti = await run_in_threadpool(store.get_task_instance, run_id, task_id)
-        ended = not (ti.attempt == attempt and ti.state in TASK_ACTIVE)
+        ended = attempt_ended(ti, attempt)
         while True:  # a page at a time, so that a huge log never sits in memory whole
             text, after = await run_in_threadpool(
                 store.read_log, run_id, task_id, attempt, after, LOG_PAGE_BYTES

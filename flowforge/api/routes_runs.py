@@ -1,13 +1,18 @@
-"""Run routes: list, trigger, detail, task instances with their attempts, and task logs."""
+"""Run routes: list, trigger, detail, cancel, retry, task instances with their attempts, and task logs.
+
+Each route reads its request, calls one function of `flowforge.operations` (or one store read),
+and answers with the model `views` builds; the rules themselves live in operations.
+"""
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from flowforge import operations as ops
+from flowforge.api import views
 from flowforge.api.errors import HttpError
 from flowforge.api.models import (
     LIST_LIMIT_MAX,
@@ -24,15 +29,15 @@ from flowforge.api.models import (
     errors,
 )
 from flowforge.api.routes_events import LOG_PAGE_BYTES, SSE_HEADERS, StreamContext, log_stream
-from flowforge.api.views import run_view, task_spec_view
-from flowforge.core.errors import Conflict, NotFound
-from flowforge.core.model import TASK_ACTIVE, TASK_TERMINAL, RunState, TaskState
-from flowforge.core.params import resolve_params
-from flowforge.core.plan import tasks_to_clear
-from flowforge.core.records import Run, TaskInstance
+from flowforge.core.model import RunState
 
 if TYPE_CHECKING:  # services imports the engine; the API needs only the type
     from flowforge.services import Services
+
+_LOG_ANSWERS = {
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "with follow=1: the log"},
+    **errors(404, 422, 503),
+}
 
 
 def _parse_states(state: str | None) -> list[RunState] | None:
@@ -47,135 +52,64 @@ def _parse_states(state: str | None) -> list[RunState] | None:
         raise HttpError(422, "invalid_request", f"unknown run state in {state!r} (valid: {valid})") from exc
 
 
-def build_run_router(services: Services) -> APIRouter:
-    """Routes under /api/v1/runs, bound to these services."""
-    router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
-    store, queue = services.store, services.queue
+class RunRoutes:
+    """The handlers of /api/v1/runs, bound to one set of services (their docstrings document them)."""
 
-    @router.get("", response_model=RunList, responses=errors(422, 503))
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.store, self.queue = services.store, services.queue
+
     def list_runs(
+        self,
         dag_id: str | None = Query(None, description="only runs of this DAG"),
         state: str | None = Query(None, description="only runs in this state (comma-separated for several)"),
         limit: int = Query(50, ge=1, le=LIST_LIMIT_MAX, description="page size"),
         offset: int = Query(0, ge=0, le=SAFE_INT_MAX, description="runs to skip"),
-    ) -> dict[str, Any]:
+    ) -> RunList:
         """Runs, newest first, filtered and paged."""
         # One run more than asked tells whether another page follows, without counting them all.
-        runs = store.list_runs(
+        runs = self.store.list_runs(
             dag_id=dag_id or None, states=_parse_states(state), limit=limit + 1, offset=offset
         )
-        return {
-            "runs": [run_view(r) for r in runs[:limit]],
-            "limit": limit,
-            "offset": offset,
-            "has_more": len(runs) > limit,
-        }
+        page = [views.run_out(r) for r in runs[:limit]]
+        return RunList(runs=page, limit=limit, offset=offset, has_more=len(runs) > limit)
 
-    @router.post("", status_code=201, response_model=TriggeredRun, responses=errors(403, 404, 413, 422, 503))
-    def trigger_run(body: TriggerRequest) -> dict[str, Any]:
+    def trigger_run(self, body: TriggerRequest) -> TriggeredRun:
         """Start a run of a DAG's latest version now, and wake the scheduler."""
-        record = store.get_dag(body.dag_id)
-        if not record.active:
-            raise NotFound(f"DAG {body.dag_id!r} is inactive; submit it again to reactivate it")
-        params = resolve_params(record.spec.params, body.params)
-        run = store.create_run(body.dag_id, triggered_by=body.triggered_by, params=params, now=time.time())
-        queue.wake_scheduler()
-        return {**run_view(run), "dag_paused": record.paused}
+        trigger = ops.trigger_run(
+            self.store, self.queue, body.dag_id, params=body.params, triggered_by=body.triggered_by
+        )
+        return views.triggered_run(trigger)
 
-    def run_detail(run_id: str) -> dict[str, Any]:
-        run = store.get_run(run_id)
-        tis = store.task_instances(run_id)
-        out = run_view(run)
-        out["tasks"] = [ti.to_dict() for ti in tis]
-        out["waiting"] = _waiting_note(run, tis)
-        return out
-
-    def _waiting_note(run: Run, tis: list[TaskInstance]) -> str | None:
-        """Why a run or its tasks are not moving, when they wait for a slot."""
-        if run.state == RunState.QUEUED:
-            limit = store.get_dag_spec(run.dag_id, run.dag_version).max_active_runs
-            busy = len(store.list_runs(dag_id=run.dag_id, states=[RunState.RUNNING], limit=limit + 1))
-            if busy >= limit:
-                return f"waiting for a run slot: {busy} run(s) of {run.dag_id} running, max_active_runs is {limit}"
-            return "waiting for the scheduler to start it"
-        queued = sum(ti.state == TaskState.QUEUED for ti in tis)
-        if run.state == RunState.RUNNING and queued:
-            return f"{queued} task(s) queued, waiting for a free worker slot"
-        return None
-
-    @router.get("/{run_id}", response_model=RunDetail, responses=errors(404, 503))
-    def get_run(run_id: str) -> dict[str, Any]:
+    def get_run(self, run_id: str) -> RunDetail:
         """A run with all its task instances, and why it waits when it waits for a slot."""
-        return run_detail(run_id)
+        return views.run_detail(ops.run_snapshot(self.store, run_id))
 
-    @router.post("/{run_id}/cancel", response_model=RunDetail, responses=errors(403, 404, 409, 503))
-    def cancel_run(run_id: str) -> dict[str, Any]:
+    def cancel_run(self, run_id: str) -> RunDetail:
         """Cancel a run: its running tasks are killed, the rest become cancelled. 409 when it had ended."""
-        if not store.stop_run(run_id, RunState.CANCELLED, "cancelled by request", time.time()):
-            raise Conflict(f"run {run_id!r} has already ended ({store.get_run(run_id).state})")
-        return run_detail(run_id)
+        return views.run_detail(ops.cancel_run(self.store, run_id))
 
-    def _retry(run_id: str, task_id: str | None, downstream: bool) -> dict[str, Any]:
-        run = store.get_run(run_id)
-        spec = store.get_dag_spec(run.dag_id, run.dag_version)
-        states = {ti.task_id: ti.state for ti in store.task_instances(run_id)}
-        if task_id is not None and task_id not in states:
-            raise NotFound(f"no task {task_id!r} in run {run_id!r}")
-        chosen = tasks_to_clear(spec, states, task_id, downstream)
-        if not chosen:
-            raise Conflict(f"run {run_id!r} has no failed task to retry")
-        cleared = store.clear_tasks(run_id, chosen, time.time())
-        queue.wake_scheduler()
-        out = run_detail(run_id)
-        out["cleared"] = cleared
-        return out
-
-    @router.post("/{run_id}/retry", response_model=RunRetried, responses=errors(403, 404, 409, 503))
-    def retry_failed(run_id: str) -> dict[str, Any]:
+    def retry_failed(self, run_id: str) -> RunRetried:
         """Run the failed (and upstream-failed, cancelled) tasks of a run again, in the same run."""
-        return _retry(run_id, None, False)
+        return views.run_retried(ops.retry_run(self.store, self.queue, run_id))
 
-    @router.post(
-        "/{run_id}/tasks/{task_id}/retry",
-        response_model=RunRetried,
-        responses=errors(403, 404, 409, 413, 422, 503),
-    )
-    def retry_task(run_id: str, task_id: str, body: RetryRequest | None = None) -> dict[str, Any]:
+    def retry_task(self, run_id: str, task_id: str, body: RetryRequest | None = None) -> RunRetried:
         """Run a finished task again (and what never ran because of it; with `downstream`, all below it)."""
-        return _retry(run_id, task_id, bool(body and body.downstream))
+        downstream = bool(body and body.downstream)
+        return views.run_retried(
+            ops.retry_run(self.store, self.queue, run_id, task_id, downstream=downstream)
+        )
 
-    @router.get("/{run_id}/tasks", response_model=TaskList, responses=errors(404, 503))
-    def list_tasks(run_id: str) -> dict[str, Any]:
+    def list_tasks(self, run_id: str) -> TaskList:
         """The task instances of a run, in the DAG's task order."""
-        return {"tasks": [ti.to_dict() for ti in store.task_instances(run_id)]}
+        return TaskList(tasks=[views.task_out(ti) for ti in self.store.task_instances(run_id)])
 
-    @router.get("/{run_id}/tasks/{task_id}", response_model=TaskDetail, responses=errors(404, 503))
-    def get_task(run_id: str, task_id: str) -> dict[str, Any]:
+    def get_task(self, run_id: str, task_id: str) -> TaskDetail:
         """One task instance with every attempt and the task's spec at the run's DAG version."""
-        run = store.get_run(run_id)
-        ti = store.get_task_instance(run_id, task_id)
-        out = ti.to_dict()
-        out["attempts"] = [a.to_dict() for a in store.attempts(run_id, task_id)]
-        try:
-            out["spec"] = task_spec_view(
-                store.get_dag_spec(run.dag_id, run.dag_version).task(task_id).to_dict()
-            )
-        except (NotFound, KeyError):
-            out["spec"] = None  # the version row is gone; the instance is still worth showing
-        return out
+        return views.task_detail(ops.task_history(self.store, run_id, task_id))
 
-    @router.get(
-        "/{run_id}/tasks/{task_id}/logs",
-        response_model=LogPage,
-        responses={
-            200: {
-                "content": {"text/plain": {"schema": {"type": "string"}}},
-                "description": "with follow=1: the log",
-            },
-            **errors(404, 422, 503),
-        },
-    )
     def get_logs(
+        self,
         request: Request,
         run_id: str,
         task_id: str,
@@ -186,45 +120,45 @@ def build_run_router(services: Services) -> APIRouter:
             0, ge=0, le=SAFE_INT_MAX, description="cursor from a previous answer; 0 = from the start"
         ),
         follow: bool = Query(False, description="stream the log as plain text until the attempt ends"),
-    ) -> Any:
+    ) -> LogPage | StreamingResponse:
         """Log text of one attempt after a cursor, the next cursor, and whether more can come.
 
         An answer carries at most about 1 MiB of text (`more` is then true): read on from `cursor`.
         With `follow=1` the answer is the log itself as `text/plain`, streamed as the task writes it.
         """
-        ti = store.get_task_instance(run_id, task_id)
-        if attempt is None:
-            attempt = ti.attempt
-            if attempt == 0:  # never attempted yet: an empty log, done only if it never will be
-                return {
-                    "run_id": run_id,
-                    "task_id": task_id,
-                    "attempt": 0,
-                    "text": "",
-                    "cursor": 0,
-                    "done": ti.state in TASK_TERMINAL,
-                }
-        elif attempt > ti.attempt:
-            raise NotFound(
-                f"task {task_id!r} of run {run_id!r} has no attempt {attempt} (latest: {ti.attempt})"
-            )
-        if follow:
-            stream = log_stream(
-                StreamContext(request, services.stopping), store, run_id, task_id, attempt, after
-            )
+        instance, number = ops.log_attempt(self.store, run_id, task_id, attempt)
+        if follow and number:
+            context = StreamContext(request, self.services.stopping)
+            stream = log_stream(context, self.store, run_id, task_id, number, after)
             return StreamingResponse(stream, media_type="text/plain; charset=utf-8", headers=SSE_HEADERS)
-        ended = not (attempt == ti.attempt and ti.state in TASK_ACTIVE)
-        text, cursor = store.read_log(run_id, task_id, attempt, after, max_bytes=LOG_PAGE_BYTES)
-        # A page that stopped at the limit has more behind it; a smallest read tells for sure.
-        more = bool(text) and bool(store.read_log(run_id, task_id, attempt, cursor, max_bytes=0)[0])
-        return {
-            "run_id": run_id,
-            "task_id": task_id,
-            "attempt": attempt,
-            "text": text,
-            "cursor": cursor,
-            "done": ended and not more,
-            "more": more,
-        }
+        return views.log_page(ops.read_log_page(self.store, instance, number, after, LOG_PAGE_BYTES))
 
+
+def build_run_router(services: Services) -> APIRouter:
+    """Routes under /api/v1/runs, bound to these services."""
+    r = RunRoutes(services)
+    router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
+    # path, method, handler, success status, answer model, documented error answers
+    table = (
+        ("", "GET", r.list_runs, 200, RunList, errors(422, 503)),
+        ("", "POST", r.trigger_run, 201, TriggeredRun, errors(403, 404, 413, 422, 503)),
+        ("/{run_id}", "GET", r.get_run, 200, RunDetail, errors(404, 503)),
+        ("/{run_id}/cancel", "POST", r.cancel_run, 200, RunDetail, errors(403, 404, 409, 503)),
+        ("/{run_id}/retry", "POST", r.retry_failed, 200, RunRetried, errors(403, 404, 409, 503)),
+        (
+            "/{run_id}/tasks/{task_id}/retry",
+            "POST",
+            r.retry_task,
+            200,
+            RunRetried,
+            errors(403, 404, 409, 413, 422, 503),
+        ),
+        ("/{run_id}/tasks", "GET", r.list_tasks, 200, TaskList, errors(404, 503)),
+        ("/{run_id}/tasks/{task_id}", "GET", r.get_task, 200, TaskDetail, errors(404, 503)),
+        ("/{run_id}/tasks/{task_id}/logs", "GET", r.get_logs, 200, LogPage, _LOG_ANSWERS),
+    )
+    for path, method, endpoint, status, model, answers in table:
+        router.add_api_route(
+            path, endpoint, methods=[method], status_code=status, response_model=model, responses=answers
+        )
     return router

@@ -1,14 +1,37 @@
-"""The JSON forms the API answers with: records as they are, secrets masked, plus `next_run`."""
+"""How records and operation results become the API's answer models, in one place.
+
+Each answer is a record as it is (its `to_dict()`), with secret-looking values masked and a few
+derived fields added (a DAG's `next_run` and `task_count`, ISO dates of a backfill's ticks).
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import asdict
 from typing import Any
 
-from flowforge.core.records import DagRecord, Run, WorkerInfo
+from flowforge.api.models import (
+    AttemptOut,
+    BackfillResult,
+    BackfillTick,
+    DagDetail,
+    DagSubmitted,
+    DagSummary,
+    LogPage,
+    RunDetail,
+    RunOut,
+    RunRetried,
+    TaskDetail,
+    TaskInstanceOut,
+    TaskSpecOut,
+    TriggeredRun,
+)
+from flowforge.core.model import TaskSpec
+from flowforge.core.records import DagRecord, Run, TaskInstance, WorkerInfo
 from flowforge.core.schedule import iso_utc, next_fire
 from flowforge.core.secrets import MASK, SECRET_KEY_WORDS, mask_mapping
+from flowforge.operations import Backfill, LogExcerpt, Retry, RunSnapshot, Submission, TaskHistory, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -37,30 +60,105 @@ def next_run(record: DagRecord, now: float) -> str | None:
         return None
 
 
-def task_spec_view(task: dict[str, Any]) -> dict[str, Any]:
-    """A TaskSpec's JSON form with its env masked."""
-    return {**task, "env": mask_mapping(task.get("env", {}))}
+# -- DAGs --------------------------------------------------------------------------------------------
+def task_spec_out(task: TaskSpec) -> TaskSpecOut:
+    """A task as its DAG declares it, with its env masked."""
+    d = task.to_dict()
+    return TaskSpecOut(**{**d, "env": mask_mapping(d.get("env", {}))})
 
 
-def dag_view(record: DagRecord, now: float, *, detail: bool = False) -> dict[str, Any]:
-    """A DAG record's JSON form, plus `next_run` and `task_count` (and `source` in detail)."""
+def _dag_fields(record: DagRecord, now: float) -> dict[str, Any]:
     d = record.to_dict()
     d["env"] = mask_mapping(d.get("env", {}))
-    d["tasks"] = [task_spec_view(t) for t in d.get("tasks", [])]
+    d["tasks"] = [task_spec_out(t) for t in record.spec.tasks]
     d["next_run"] = next_run(record, now)
     d["task_count"] = len(record.spec.tasks)
-    if detail:
-        d["source"] = mask_source(record.source)
     return d
 
 
-def run_view(run: Run) -> dict[str, Any]:
-    """A run's JSON form with secret-looking params masked."""
+def dag_summary(record: DagRecord, now: float) -> DagSummary:
+    """A DAG in a list: its latest version's spec, flags, and next scheduled run."""
+    return DagSummary(**_dag_fields(record, now))
+
+
+def dag_detail(record: DagRecord, now: float) -> DagDetail:
+    """One DAG, with its YAML source masked too."""
+    return DagDetail(**_dag_fields(record, now), source=mask_source(record.source))
+
+
+def dag_submitted(submission: Submission, now: float) -> DagSubmitted:
+    """The stored DAG after a submit, and whether it was new or changed."""
+    return DagSubmitted(
+        **_dag_fields(submission.record, now),
+        source=mask_source(submission.record.source),
+        created=submission.created,
+        changed=submission.changed,
+    )
+
+
+def backfill_result(outcome: Backfill) -> BackfillResult:
+    """A backfill's ticks with their logical dates in ISO-8601 UTC."""
+    ticks = [
+        BackfillTick(logical_date=iso_utc(t.logical_date), run_id=t.run_id, existed=t.existed)
+        for t in outcome.ticks
+    ]
+    return BackfillResult(
+        dag_id=outcome.dag_id, dry_run=outcome.dry_run, ticks=ticks, created=outcome.created
+    )
+
+
+# -- runs and tasks ----------------------------------------------------------------------------------
+def _run_fields(run: Run) -> dict[str, Any]:
     d = run.to_dict()
     d["params"] = mask_mapping(d.get("params") or {})
     return d
 
 
+def run_out(run: Run) -> RunOut:
+    """A run with secret-looking params masked."""
+    return RunOut(**_run_fields(run))
+
+
+def triggered_run(trigger: Trigger) -> TriggeredRun:
+    """The run a trigger started."""
+    return TriggeredRun(**_run_fields(trigger.run), dag_paused=trigger.dag_paused)
+
+
+def task_out(instance: TaskInstance) -> TaskInstanceOut:
+    """One task instance (never its lease token)."""
+    return TaskInstanceOut(**instance.to_dict())
+
+
+def _detail_fields(snapshot: RunSnapshot) -> dict[str, Any]:
+    tasks = [task_out(ti) for ti in snapshot.tasks]
+    return {**_run_fields(snapshot.run), "tasks": tasks, "waiting": snapshot.waiting}
+
+
+def run_detail(snapshot: RunSnapshot) -> RunDetail:
+    """A run with every task instance, and why it waits."""
+    return RunDetail(**_detail_fields(snapshot))
+
+
+def run_retried(retry: Retry) -> RunRetried:
+    """A run after a retry, with the tasks made pending again."""
+    return RunRetried(**_detail_fields(retry.snapshot), cleared=list(retry.cleared))
+
+
+def task_detail(history: TaskHistory) -> TaskDetail:
+    """A task instance with its attempts and its spec."""
+    return TaskDetail(
+        **history.instance.to_dict(),
+        attempts=[AttemptOut(**a.to_dict()) for a in history.attempts],
+        spec=task_spec_out(history.spec) if history.spec is not None else None,
+    )
+
+
+def log_page(excerpt: LogExcerpt) -> LogPage:
+    """A piece of an attempt's log."""
+    return LogPage(**asdict(excerpt))
+
+
+# -- workers -----------------------------------------------------------------------------------------
 def worker_summary(workers: list[WorkerInfo], now: float, heartbeat_secs: float) -> dict[str, int]:
     """Counts of workers by liveness; an `alive` worker silent for 3 heartbeats counts as `stale`."""
     out = {"alive": 0, "stale": 0, "stopped": 0, "dead": 0, "total": len(workers), "slots": 0}
