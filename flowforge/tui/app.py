@@ -1,4 +1,9 @@
-"""`flowforge tui`: the Textual dashboard, a client of the REST API (never of the database)."""
+"""`flowforge tui`: the Textual dashboard, a client of the REST API (never of the database).
+
+The app composes the panes of `flowforge.tui.panes` (each draws itself from a `Snapshot`), keeps
+what the user looks at (`focus_state`), wires keys to actions, and runs the feed worker: a thread
+that fetches a snapshot whenever the change source says something may have changed.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from rich.text import Text
 from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
-from textual.notifications import SeverityLevel
-from textual.widgets import DataTable, Footer, Input, Log, Static
+from textual.widgets import Footer
 from textual.worker import Worker, get_current_worker
 
-from flowforge.client import ApiError, ApiUnreachable
+from flowforge.client import ApiError, ApiUnreachable, DagSummary, RunOut
 from flowforge.tui.feed import (
     ChangeSource,
     DashboardApi,
@@ -31,41 +33,20 @@ from flowforge.tui.feed import (
 )
 from flowforge.tui.graph import DagGraph
 from flowforge.tui.grid import RunGrid
+from flowforge.tui.messages import ConnectionLost, Notice, SnapshotReady
+from flowforge.tui.panes.dags import DagsPane
+from flowforge.tui.panes.graph import GraphPane
+from flowforge.tui.panes.grid import GridPane
+from flowforge.tui.panes.log import LogPane, stepped_attempt, task_worth_reading
+from flowforge.tui.panes.runs import RunsPane
+from flowforge.tui.panes.status import StatusBar
 from flowforge.tui.screens import ConfirmScreen, HelpScreen
-from flowforge.tui.states import RUN_ACTIVE, TASK_LIVE, run_glyph, task_glyph
-from flowforge.tui.widgets import StateTable, StatusBar, attempts_text, dag_rows, fmt_duration, run_rows
+from flowforge.tui.states import RUN_ACTIVE
 
 log = logging.getLogger(__name__)
 
 WIDE = 130  # columns from which the grid and the log sit side by side
 MAX_BACKOFF = 8.0
-NO_TASK = "select a task: arrows and enter on the graph or grid"
-
-
-class SnapshotReady(Message):
-    """A fetch finished."""
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        super().__init__()
-        self.snapshot = snapshot
-
-
-class ConnectionLost(Message):
-    """The API did not answer; the next try comes in `retry_in` seconds."""
-
-    def __init__(self, reason: str, retry_in: float) -> None:
-        super().__init__()
-        self.reason = reason
-        self.retry_in = retry_in
-
-
-class Notice(Message):
-    """A line for the user from a background request."""
-
-    def __init__(self, text: str, severity: SeverityLevel = "information") -> None:
-        super().__init__()
-        self.text = text
-        self.severity = severity
 
 
 class FlowForgeApp(App[None]):
@@ -114,47 +95,31 @@ class FlowForgeApp(App[None]):
     # -- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         """Status line, DAG list, the run panes, footer."""
-        yield StatusBar(f"FlowForge · {self.api.base_url} · connecting…", id="status")
+        yield StatusBar(self.api.base_url, id="status")
         with Horizontal(id="body"):
-            with Vertical(id="sidebar"):
-                yield Input(placeholder="/ filter DAGs", id="filter")
-                dags = StateTable(id="dags", cursor_type="row", zebra_stripes=False)
-                dags.border_title = "DAGs"
-                yield dags
+            yield DagsPane(id="sidebar")
             with Vertical(id="main"):
-                runs = StateTable(id="runs", cursor_type="row")
-                runs.border_title = "Runs"
-                yield runs
-                graph = DagGraph(id="graph")
-                graph.border_title = "Graph"
-                yield graph
+                yield RunsPane(id="runs")
+                yield GraphPane(id="graph")
                 with Horizontal(id="bottom"):
-                    grid = RunGrid(id="grid", classes="stateful")
-                    grid.border_title = "Grid: runs × tasks"
-                    yield grid
-                    with Vertical(id="logpane") as pane:
-                        pane.border_title = "Log"
-                        yield Static(Text(NO_TASK), id="attempts")
-                        yield Log(id="log", max_lines=10_000, auto_scroll=True)
+                    yield GridPane(id="grid")
+                    yield LogPane(id="logpane")
         yield Footer()
 
     def on_mount(self) -> None:
-        """Set up the tables, then start fetching."""
-        dags = self.query_one("#dags", StateTable)
-        dags.set_columns([(" ", "last"), ("DAG", "id"), ("", "paused"), ("schedule", "schedule")])
-        runs = self.query_one("#runs", StateTable)
-        runs.set_columns(
-            [("run", "run"), ("state", "state"), ("started", "started"), ("took", "took"), ("by", "by")]
-        )
-        self.query_one("#graph", DagGraph).add_class("stateful")
-        dags.focus()
+        """Start on the DAG list, and start fetching."""
+        self.query_one(DagsPane).focus_list()
         self._fetch_loop()
 
     def on_resize(self, event: events.Resize) -> None:
         """Put the grid and the log side by side when there is room."""
         self.query_one("#body").set_class(event.size.width >= WIDE, "-wide")
 
-    # -- fetching -----------------------------------------------------------------------------
+    def show_log(self, visible: bool) -> None:
+        """Show (or hide) the log pane; on a narrow terminal it takes the grid's place."""
+        self.query_one("#bottom").set_class(visible, "-log")
+
+    # -- the feed worker ----------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="fetch", exit_on_error=False)
     def _fetch_loop(self) -> None:
         """Fetch, hand the snapshot to the UI, wait for the change source; back off while the API is away."""
@@ -198,7 +163,7 @@ class FlowForgeApp(App[None]):
         if new != self.focus_state:
             self.focus_state = replace(new, generation=self.focus_state.generation + 1)
             if "task_id" in changes or "run_id" in changes or "attempt" in changes:
-                self._clear_log()
+                self.query_one(LogPane).clear(task_selected=bool(self.focus_state.task_id))
             self.changes.wake()
 
     def on_connection_lost(self, message: ConnectionLost) -> None:
@@ -206,12 +171,7 @@ class FlowForgeApp(App[None]):
         if not self.is_running:  # a message that arrived while the app closes: its widgets are gone
             return
         self.connected = False
-        bar = self.query_one("#status", StatusBar)
-        text = Text(f"FlowForge · {self.api.base_url} · ")
-        text.append(f"✘ disconnected — retrying in {message.retry_in:.0f}s", style="bold red")
-        text.append(f" ({message.reason})", style="dim")
-        bar.update(text, layout=False)  # one line, always: no layout pass needed
-        bar.add_class("-down")
+        self.query_one(StatusBar).show_disconnected(message.reason, message.retry_in)
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         """Show a fresh snapshot in every pane."""
@@ -222,196 +182,80 @@ class FlowForgeApp(App[None]):
             self._shown.set()
 
     def _show_snapshot(self, snap: Snapshot) -> None:
-        if snap.status is None:  # the API answered, but with an error (a wrong token, a failing store)
-            self.connected = True
-            bar = self.query_one("#status", StatusBar)
-            text = Text(f"FlowForge · {self.api.base_url} · ")
-            text.append(f"✘ API error: {'; '.join(snap.problems)}", style="bold red")
-            bar.update(text, layout=False)
-            bar.add_class("-down")
-            return
         self.connected = True
+        if snap.status is None:  # the API answered, but with an error (a wrong token, a failing store)
+            self.query_one(StatusBar).show_api_error(snap.problems)
+            return
         self.snapshot = snap
-        self._show_status(snap)
-        self._show_dags()
+        self.query_one(StatusBar).show_connected(snap)
+        selected = self.query_one(DagsPane).show(snap.dags, snap.last_runs)
+        if selected is not None:
+            self._select_dag(selected)
         focus = self.focus_state
         if snap.focus.dag_id != focus.dag_id:
             return  # fetched for a DAG no longer selected: the next fetch brings the right one
-        if self.follow_latest and snap.runs and focus.run_id != snap.runs[0]["run_id"]:
-            self.refocus(run_id=snap.runs[0]["run_id"])
-        elif focus.run_id and snap.runs and focus.run_id not in {r["run_id"] for r in snap.runs}:
+        if self.follow_latest and snap.runs and focus.run_id != snap.runs[0].run_id:
+            self.refocus(run_id=snap.runs[0].run_id)
+        elif focus.run_id and snap.runs and focus.run_id not in {r.run_id for r in snap.runs}:
             self.follow_latest = True
-            self.refocus(run_id=snap.runs[0]["run_id"])
-        self._show_runs(snap)
-        self._show_graph(snap)
-        if snap.focus.run_id == self.focus_state.run_id and snap.focus.task_id == self.focus_state.task_id:
-            self._show_task(snap)
+            self.refocus(run_id=snap.runs[0].run_id)
+        focus = self.focus_state
+        self.query_one(RunsPane).show(snap.runs, focus.run_id, snap.focus.dag_id, self.clock())
+        self.query_one(GraphPane).show_run(snap, focus.run_id, focus.task_id)
+        self.query_one(GridPane).show_runs(snap, focus.run_id, focus.task_id)
+        if snap.focus.run_id == focus.run_id and snap.focus.task_id == focus.task_id:
+            self.query_one(LogPane).show_task(snap, focus, self.clock(), self.query_one(DagsPane).state_style)
         for problem in snap.problems:
             if problem not in self._told:  # once each: the same problem comes back every second
                 self._told.add(problem)
                 self.notify(problem, severity="warning", timeout=4)
         self.fetches += 1
 
-    # -- panes --------------------------------------------------------------------------------
-    def _show_status(self, snap: Snapshot) -> None:
-        bar = self.query_one("#status", StatusBar)
-        bar.remove_class("-down")
-        status = snap.status or {}
-        runs = status.get("runs", {})
-        workers = status.get("workers", {})
-        text = Text(f"FlowForge · {self.api.base_url} · ")
-        text.append("● connected", style="bold green")
-        text.append(f" · {len(snap.dags)} DAGs")
-        for state in ("running", "queued"):
-            if runs.get(state):
-                text.append(f" · {runs[state]} {state}")
-        if workers:
-            text.append(f" · {workers.get('slots', 0)} slots")
-        bar.update(text, layout=False)
-
-    def _show_dags(self) -> None:
-        if self.snapshot is None:
-            return
-        table = self.query_one("#dags", StateTable)
-        needle = self.query_one("#filter", Input).value
-        rows = dag_rows(self.snapshot.dags, self.snapshot.last_runs, needle, table)
-        with self.prevent(DataTable.RowHighlighted):
-            table.sync_rows(rows, keep=self.focus_state.dag_id)
-        keys = [k for k, _ in rows]
-        if self.focus_state.dag_id not in keys and keys:
-            # The selected DAG was filtered out or removed: select the first one shown.
-            self._select_dag(keys[0])
-        table.border_subtitle = "none yet: flowforge submit -f FILE" if not self.snapshot.dags else ""
-
-    def _show_runs(self, snap: Snapshot) -> None:
-        table = self.query_one("#runs", StateTable)
-        with self.prevent(DataTable.RowHighlighted):
-            table.sync_rows(run_rows(snap.runs, table, self.clock()), keep=self.focus_state.run_id)
-        table.border_title = f"Runs of {snap.focus.dag_id}" if snap.focus.dag_id else "Runs"
-
-    def _show_graph(self, snap: Snapshot) -> None:
-        graph = self.query_one("#graph", DagGraph)
-        grid = self.query_one("#grid", RunGrid)
-        if snap.graph is None:
-            graph.show(None, "no DAG selected")
-            grid.show([], [], {})
-            return
-        # The focused run's instances, even when it was focused after this fetch began (a new run
-        # followed): every recent run's instances are in the snapshot.
-        run_id = self.focus_state.run_id
-        instances = snap.instances.get(run_id or "", {})
-        graph.show(snap.graph.topology)
-        graph.set_states({t: i.get("state", "") for t, i in instances.items()})
-        run = next((r for r in snap.runs if r["run_id"] == run_id), None)
-        title = f"Graph · {snap.graph.dag_id} v{snap.graph.version}"
-        if run:
-            title += f" · run {run['run_id'][:8]} {run_glyph(run.get('state'))} {run.get('state')}"
-        if not snap.graph.exact:
-            title += " · structure of the latest version"
-        graph.border_title = title
-        grid.show(snap.graph.topology.task_order, snap.runs, snap.instances)
-        grid.select(self.focus_state.run_id, self.focus_state.task_id)
-        graph.selected = self.focus_state.task_id
-
-    def _show_task(self, snap: Snapshot) -> None:
-        pane = self.query_one("#logpane")
-        attempts = self.query_one("#attempts", Static)
-        task = snap.task
-        if task is None:
-            return
-        now = self.clock()
-        shown = self.focus_state.attempt or int(task.get("attempt") or 0)
-        table = self.query_one("#dags", StateTable)
-        _set_text(attempts, attempts_text(task, shown, now, table.state_style))
-        state = task.get("state")
-        follow = "following" if state in TASK_LIVE else "finished"
-        pane.border_title = (
-            f"Log · {task['task_id']} · {task_glyph(state)} {state} · attempt {shown or '—'} · {follow}"
-        )
-        pane.border_subtitle = fmt_duration(task.get("started_at"), task.get("ended_at"), now)
-        chunk = snap.log
-        if chunk is None or chunk.generation != self.focus_state.generation:
-            return
-        view = self.query_one("#log", Log)
-        if chunk.reset:
-            view.clear()
-        if chunk.text:
-            view.write(chunk.text)
-
-    def _clear_log(self) -> None:
-        self.query_one("#log", Log).clear()
-        _set_text(
-            self.query_one("#attempts", Static), Text("loading…" if self.focus_state.task_id else NO_TASK)
-        )
-
     # -- selection ----------------------------------------------------------------------------
     def _select_dag(self, dag_id: str) -> None:
         if dag_id != self.focus_state.dag_id:
             self.follow_latest = True
             self.refocus(dag_id=dag_id, run_id=None, task_id=None, attempt=None)
-            self.query_one("#graph", DagGraph).show(None, "loading…")
+            self.query_one(GraphPane).show(None, "loading…")
 
-    @on(DataTable.RowHighlighted, "#dags")
-    def _dag_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key.value is not None:
-            self._select_dag(str(event.row_key.value))
-
-    @on(DataTable.RowHighlighted, "#runs")
-    def _run_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key.value is None:
-            return
-        run_id = str(event.row_key.value)
+    def _select_run(self, run_id: str, **changes: Any) -> None:
         runs = self.snapshot.runs if self.snapshot else []
-        self.follow_latest = bool(runs) and runs[0]["run_id"] == run_id
-        self.refocus(run_id=run_id, attempt=None)
+        self.follow_latest = bool(runs) and runs[0].run_id == run_id
+        self.refocus(run_id=run_id, attempt=None, **changes)
+
+    @on(DagsPane.DagSelected)
+    def _dag_selected(self, event: DagsPane.DagSelected) -> None:
+        self._select_dag(event.dag_id)
+
+    @on(RunsPane.RunSelected)
+    def _run_selected(self, event: RunsPane.RunSelected) -> None:
+        self._select_run(event.run_id)
 
     @on(DagGraph.TaskSelected)
     def _graph_task(self, event: DagGraph.TaskSelected) -> None:
         self.refocus(task_id=event.task_id, attempt=None)
-        self.query_one("#grid", RunGrid).select(self.focus_state.run_id, event.task_id)
+        self.query_one(GridPane).select(self.focus_state.run_id, event.task_id)
         if event.open_log:
             self.show_log(True)
 
     @on(RunGrid.CellSelected)
     def _grid_cell(self, event: RunGrid.CellSelected) -> None:
-        runs = self.snapshot.runs if self.snapshot else []
-        self.follow_latest = bool(runs) and runs[0]["run_id"] == event.run_id
-        self.refocus(run_id=event.run_id, task_id=event.task_id, attempt=None)
-        self.query_one("#graph", DagGraph).selected = event.task_id
+        self._select_run(event.run_id, task_id=event.task_id)
+        self.query_one(GraphPane).selected = event.task_id
         if event.open_log:
             self.show_log(True)
 
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self) -> None:
-        self._show_dags()
+    def _dag(self) -> DagSummary | None:
+        if self.snapshot is None:
+            return None
+        return next((d for d in self.snapshot.dags if d.id == self.focus_state.dag_id), None)
 
-    @on(Input.Submitted, "#filter")
-    def _filter_done(self) -> None:
-        self.query_one("#dags").focus()
-
-    def on_key(self, event: events.Key) -> None:
-        """Escape in the filter clears it and goes back to the list."""
-        filt = self.query_one("#filter", Input)
-        if event.key == "escape" and filt.has_focus:
-            filt.value = ""
-            self.query_one("#dags").focus()
-            event.stop()
-
-    def show_log(self, visible: bool) -> None:
-        """Show (or hide) the log pane; on a narrow terminal it takes the grid's place."""
-        self.query_one("#bottom").set_class(visible, "-log")
+    def _run(self) -> RunOut | None:
+        if self.snapshot is None:
+            return None
+        return next((r for r in self.snapshot.runs if r.run_id == self.focus_state.run_id), None)
 
     # -- actions ------------------------------------------------------------------------------
-    def _dag(self) -> dict[str, Any] | None:
-        if self.snapshot is None:
-            return None
-        return next((d for d in self.snapshot.dags if d["id"] == self.focus_state.dag_id), None)
-
-    def _run(self) -> dict[str, Any] | None:
-        if self.snapshot is None:
-            return None
-        return next((r for r in self.snapshot.runs if r["run_id"] == self.focus_state.run_id), None)
-
     def action_trigger(self) -> None:
         """Start a run of the selected DAG."""
         dag = self._dag()
@@ -419,17 +263,17 @@ class FlowForgeApp(App[None]):
             self.notify("select a DAG first", severity="warning")
             return
         self.follow_latest = True
-        self._call(f"triggered {dag['id']}", lambda: self.api.trigger(dag["id"], triggered_by="tui"))
+        self._call(f"triggered {dag.id}", lambda: self.api.trigger(dag.id, triggered_by="tui"))
 
     def action_pause(self) -> None:
         """Pause the selected DAG, or unpause it when paused."""
         dag = self._dag()
         if dag is None:
             return
-        if dag.get("paused"):
-            self._call(f"unpaused {dag['id']}", lambda: self.api.unpause_dag(dag["id"]))
+        if dag.paused:
+            self._call(f"unpaused {dag.id}", lambda: self.api.unpause_dag(dag.id))
         else:
-            self._call(f"paused {dag['id']}", lambda: self.api.pause_dag(dag["id"]))
+            self._call(f"paused {dag.id}", lambda: self.api.pause_dag(dag.id))
 
     def action_cancel_run(self) -> None:
         """Cancel the selected run, after asking."""
@@ -437,19 +281,17 @@ class FlowForgeApp(App[None]):
         if run is None:
             self.notify("select a run first", severity="warning")
             return
-        if run.get("state") not in RUN_ACTIVE:
-            self.notify(
-                f"run {run['run_id'][:8]} has already finished ({run.get('state')})", severity="warning"
-            )
+        if run.state not in RUN_ACTIVE:
+            self.notify(f"run {run.run_id[:8]} has already finished ({run.state})", severity="warning")
             return
-        run_id = run["run_id"]
+        run_id = run.run_id
 
         def answered(result: dict[str, bool] | None) -> None:
             if result is not None:
                 self._call(f"cancelled run {run_id[:8]}", lambda: self.api.cancel_run(run_id))
 
         question = (
-            f"Cancel run {run_id} of {run['dag_id']}?\nIts running tasks are killed, the rest are cancelled."
+            f"Cancel run {run_id} of {run.dag_id}?\nIts running tasks are killed, the rest are cancelled."
         )
         self.push_screen(ConfirmScreen("Cancel run", question, "Cancel run"), answered)
 
@@ -459,7 +301,7 @@ class FlowForgeApp(App[None]):
         if run is None or task_id is None:
             self.notify("select a task first (arrows and enter on the graph or grid)", severity="warning")
             return
-        run_id = run["run_id"]
+        run_id = run.run_id
 
         def answered(result: dict[str, bool] | None) -> None:
             if result is not None:
@@ -476,35 +318,20 @@ class FlowForgeApp(App[None]):
     def action_toggle_log(self) -> None:
         """Show or hide the log of the selected task (with none selected, the one most worth reading)."""
         if self.focus_state.task_id is None and self.snapshot and self.snapshot.graph:
-            task_id = self._task_worth_reading()
+            task_id = task_worth_reading(self.snapshot, self.focus_state.run_id)
             if task_id:
                 self.refocus(task_id=task_id, attempt=None)
-                self.query_one("#graph", DagGraph).selected = task_id
-                self.query_one("#grid", RunGrid).select(self.focus_state.run_id, task_id)
-        bottom = self.query_one("#bottom")
+                self.query_one(GraphPane).selected = task_id
+                self.query_one(GridPane).select(self.focus_state.run_id, task_id)
         if self.query_one("#body").has_class("-wide"):  # the log is always shown: go to it
             self.show_log(True)
-            self.query_one("#log").focus()
+            self.query_one(LogPane).focus_log()
             return
-        self.show_log(not bottom.has_class("-log"))
-
-    def _task_worth_reading(self) -> str | None:
-        """A running task, else a failed one, else the first: the log a user most likely wants."""
-        assert self.snapshot is not None and self.snapshot.graph is not None
-        order = self.snapshot.graph.topology.task_order
-        states = {
-            t: i.get("state")
-            for t, i in self.snapshot.instances.get(self.focus_state.run_id or "", {}).items()
-        }
-        for wanted in ("running", "failed", "up_for_retry"):
-            for task_id in order:
-                if states.get(task_id) == wanted:
-                    return task_id
-        return order[0] if order else None
+        self.show_log(not self.query_one("#bottom").has_class("-log"))
 
     def action_filter(self) -> None:
         """Type to filter the DAG list."""
-        self.query_one("#filter", Input).focus()
+        self.query_one(DagsPane).focus_filter()
 
     def action_help(self) -> None:
         """Show the keys and the state legend."""
@@ -513,12 +340,7 @@ class FlowForgeApp(App[None]):
     def action_attempt(self, step: int) -> None:
         """Show the log of an older or newer attempt."""
         task = self.snapshot.task if self.snapshot else None
-        if not task or not task.get("attempt"):
-            return
-        latest = int(task["attempt"])
-        current = self.focus_state.attempt or latest
-        wanted = min(max(1, current + step), latest)
-        self.refocus(attempt=None if wanted == latest else wanted)
+        self.refocus(attempt=stepped_attempt(task, self.focus_state.attempt, step))
 
     def exit(self, *args: Any, **kwargs: Any) -> None:
         """Stop the fetch loop at once (it may be sleeping), then leave."""
@@ -545,15 +367,6 @@ class FlowForgeApp(App[None]):
         """Show a background request's outcome."""
         if self.is_running:
             self.notify(message.text, severity=message.severity)
-
-
-def _set_text(widget: Static, text: Text) -> None:
-    """Update a Static, with a layout pass only when its height changes (a pass costs a frame on big screens)."""
-    old = widget.content
-    if isinstance(old, Text) and old == text:
-        return
-    old_lines = old.plain.count("\n") if isinstance(old, Text) else -1
-    widget.update(text, layout=old_lines != text.plain.count("\n"))
 
 
 def run_tui(api_url: str, token: str | None = None) -> None:

@@ -14,11 +14,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from flowforge.client import ApiClient, ApiError
+from flowforge.client import (
+    ApiClient,
+    ApiError,
+    DagSummary,
+    LogPage,
+    RunDetail,
+    RunList,
+    RunOut,
+    Status,
+    TaskDetail,
+    TaskInstanceOut,
+)
 from flowforge.tui.layout import Topology, build_topology
 from flowforge.tui.states import RUN_ACTIVE
 
 log = logging.getLogger(__name__)
+
+Instances = dict[str, TaskInstanceOut]  # a run's task instances by task id
 
 RUNS_SHOWN = 25  # runs of the selected DAG listed, and the most the grid can show
 RECENT_RUNS = 200  # runs read at once to find every DAG's last run
@@ -27,27 +40,28 @@ LAST_RUN_TTL = 30.0  # seconds a DAG's last run, looked up on its own, is reused
 
 
 class DashboardApi(Protocol):
-    """The part of `flowforge.client.ApiClient` the dashboard uses."""
+    """The part of `flowforge.client.ApiClient` the dashboard uses.
+
+    The actions' answers are not read (the next fetch shows their effect), hence `object`.
+    """
 
     base_url: str
 
-    def status(self) -> dict[str, Any]: ...
-    def list_dags(self, include_inactive: bool = False) -> list[dict[str, Any]]: ...
+    def status(self) -> Status: ...
+    def list_dags(self, include_inactive: bool = False) -> list[DagSummary]: ...
     def list_runs(
         self, dag_id: str | None = None, state: str | None = None, limit: int = 50, offset: int = 0
-    ) -> dict[str, Any]: ...
-    def get_run(self, run_id: str) -> dict[str, Any]: ...
-    def get_task(self, run_id: str, task_id: str) -> dict[str, Any]: ...
-    def logs(
-        self, run_id: str, task_id: str, attempt: int | None = None, after: int = 0
-    ) -> dict[str, Any]: ...
+    ) -> RunList: ...
+    def get_run(self, run_id: str) -> RunDetail: ...
+    def get_task(self, run_id: str, task_id: str) -> TaskDetail: ...
+    def logs(self, run_id: str, task_id: str, attempt: int | None = None, after: int = 0) -> LogPage: ...
     def trigger(
         self, dag_id: str, params: dict[str, Any] | None = None, triggered_by: str = "cli"
-    ) -> dict[str, Any]: ...
-    def pause_dag(self, dag_id: str) -> dict[str, Any]: ...
-    def unpause_dag(self, dag_id: str) -> dict[str, Any]: ...
-    def cancel_run(self, run_id: str) -> dict[str, Any]: ...
-    def retry_task(self, run_id: str, task_id: str, downstream: bool = False) -> dict[str, Any]: ...
+    ) -> object: ...
+    def pause_dag(self, dag_id: str) -> object: ...
+    def unpause_dag(self, dag_id: str) -> object: ...
+    def cancel_run(self, run_id: str) -> object: ...
+    def retry_task(self, run_id: str, task_id: str, downstream: bool = False) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -89,13 +103,13 @@ class Snapshot:
     """Everything one fetch saw, handed to the UI thread in one piece."""
 
     focus: Focus
-    status: dict[str, Any] | None = None
-    dags: list[dict[str, Any]] = field(default_factory=list)
-    last_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    runs: list[dict[str, Any]] = field(default_factory=list)  # of focus.dag_id, newest first
-    instances: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # run → task → instance
+    status: Status | None = None
+    dags: list[DagSummary] = field(default_factory=list)
+    last_runs: dict[str, RunOut] = field(default_factory=dict)  # DAG id → its newest run
+    runs: list[RunOut] = field(default_factory=list)  # of focus.dag_id, newest first
+    instances: dict[str, Instances] = field(default_factory=dict)  # run id → its task instances
     graph: GraphInfo | None = None
-    task: dict[str, Any] | None = None  # the focused task instance with its attempts
+    task: TaskDetail | None = None  # the focused task instance with its attempts
     log: LogChunk | None = None
     problems: list[str] = field(default_factory=list)  # things that failed without the API being down
 
@@ -176,8 +190,8 @@ class EventChanges(PollingChanges):
         self._client.close()
 
 
-def _run_signature(run: dict[str, Any]) -> tuple[Any, ...]:
-    return (run.get("state"), run.get("started_at"), run.get("ended_at"))
+def _run_signature(run: RunOut) -> tuple[Any, ...]:
+    return (run.state, run.started_at, run.ended_at)
 
 
 class Poller:
@@ -186,9 +200,9 @@ class Poller:
     def __init__(self, api: DashboardApi, clock: Callable[[], float] = time.monotonic) -> None:
         self.api = api
         self._clock = clock
-        self._instances: dict[str, tuple[tuple[Any, ...], dict[str, dict[str, Any]]]] = {}
+        self._instances: dict[str, tuple[tuple[Any, ...], Instances]] = {}
         self._topologies: dict[tuple[str, int], GraphInfo] = {}
-        self._last_run_cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._last_run_cache: dict[str, tuple[float, RunOut | None]] = {}
         self._log_key: tuple[Any, ...] | None = None
         self._log_cursor = 0
         self._log_done = False
@@ -199,56 +213,54 @@ class Poller:
         snap.status = self.api.status()
         snap.dags = self.api.list_dags()
         snap.last_runs = self._last_runs(snap.dags)
-        dag = next((d for d in snap.dags if d["id"] == focus.dag_id), None)
+        dag = next((d for d in snap.dags if d.id == focus.dag_id), None)
         if dag is None:
             return snap
-        snap.runs = self.api.list_runs(dag_id=dag["id"], limit=RUNS_SHOWN)["runs"]
+        snap.runs = self.api.list_runs(dag_id=dag.id, limit=RUNS_SHOWN).runs
         if snap.runs:
-            snap.last_runs[dag["id"]] = snap.runs[0]
+            snap.last_runs[dag.id] = snap.runs[0]
         snap.instances = self._instances_of(snap.runs, snap.problems)
-        run = next((r for r in snap.runs if r["run_id"] == focus.run_id), None)
-        snap.graph = self._graph(dag, run, snap.instances.get(run["run_id"]) if run else None, snap.problems)
+        run = next((r for r in snap.runs if r.run_id == focus.run_id), None)
+        snap.graph = self._graph(dag, run, snap.instances.get(run.run_id) if run else None, snap.problems)
         if run is not None and focus.task_id:
-            self._task_and_log(snap, run["run_id"], focus)
+            self._task_and_log(snap, run.run_id, focus)
         return snap
 
     # -- parts ----------------------------------------------------------------------------
-    def _last_runs(self, dags: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for run in self.api.list_runs(limit=RECENT_RUNS)["runs"]:
-            out.setdefault(run["dag_id"], run)
+    def _last_runs(self, dags: list[DagSummary]) -> dict[str, RunOut]:
+        out: dict[str, RunOut] = {}
+        for run in self.api.list_runs(limit=RECENT_RUNS).runs:
+            out.setdefault(run.dag_id, run)
         now = self._clock()
         for dag in dags:
-            if dag["id"] in out:
+            if dag.id in out:
                 continue
             # Older than the recent window (or never run): asked on its own, and not every second.
-            at, cached = self._last_run_cache.get(dag["id"], (-LAST_RUN_TTL, None))
+            at, cached = self._last_run_cache.get(dag.id, (-LAST_RUN_TTL, None))
             if now - at >= LAST_RUN_TTL:
-                runs = self.api.list_runs(dag_id=dag["id"], limit=1)["runs"]
+                runs = self.api.list_runs(dag_id=dag.id, limit=1).runs
                 cached = runs[0] if runs else None
-                self._last_run_cache[dag["id"]] = (now, cached)
+                self._last_run_cache[dag.id] = (now, cached)
             if cached is not None:
-                out[dag["id"]] = cached
+                out[dag.id] = cached
         return out
 
-    def _instances_of(
-        self, runs: list[dict[str, Any]], problems: list[str]
-    ) -> dict[str, dict[str, dict[str, Any]]]:
-        out: dict[str, dict[str, dict[str, Any]]] = {}
+    def _instances_of(self, runs: list[RunOut], problems: list[str]) -> dict[str, Instances]:
+        out: dict[str, Instances] = {}
         for run in runs:
-            run_id, sig = run["run_id"], _run_signature(run)
+            run_id, sig = run.run_id, _run_signature(run)
             cached = self._instances.get(run_id)
             # A finished run's tasks change only through the run itself (retry, cancel), which
             # changes its signature: until then the cached instances stand.
-            if cached and cached[0] == sig and run.get("state") not in RUN_ACTIVE:
+            if cached and cached[0] == sig and run.state not in RUN_ACTIVE:
                 out[run_id] = cached[1]
                 continue
             try:
-                tasks = self.api.get_run(run_id)["tasks"]
+                tasks = self.api.get_run(run_id).tasks
             except ApiError as exc:
                 problems.append(f"run {run_id}: {exc.message}")
                 continue
-            out[run_id] = {t["task_id"]: t for t in tasks}
+            out[run_id] = {t.task_id: t for t in tasks}
             self._instances[run_id] = (sig, out[run_id])
         for gone in set(self._instances) - set(out):
             del self._instances[gone]
@@ -256,24 +268,24 @@ class Poller:
 
     def _graph(
         self,
-        dag: dict[str, Any],
-        run: dict[str, Any] | None,
-        instances: dict[str, dict[str, Any]] | None,
+        dag: DagSummary,
+        run: RunOut | None,
+        instances: Instances | None,
         problems: list[str],
     ) -> GraphInfo:
-        version = int(run["dag_version"]) if run else int(dag["version"])
-        key = (dag["id"], version)
+        version = run.dag_version if run else dag.version
+        key = (dag.id, version)
         if key in self._topologies:
             return self._topologies[key]
         exact = True
-        if version == int(dag["version"]):
-            tasks = [(t["id"], t.get("depends_on", [])) for t in dag["tasks"]]
+        if version == dag.version:
+            tasks = [(t.id, t.depends_on) for t in dag.tasks]
         elif run is not None and instances and len(instances) <= SPEC_BY_TASK_LIMIT:
-            tasks = self._tasks_of_version(run["run_id"], list(instances), problems)
+            tasks = self._tasks_of_version(run.run_id, list(instances), problems)
         else:
-            tasks = [(t["id"], t.get("depends_on", [])) for t in dag["tasks"]]
+            tasks = [(t.id, t.depends_on) for t in dag.tasks]
             exact = False
-        info = GraphInfo(dag["id"], version, build_topology(tasks), exact)
+        info = GraphInfo(dag.id, version, build_topology(tasks), exact)
         if exact:
             self._topologies[key] = info
         return info
@@ -286,11 +298,11 @@ class Poller:
         tasks = []
         for task_id in task_ids:
             try:
-                spec = self.api.get_task(run_id, task_id).get("spec") or {}
+                spec = self.api.get_task(run_id, task_id).spec
             except ApiError as exc:
                 problems.append(f"task {task_id}: {exc.message}")
-                spec = {}
-            tasks.append((task_id, list(spec.get("depends_on", []))))
+                spec = None
+            tasks.append((task_id, list(spec.depends_on) if spec else []))
         return tasks
 
     def _task_and_log(self, snap: Snapshot, run_id: str, focus: Focus) -> None:
@@ -300,7 +312,7 @@ class Poller:
         except ApiError as exc:
             snap.problems.append(f"task {focus.task_id}: {exc.message}")
             return
-        attempt = focus.attempt or int(snap.task.get("attempt") or 0)
+        attempt = focus.attempt or snap.task.attempt
         if attempt <= 0:
             return
         key = (run_id, focus.task_id, attempt, focus.generation)
@@ -314,8 +326,8 @@ class Poller:
         except ApiError as exc:
             snap.problems.append(f"log of {focus.task_id}: {exc.message}")
             return
-        self._log_cursor = int(page.get("cursor", self._log_cursor))
-        self._log_done = bool(page.get("done"))
+        self._log_cursor = page.cursor
+        self._log_done = page.done
         snap.log = LogChunk(
-            run_id, focus.task_id, attempt, page.get("text", ""), reset, self._log_done, focus.generation
+            run_id, focus.task_id, attempt, page.text, reset, self._log_done, focus.generation
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from flowforge.client import RunOut, TaskInstanceOut
 from flowforge.tui.states import STATE_CLASSES, foreground, run_glyph, state_class, task_glyph
 
 CELL = 2  # columns per run: the glyph and a space
@@ -51,29 +52,30 @@ class RunGrid(ScrollView, can_focus=True):
         super().__init__(id=id, classes=classes)
         self.tasks: list[str] = []
         self._label_width = 5
-        self.runs: list[dict[str, Any]] = []  # oldest first
-        self._instances: dict[str, dict[str, dict[str, Any]]] = {}
+        self.runs: list[RunOut] = []  # oldest first
+        self._instances: dict[str, dict[str, TaskInstanceOut]] = {}  # run id → task id → instance
         self.run_id: str | None = None
         self.task_id: str | None = None
 
     def show(
         self,
         tasks: Sequence[str],
-        runs_newest_first: Sequence[dict[str, Any]],
-        instances: dict[str, dict[str, dict[str, Any]]],
+        runs_newest_first: Sequence[RunOut],
+        instances: dict[str, dict[str, TaskInstanceOut]],
     ) -> None:
         """Replace the data; the cursor stays on the same run and task where they still exist."""
         if list(tasks) != self.tasks:
             self.tasks = list(tasks)
             self._label_width = min(MAX_LABEL, max([4, *(cell_len(t) for t in self.tasks)])) + 1
-        self.runs = [r for r in reversed(runs_newest_first) if r["run_id"] in instances]
+        self.runs = [r for r in reversed(runs_newest_first) if r.run_id in instances]
         self._instances = instances
         self.virtual_size = Size(self.size.width, len(self.tasks) + 1)
         self.refresh()
 
     def state_of(self, run_id: str, task_id: str) -> str | None:
         """The state the grid shows for one task instance."""
-        return (self._instances.get(run_id, {}).get(task_id) or {}).get("state")
+        instance = self._instances.get(run_id, {}).get(task_id)
+        return instance.state if instance else None
 
     def select(self, run_id: str | None, task_id: str | None) -> None:
         """Put the cursor on this run and task (either may be None); a new cursor is scrolled into view."""
@@ -94,10 +96,10 @@ class RunGrid(ScrollView, can_focus=True):
         """Columns given to task ids."""
         return self._label_width
 
-    def visible_runs(self) -> list[dict[str, Any]]:
+    def visible_runs(self) -> list[RunOut]:
         """The runs that fit the width: the newest ones, shifted left if the selected run is older."""
         fit = max(1, (self.scrollable_content_region.width - self.label_width) // CELL)
-        ids = [r["run_id"] for r in self.runs]
+        ids = [r.run_id for r in self.runs]
         end = len(self.runs)
         if self.run_id in ids and ids.index(self.run_id) < end - fit:
             end = ids.index(self.run_id) + 1
@@ -118,10 +120,10 @@ class RunGrid(ScrollView, can_focus=True):
             header = self.get_component_rich_style("grid--header")
             segments = [Segment("run".ljust(label_w), header)]
             for run in runs:
-                style = header + foreground(self.get_component_rich_style(state_class(run.get("state"))))
-                if run["run_id"] == self.run_id:
+                style = header + foreground(self.get_component_rich_style(state_class(run.state)))
+                if run.run_id == self.run_id:
                     style += column
-                segments.append(Segment(run_glyph(run.get("state")) + " ", style))
+                segments.append(Segment(run_glyph(run.state) + " ", style))
             return Strip(segments).extend_cell_length(width, base).crop(0, width).apply_style(base)
         row = y - 1 + int(self.scroll_y)
         if row >= len(self.tasks):
@@ -134,13 +136,13 @@ class RunGrid(ScrollView, can_focus=True):
         segments = [Segment(set_cell_size(label, label_w - 1), label_style), Segment(" ")]
         cursor = self.get_component_rich_style("grid--cursor")
         for run in runs:
-            ti = self._instances.get(run["run_id"], {}).get(task_id)
-            state = ti.get("state") if ti else None
+            ti = self._instances.get(run.run_id, {}).get(task_id)
+            state = ti.state if ti else None
             style = foreground(self.get_component_rich_style(state_class(state)))
-            if run["run_id"] == self.run_id:
+            if run.run_id == self.run_id:
                 style = (cursor if task_id == self.task_id else column) + style
             segments.append(Segment(task_glyph(state), style))
-            segments.append(Segment(" ", column if run["run_id"] == self.run_id else base))
+            segments.append(Segment(" ", column if run.run_id == self.run_id else base))
         return Strip(segments).extend_cell_length(width, base).crop(0, width).apply_style(base)
 
     # -- moving -------------------------------------------------------------------------------
@@ -148,7 +150,7 @@ class RunGrid(ScrollView, can_focus=True):
         """Move the cursor by one run (dx) or one task (dy)."""
         if not self.tasks or not self.runs:
             return
-        ids = [r["run_id"] for r in self.runs]
+        ids = [r.run_id for r in self.runs]
         col = ids.index(self.run_id) if self.run_id in ids else len(ids) - 1
         row = self.tasks.index(self.task_id) if self.task_id in self.tasks else -dy if dy else 0
         col = min(max(col + dx, 0), len(ids) - 1)
@@ -170,7 +172,5 @@ class RunGrid(ScrollView, can_focus=True):
         runs = self.visible_runs()
         col = (offset.x - self.label_width) // CELL
         if row < len(self.tasks) and 0 <= col < len(runs) and offset.x >= self.label_width:
-            self.select(runs[col]["run_id"], self.tasks[row])
-            self.post_message(
-                self.CellSelected(runs[col]["run_id"], self.tasks[row], open_log=event.chain > 1)
-            )
+            self.select(runs[col].run_id, self.tasks[row])
+            self.post_message(self.CellSelected(runs[col].run_id, self.tasks[row], open_log=event.chain > 1))

@@ -195,18 +195,8 @@ def place(topology: Topology, *, boxed: bool, fill_width: int = 0) -> Canvas:
         succs.setdefault(a, []).append(b)
     lanes, lane_count = _lanes(cols, succs, port_y)
 
-    gap_w = [n + 4 for n in lane_count]  # lead-in, lanes, a blank, the arrow
-    natural = sum(col_w) + sum(gap_w)
-    if fill_width > natural and gap_w:
-        extra = min(MAX_STRETCH, (fill_width - natural) // len(gap_w))
-        gap_w = [g + extra for g in gap_w]
-    xs: list[int] = []
-    x = 0
-    for i, w in enumerate(col_w):
-        xs.append(x)
-        x += w + (gap_w[i] if i < len(gap_w) else 0)
-
-    grid = _Connectors(max(x, 1), height)
+    xs, gap_w, width = _columns(col_w, lane_count, fill_width)
+    grid = _Connectors(max(width, 1), height)
     canvas = Canvas(
         width=grid.width, height=height, boxed=boxed, rows=[], spans=[[] for _ in range(height)], nodes=[]
     )
@@ -241,8 +231,29 @@ def place(topology: Topology, *, boxed: bool, fill_width: int = 0) -> Canvas:
                     canvas.has_in.add(canvas.index[t])
                     grid.arrows.append((x_end, port_y[t]))
     canvas.rows = grid.text()
+    _index_parts(canvas)
+    return canvas
+
+
+def _columns(col_w: list[int], lane_count: list[int], fill_width: int) -> tuple[list[int], list[int], int]:
+    """The x of each column, the width of each gap between columns, and the total width."""
+    gap_w = [n + 4 for n in lane_count]  # lead-in, lanes, a blank, the arrow
+    natural = sum(col_w) + sum(gap_w)
+    if fill_width > natural and gap_w:
+        extra = min(MAX_STRETCH, (fill_width - natural) // len(gap_w))
+        gap_w = [g + extra for g in gap_w]
+    xs: list[int] = []
+    x = 0
+    for i, w in enumerate(col_w):
+        xs.append(x)
+        x += w + (gap_w[i] if i < len(gap_w) else 0)
+    return xs, gap_w, x
+
+
+def _index_parts(canvas: Canvas) -> None:
+    """Fill the canvas's per-row spans of node parts (sorted by x) and its nodes per layer."""
     for i, node in enumerate(canvas.nodes):
-        parts = (("top", -1), ("label", 0), ("bottom", 1)) if boxed else (("line", 0),)
+        parts = (("top", -1), ("label", 0), ("bottom", 1)) if canvas.boxed else (("line", 0),)
         for part, dy in parts:
             canvas.spans[node.y + dy].append((node.x, node.width, i, part))
         while len(canvas.by_layer) <= node.layer:
@@ -251,7 +262,6 @@ def place(topology: Topology, *, boxed: bool, fill_width: int = 0) -> Canvas:
     for row in canvas.spans:
         row.sort()
     canvas.span_starts = [[sx for sx, _, _, _ in row] for row in canvas.spans]
-    return canvas
 
 
 def _rows(cols: Sequence[Sequence[str]], boxed: bool) -> tuple[int, dict[str, int]]:

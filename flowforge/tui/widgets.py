@@ -1,17 +1,17 @@
-"""The dashboard's tables and text panes, and the formatting they share."""
+"""What the panes share: the state-coloured table, and how times and durations are written."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from rich.cells import cell_len
 from rich.text import Text
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
-from flowforge.tui.states import STATE_CLASSES, foreground, run_glyph, state_class, task_glyph
+from flowforge.tui.states import STATE_CLASSES, foreground, run_glyph, state_class
 
 
 def fmt_time(ts: float | None, now: float) -> str:
@@ -33,9 +33,6 @@ def fmt_duration(start: float | None, end: float | None, now: float) -> str:
     if secs < 3600:
         return f"{int(secs // 60)}m{int(secs % 60):02d}s"
     return f"{int(secs // 3600)}h{int(secs % 3600 // 60):02d}m"
-
-
-MAX_ATTEMPT_LINES = 3
 
 
 class StateTable(DataTable[Any]):
@@ -109,89 +106,3 @@ class StateTable(DataTable[Any]):
 
 def _cell_width(value: Any) -> int:
     return value.cell_len if isinstance(value, Text) else cell_len(str(value))
-
-
-class StatusBar(Static):
-    """The top line: API address, connection, run and worker counts."""
-
-
-def dag_rows(
-    dags: list[dict[str, Any]],
-    last_runs: dict[str, dict[str, Any]],
-    needle: str,
-    table: StateTable,
-) -> list[tuple[str, list[Any]]]:
-    """The DAG table's rows: last run glyph, id, paused mark, schedule; filtered by `needle`."""
-    needle = needle.strip().lower()
-    out = []
-    for dag in dags:
-        haystack = " ".join([dag["id"], dag.get("name") or "", *dag.get("tags", [])]).lower()
-        if needle and needle not in haystack:
-            continue
-        last = last_runs.get(dag["id"])
-        state = last.get("state") if last else None
-        out.append(
-            (
-                dag["id"],
-                [
-                    table.styled(run_glyph(state) if last else " ", state),
-                    Text(dag["id"], style="dim" if dag.get("paused") else ""),
-                    Text("paused", style="italic") if dag.get("paused") else Text(""),
-                    dag.get("schedule") or "—",
-                ],
-            )
-        )
-    return out
-
-
-def run_rows(runs: list[dict[str, Any]], table: StateTable, now: float) -> list[tuple[str, list[Any]]]:
-    """The run table's rows: id, state, started, duration, who triggered it."""
-    return [
-        (
-            r["run_id"],
-            [
-                r["run_id"][:8],
-                table.run_state(r.get("state")),
-                fmt_time(r.get("started_at") or r.get("created_at"), now),
-                fmt_duration(r.get("started_at"), r.get("ended_at"), now),
-                r.get("triggered_by") or "",
-            ],
-        )
-        for r in runs
-    ]
-
-
-def attempts_text(
-    task: dict[str, Any] | None, shown: int, now: float, style_of: Callable[[str | None], Any]
-) -> Text:
-    """One line per attempt: number, state, worker, start, duration, exit code, error; `shown` marked."""
-    if not task:
-        return Text("")
-    text = Text()
-    attempts = task.get("attempts") or []
-    if not attempts:
-        text.append(f"{task_glyph(task.get('state'))} {task.get('state')}", style_of(task.get("state")))
-        text.append(" · not attempted yet")
-        return text
-    if len(attempts) > MAX_ATTEMPT_LINES:
-        # The latest ones and the one shown; the rest are a `[` away.
-        keep = {a.get("attempt") for a in attempts[-(MAX_ATTEMPT_LINES - 1) :]} | {shown}
-        text.append(f"  {len(attempts) - len(keep)} earlier attempts ([ and ] to step)\n", "dim")
-        attempts = [a for a in attempts if a.get("attempt") in keep]
-    for a in attempts:
-        n, state = a.get("attempt"), a.get("state")
-        text.append("▸ " if n == shown else "  ")
-        text.append(f"#{n} {task_glyph(state)} {state}", style_of(state))
-        bits = [
-            fmt_time(a.get("started_at"), now),
-            fmt_duration(a.get("started_at"), a.get("ended_at"), now),
-        ]
-        if a.get("exit_code") is not None:
-            bits.append(f"exit {a['exit_code']}")
-        if a.get("worker_id"):
-            bits.append(str(a["worker_id"]))
-        if a.get("error") and a["error"] != f"exit code {a.get('exit_code')}":
-            bits.append(str(a["error"]))
-        text.append("  " + " · ".join(bits) + "\n")
-    text.rstrip()
-    return text

@@ -1,0 +1,126 @@
+"""The log pane: the focused task instance's attempts above the log of the attempt shown, followed live."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Log, Static
+
+from flowforge.client import TaskDetail
+from flowforge.tui.feed import Focus, Snapshot
+from flowforge.tui.states import TASK_LIVE, task_glyph
+from flowforge.tui.widgets import fmt_duration, fmt_time
+
+NO_TASK = "select a task: arrows and enter on the graph or grid"
+MAX_ATTEMPT_LINES = 3
+
+
+def attempts_text(task: TaskDetail, shown: int, now: float, style_of: Callable[[str | None], Any]) -> Text:
+    """One line per attempt: number, state, worker, start, duration, exit code, error; `shown` marked."""
+    text = Text()
+    attempts = task.attempts
+    if not attempts:
+        text.append(f"{task_glyph(task.state)} {task.state}", style_of(task.state))
+        text.append(" · not attempted yet")
+        return text
+    if len(attempts) > MAX_ATTEMPT_LINES:
+        # The latest ones and the one shown; the rest are a `[` away.
+        keep = {a.attempt for a in attempts[-(MAX_ATTEMPT_LINES - 1) :]} | {shown}
+        text.append(f"  {len(attempts) - len(keep)} earlier attempts ([ and ] to step)\n", "dim")
+        attempts = [a for a in attempts if a.attempt in keep]
+    for a in attempts:
+        text.append("▸ " if a.attempt == shown else "  ")
+        text.append(f"#{a.attempt} {task_glyph(a.state)} {a.state}", style_of(a.state))
+        bits = [fmt_time(a.started_at, now), fmt_duration(a.started_at, a.ended_at, now)]
+        if a.exit_code is not None:
+            bits.append(f"exit {a.exit_code}")
+        if a.worker_id:
+            bits.append(a.worker_id)
+        if a.error and a.error != f"exit code {a.exit_code}":
+            bits.append(a.error)
+        text.append("  " + " · ".join(bits) + "\n")
+    text.rstrip()
+    return text
+
+
+def stepped_attempt(task: TaskDetail | None, current: int | None, step: int) -> int | None:
+    """The attempt `step` away from `current` (None: the latest), clamped; None again for the latest.
+
+    Without a task, or before its first attempt, `current` stays.
+    """
+    if task is None or not task.attempt:
+        return current
+    latest = task.attempt
+    wanted = min(max(1, (current or latest) + step), latest)
+    return None if wanted == latest else wanted
+
+
+def task_worth_reading(snap: Snapshot, run_id: str | None) -> str | None:
+    """A running task of the run, else a failed one, else the first: the log a user most likely wants."""
+    assert snap.graph is not None
+    order = snap.graph.topology.task_order
+    states = {t: i.state for t, i in snap.instances.get(run_id or "", {}).items()}
+    for wanted in ("running", "failed", "up_for_retry"):
+        for task_id in order:
+            if states.get(task_id) == wanted:
+                return task_id
+    return order[0] if order else None
+
+
+def _set_text(widget: Static, text: Text) -> None:
+    """Update a Static, with a layout pass only when its height changes (a pass costs a frame on big screens)."""
+    old = widget.content
+    if isinstance(old, Text) and old == text:
+        return
+    old_lines = old.plain.count("\n") if isinstance(old, Text) else -1
+    widget.update(text, layout=old_lines != text.plain.count("\n"))
+
+
+class LogPane(Vertical):
+    """Attempts on top (`[` and `]` step through them), the log under them, the task's state in the title."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.border_title = "Log"
+
+    def compose(self) -> ComposeResult:
+        """The attempts line(s) and the log view."""
+        yield Static(Text(NO_TASK), id="attempts")
+        yield Log(id="log", max_lines=10_000, auto_scroll=True)
+
+    def focus_log(self) -> None:
+        """Put the keyboard on the log text (for scrolling)."""
+        self.query_one("#log", Log).focus()
+
+    def clear(self, task_selected: bool) -> None:
+        """Empty the log for another task or attempt: "loading…" until it comes."""
+        self.query_one("#log", Log).clear()
+        _set_text(self.query_one("#attempts", Static), Text("loading…" if task_selected else NO_TASK))
+
+    def show_task(
+        self, snap: Snapshot, focus: Focus, now: float, style_of: Callable[[str | None], Any]
+    ) -> None:
+        """The snapshot's task: its attempts, its state in the title, and the new log text of the attempt shown."""
+        task = snap.task
+        if task is None:
+            return
+        shown = focus.attempt or task.attempt
+        _set_text(self.query_one("#attempts", Static), attempts_text(task, shown, now, style_of))
+        state = task.state
+        follow = "following" if state in TASK_LIVE else "finished"
+        self.border_title = (
+            f"Log · {task.task_id} · {task_glyph(state)} {state} · attempt {shown or '—'} · {follow}"
+        )
+        self.border_subtitle = fmt_duration(task.started_at, task.ended_at, now)
+        chunk = snap.log
+        if chunk is None or chunk.generation != focus.generation:
+            return  # text fetched for a log that was cleared since
+        view = self.query_one("#log", Log)
+        if chunk.reset:
+            view.clear()
+        if chunk.text:
+            view.write(chunk.text)
