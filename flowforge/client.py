@@ -1,14 +1,78 @@
-"""The HTTP client of the FlowForge API, shared by the CLI and the TUI (sync, on httpx)."""
+"""The HTTP client of the FlowForge API, shared by the CLI and the TUI (sync, on httpx).
+
+Every answer is parsed into its model from `flowforge.api.models`, so callers read typed
+attributes; `model.model_dump(mode="json")` gives back the JSON the API sent.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, ValidationError
+
+from flowforge.api.models import (
+    AttemptOut,
+    BackfillResult,
+    BackfillTick,
+    DagDetail,
+    DagList,
+    DagSubmitted,
+    DagSummary,
+    Health,
+    LogPage,
+    Page,
+    Ready,
+    RunDetail,
+    RunList,
+    RunOut,
+    RunRetried,
+    Status,
+    TaskDetail,
+    TaskInstanceOut,
+    TaskList,
+    TaskSpecOut,
+    TriggeredRun,
+    WorkerCounts,
+    WorkerList,
+    WorkerOut,
+)
+
+# The answers' models are re-exported: the CLI and the TUI name them through the client.
+__all__ = [
+    "ApiClient",
+    "ApiError",
+    "ApiUnreachable",
+    "AttemptOut",
+    "BackfillResult",
+    "BackfillTick",
+    "ChangeWatcher",
+    "DagDetail",
+    "DagSubmitted",
+    "DagSummary",
+    "Health",
+    "LogPage",
+    "Ready",
+    "RunDetail",
+    "RunList",
+    "RunOut",
+    "RunRetried",
+    "Status",
+    "TaskDetail",
+    "TaskInstanceOut",
+    "TaskSpecOut",
+    "TriggeredRun",
+    "WorkerCounts",
+    "WorkerOut",
+]
+
+_M = TypeVar("_M", bound=BaseModel)
+_P = TypeVar("_P", bound=Page)
+_T = TypeVar("_T")
 
 
 class ApiError(Exception):
@@ -83,7 +147,7 @@ class ChangeWatcher:
 
 
 class ApiClient:
-    """One method per endpoint; returns the decoded JSON, raises ApiError / ApiUnreachable."""
+    """One method per endpoint; returns the answer's model, raises ApiError / ApiUnreachable."""
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 10) -> None:
         self.base_url = base_url.rstrip("/")
@@ -113,119 +177,135 @@ class ApiClient:
             raise _api_error(resp)
         return resp
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, model: type[_M], method: str, path: str, **kwargs: Any) -> _M:
+        """The answer to one request, parsed into `model`; non-JSON or an unknown shape is an ApiError."""
         resp = self._request(method, path, **kwargs)
         try:
-            return resp.json()
+            data = resp.json()
         except ValueError as exc:
             raise ApiError(
                 resp.status_code, "bad_response", f"the API answered with non-JSON from {path}"
             ) from exc
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            details = [
+                {"message": f"{'.'.join(map(str, e['loc'])) or '(body)'}: {e['msg']}"} for e in exc.errors()
+            ]
+            raise ApiError(
+                resp.status_code,
+                "bad_response",
+                f"the API answered {path} with a shape this client does not know",
+                details[:10],
+            ) from exc
 
-    def _every_page(self, path: str, key: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def _every_page(
+        self, path: str, page: type[_P], items: Callable[[_P], list[_T]], params: dict[str, Any]
+    ) -> list[_T]:
         """Every item of a paged list, reading on while the answer says `has_more`."""
-        items: list[dict[str, Any]] = []
+        found: list[_T] = []
         while True:
-            page = self._json("GET", path, params={**params, "offset": len(items)})
-            items.extend(page[key])
-            if not page.get("has_more") or not page[key]:
-                return items
+            answer = self._call(page, "GET", path, params={**params, "offset": len(found)})
+            more = items(answer)
+            found.extend(more)
+            if not answer.has_more or not more:
+                return found
 
     # -- system -----------------------------------------------------------------------
-    def health(self) -> dict[str, Any]:
+    def health(self) -> Health:
         """GET /health."""
-        return self._json("GET", "/health")
+        return self._call(Health, "GET", "/health")
 
-    def ready(self) -> dict[str, Any]:
+    def ready(self) -> Ready:
         """GET /ready (ApiError 503 when the store or queue is down)."""
-        return self._json("GET", "/ready")
+        return self._call(Ready, "GET", "/ready")
 
     def metrics(self) -> str:
         """GET /metrics as Prometheus text."""
         return self._request("GET", "/metrics").text
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> Status:
         """GET /api/v1/status."""
-        return self._json("GET", "/api/v1/status")
+        return self._call(Status, "GET", "/api/v1/status")
 
-    def workers(self) -> list[dict[str, Any]]:
+    def workers(self) -> list[WorkerOut]:
         """GET /api/v1/workers, every page."""
-        return self._every_page("/api/v1/workers", "workers", {})
+        return self._every_page("/api/v1/workers", WorkerList, lambda p: p.workers, {})
 
     # -- DAGs -------------------------------------------------------------------------
-    def list_dags(self, include_inactive: bool = False) -> list[dict[str, Any]]:
+    def list_dags(self, include_inactive: bool = False) -> list[DagSummary]:
         """GET /api/v1/dags, every page."""
         params = {"include_inactive": "1"} if include_inactive else {}
-        return self._every_page("/api/v1/dags", "dags", params)
+        return self._every_page("/api/v1/dags", DagList, lambda p: p.dags, params)
 
-    def submit_dag(self, yaml_text: str) -> dict[str, Any]:
+    def submit_dag(self, yaml_text: str) -> DagSubmitted:
         """POST /api/v1/dags with the YAML; the stored record plus `created` / `changed`."""
-        return self._json("POST", "/api/v1/dags", json={"yaml": yaml_text})
+        return self._call(DagSubmitted, "POST", "/api/v1/dags", json={"yaml": yaml_text})
 
-    def get_dag(self, dag_id: str) -> dict[str, Any]:
+    def get_dag(self, dag_id: str) -> DagDetail:
         """GET /api/v1/dags/{dag_id}."""
-        return self._json("GET", f"/api/v1/dags/{_seg(dag_id)}")
+        return self._call(DagDetail, "GET", f"/api/v1/dags/{_seg(dag_id)}")
 
-    def delete_dag(self, dag_id: str) -> dict[str, Any]:
+    def delete_dag(self, dag_id: str) -> DagDetail:
         """DELETE /api/v1/dags/{dag_id} (deactivate)."""
-        return self._json("DELETE", f"/api/v1/dags/{_seg(dag_id)}")
+        return self._call(DagDetail, "DELETE", f"/api/v1/dags/{_seg(dag_id)}")
 
-    def pause_dag(self, dag_id: str) -> dict[str, Any]:
+    def pause_dag(self, dag_id: str) -> DagDetail:
         """POST /api/v1/dags/{dag_id}/pause."""
-        return self._json("POST", f"/api/v1/dags/{_seg(dag_id)}/pause")
+        return self._call(DagDetail, "POST", f"/api/v1/dags/{_seg(dag_id)}/pause")
 
-    def unpause_dag(self, dag_id: str) -> dict[str, Any]:
+    def unpause_dag(self, dag_id: str) -> DagDetail:
         """POST /api/v1/dags/{dag_id}/unpause."""
-        return self._json("POST", f"/api/v1/dags/{_seg(dag_id)}/unpause")
+        return self._call(DagDetail, "POST", f"/api/v1/dags/{_seg(dag_id)}/unpause")
 
     # -- runs -------------------------------------------------------------------------
     def list_runs(
         self, dag_id: str | None = None, state: str | None = None, limit: int = 50, offset: int = 0
-    ) -> dict[str, Any]:
-        """GET /api/v1/runs: {"runs": [...], "limit", "offset"}."""
+    ) -> RunList:
+        """GET /api/v1/runs: one page of runs, newest first."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if dag_id:
             params["dag_id"] = dag_id
         if state:
             params["state"] = state
-        return self._json("GET", "/api/v1/runs", params=params)
+        return self._call(RunList, "GET", "/api/v1/runs", params=params)
 
     def trigger(
         self, dag_id: str, params: dict[str, Any] | None = None, triggered_by: str = "cli"
-    ) -> dict[str, Any]:
+    ) -> TriggeredRun:
         """POST /api/v1/runs; the new run."""
         body = {"dag_id": dag_id, "triggered_by": triggered_by, "params": params or {}}
-        return self._json("POST", "/api/v1/runs", json=body)
+        return self._call(TriggeredRun, "POST", "/api/v1/runs", json=body)
 
-    def cancel_run(self, run_id: str) -> dict[str, Any]:
+    def cancel_run(self, run_id: str) -> RunDetail:
         """POST /api/v1/runs/{run_id}/cancel; the cancelled run with its tasks."""
-        return self._json("POST", f"/api/v1/runs/{_seg(run_id)}/cancel")
+        return self._call(RunDetail, "POST", f"/api/v1/runs/{_seg(run_id)}/cancel")
 
-    def retry_run(self, run_id: str) -> dict[str, Any]:
+    def retry_run(self, run_id: str) -> RunRetried:
         """POST /api/v1/runs/{run_id}/retry: run the failed tasks again; the run plus `cleared`."""
-        return self._json("POST", f"/api/v1/runs/{_seg(run_id)}/retry")
+        return self._call(RunRetried, "POST", f"/api/v1/runs/{_seg(run_id)}/retry")
 
-    def retry_task(self, run_id: str, task_id: str, downstream: bool = False) -> dict[str, Any]:
+    def retry_task(self, run_id: str, task_id: str, downstream: bool = False) -> RunRetried:
         """POST /api/v1/runs/{run_id}/tasks/{task_id}/retry; the run plus `cleared`."""
         path = f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}/retry"
-        return self._json("POST", path, json={"downstream": downstream})
+        return self._call(RunRetried, "POST", path, json={"downstream": downstream})
 
-    def backfill(self, dag_id: str, start: str, end: str, dry_run: bool = False) -> dict[str, Any]:
-        """POST /api/v1/dags/{dag_id}/backfill: {"ticks": [{"logical_date", "run_id", "existed"}], "created"}."""
+    def backfill(self, dag_id: str, start: str, end: str, dry_run: bool = False) -> BackfillResult:
+        """POST /api/v1/dags/{dag_id}/backfill: the ticks in the range and how many runs were created."""
         body = {"start": start, "end": end, "dry_run": dry_run}
-        return self._json("POST", f"/api/v1/dags/{_seg(dag_id)}/backfill", json=body)
+        return self._call(BackfillResult, "POST", f"/api/v1/dags/{_seg(dag_id)}/backfill", json=body)
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
+    def get_run(self, run_id: str) -> RunDetail:
         """GET /api/v1/runs/{run_id}: the run with its `tasks`."""
-        return self._json("GET", f"/api/v1/runs/{_seg(run_id)}")
+        return self._call(RunDetail, "GET", f"/api/v1/runs/{_seg(run_id)}")
 
-    def run_tasks(self, run_id: str) -> list[dict[str, Any]]:
+    def run_tasks(self, run_id: str) -> list[TaskInstanceOut]:
         """GET /api/v1/runs/{run_id}/tasks."""
-        return self._json("GET", f"/api/v1/runs/{_seg(run_id)}/tasks")["tasks"]
+        return self._call(TaskList, "GET", f"/api/v1/runs/{_seg(run_id)}/tasks").tasks
 
-    def get_task(self, run_id: str, task_id: str) -> dict[str, Any]:
+    def get_task(self, run_id: str, task_id: str) -> TaskDetail:
         """GET /api/v1/runs/{run_id}/tasks/{task_id}: the instance, its `attempts` and `spec`."""
-        return self._json("GET", f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}")
+        return self._call(TaskDetail, "GET", f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}")
 
     def events(
         self,
@@ -274,12 +354,13 @@ class ApiClient:
         except httpx.TransportError as exc:
             raise ApiUnreachable(self.base_url, _reason(exc)) from exc
 
-    def logs(self, run_id: str, task_id: str, attempt: int | None = None, after: int = 0) -> dict[str, Any]:
-        """GET .../logs: {"run_id", "task_id", "attempt", "text", "cursor", "done"}."""
+    def logs(self, run_id: str, task_id: str, attempt: int | None = None, after: int = 0) -> LogPage:
+        """GET .../logs: a piece of an attempt's log, from the cursor `after`."""
         params: dict[str, Any] = {"after": after}
         if attempt is not None:
             params["attempt"] = attempt
-        return self._json("GET", f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}/logs", params=params)
+        path = f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}/logs"
+        return self._call(LogPage, "GET", path, params=params)
 
 
 def _api_error(resp: httpx.Response) -> ApiError:

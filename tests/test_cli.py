@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from flowforge.api import create_app
 from flowforge.cli import app
 from flowforge.core.model import RunState, TaskState
 from flowforge.services import Services
+from tests.harness import free_port
 
 GOOD = """\
 id: hello
@@ -44,12 +46,6 @@ tasks:
 
 # The environment a user might have set must not leak into the tests.
 CLEAN_ENV = {"FLOWFORGE_API_URL": None, "FLOWFORGE_API_TOKEN": None, "COLUMNS": "200"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -176,6 +172,13 @@ def test_token_is_sent(services: Services, runner: CliRunner) -> None:
         assert runner.invoke(app, ["--api-url", url, "--token", "s3cret", "dags"]).exit_code == 0
         env_token = runner.invoke(app, ["--api-url", url, "dags"], env={"FLOWFORGE_API_TOKEN": "s3cret"})
         assert env_token.exit_code == 0
+
+
+def test_the_app_loads_without_the_client_or_rich() -> None:
+    # `flowforge --version` and `--help` start fast: httpx, the API models and Rich load when a command needs them.
+    code = "import sys, flowforge.cli; print(sorted({'httpx', 'rich', 'flowforge.client', 'flowforge.api'} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
 
 
 def test_help_lists_every_command(runner: CliRunner) -> None:
@@ -360,3 +363,29 @@ def test_trigger_wait_json(api: LiveApi, good_file: Path) -> None:
         "failed",
         "upstream_failed",
     ]
+
+
+def test_the_client_models_give_back_the_json_the_api_sent(api: LiveApi, good_file: Path) -> None:
+    """`--json` prints `model_dump(mode="json")`: it must be what the API sent, key for key, in order."""
+    from flowforge.client import ApiClient
+
+    raw = httpx.Client(base_url=api.url)
+    run_id = ApiClient(api.url).trigger(ApiClient(api.url).submit_dag(GOOD).id).run_id
+    _start(api, run_id, "greet")
+    api.services.store.append_log(run_id, "greet", 1, "hi\n")
+
+    def same(model: Any, path: str, method: str = "GET", **kwargs: Any) -> None:
+        sent = raw.request(method, path, **kwargs).text
+        assert json.dumps(model.model_dump(mode="json")) == json.dumps(json.loads(sent)), path
+
+    with ApiClient(api.url) as client, raw:
+        same(client.status(), "/api/v1/status")
+        same(client.get_dag("hello"), "/api/v1/dags/hello")
+        same(client.list_runs(limit=5), "/api/v1/runs", params={"limit": 5, "offset": 0})
+        same(client.get_run(run_id), f"/api/v1/runs/{run_id}")
+        same(client.get_task(run_id, "greet"), f"/api/v1/runs/{run_id}/tasks/greet")
+        same(client.logs(run_id, "greet"), f"/api/v1/runs/{run_id}/tasks/greet/logs", params={"after": 0})
+        [dag] = client.list_dags()
+        assert json.dumps(dag.model_dump(mode="json")) == json.dumps(
+            raw.get("/api/v1/dags").json()["dags"][0]
+        )

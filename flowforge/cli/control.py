@@ -1,45 +1,38 @@
-"""Commands that act on runs and schedules: cancel, retry, backfill."""
+"""Commands that act on runs and schedules: cancel, retry, backfill.
+
+Like `flowforge.cli.commands`, they import Rich, the tables and the client only when they run.
+"""
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
-from flowforge.cli.follow import EXIT_RUN_FAILED, WAIT_POLL_SECS
-from flowforge.cli.tables import STATE_STYLES, print_json, state_text, tasks_table
-from flowforge.client import ApiClient
-from flowforge.core.model import RUN_TERMINAL
+from flowforge.cli.state import EXIT_RUN_FAILED, DagArg, RunArg, get_state
 
 
-def _state(ctx: typer.Context) -> Any:
-    """The global options (cli.CliState), set by the app's callback."""
-    return ctx.find_root().obj
+def register(app: typer.Typer) -> None:
+    """Add these commands to the app, in the order `--help` lists them."""
+    for command in (cancel, retry, backfill):
+        app.command()(command)
 
 
-def cancel(
-    ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="Id of the run.", show_default=False)],
-) -> None:
+def cancel(ctx: typer.Context, run_id: RunArg) -> None:
     """Cancel a run: its running tasks are killed, the rest become cancelled."""
-    state = _state(ctx)
+    state = get_state(ctx)
     with state.client() as client:
         run = client.cancel_run(run_id)
     if state.json_output:
-        print_json(state.out, run)
+        state.print_json(run)
         return
-    killed = sum(1 for t in run["tasks"] if t["state"] == "cancelled" and t.get("started_at"))
+    killed = sum(1 for t in run.tasks if t.state == "cancelled" and t.started_at)
     typer.echo(f"run {run_id} cancelled ({killed} running task(s) stopped)")
 
 
 def retry(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="Id of the run.", show_default=False)],
+    run_id: RunArg,
     task_id: Annotated[
         str | None,
         typer.Argument(
@@ -51,21 +44,24 @@ def retry(
     ] = False,
 ) -> None:
     """Run failed tasks (or TASK_ID) again in the same run; earlier attempts stay in the history."""
+    from flowforge.cli.tables import tasks_table
+
     if downstream and task_id is None:
         raise typer.BadParameter("--downstream needs a TASK_ID", param_hint="--downstream")
-    state = _state(ctx)
+    state = get_state(ctx)
     with state.client() as client:
         run = client.retry_run(run_id) if task_id is None else client.retry_task(run_id, task_id, downstream)
     if state.json_output:
-        print_json(state.out, run)
+        state.print_json(run)
         return
-    typer.echo(f"run {run_id}: {len(run['cleared'])} task(s) will run again: {', '.join(run['cleared'])}")
-    state.out.print(tasks_table([t for t in run["tasks"] if t["task_id"] in set(run["cleared"])], title=""))
+    typer.echo(f"run {run_id}: {len(run.cleared)} task(s) will run again: {', '.join(run.cleared)}")
+    cleared = set(run.cleared)
+    state.out.print(tasks_table([t for t in run.tasks if t.task_id in cleared], title=""))
 
 
 def backfill(
     ctx: typer.Context,
-    dag_id: Annotated[str, typer.Argument(metavar="DAG", help="Id of the DAG.", show_default=False)],
+    dag_id: DagArg,
     start: Annotated[str, typer.Option(help="First logical date, e.g. 2026-01-01 (in the DAG's timezone).")],
     end: Annotated[str, typer.Option(help="Last logical date, inclusive, e.g. 2026-01-07.")],
     dry_run: Annotated[
@@ -76,64 +72,25 @@ def backfill(
     ] = True,
 ) -> None:
     """Create a run for every schedule tick from --start to --end that has none yet, paced by max_active_runs."""
-    state = _state(ctx)
+    from rich.console import Console
+
+    from flowforge.cli.follow import wait_for_runs
+    from flowforge.cli.tables import backfill_table
+
+    state = get_state(ctx)
     with state.client() as client:
         result = client.backfill(dag_id, start, end, dry_run=dry_run)
-        created = [t["run_id"] for t in result["ticks"] if t["run_id"]]
+        created = [t.run_id for t in result.ticks if t.run_id]
         if state.json_output and (dry_run or not wait):
-            print_json(state.out, result)
+            state.print_json(result)
             return
         if not state.json_output:
-            state.out.print(_ticks_table(result, dry_run))
+            state.out.print(backfill_table(result))
         if dry_run or not wait or not created:
             return
-        runs = _wait_all(
-            client, created, None if state.json_output else Console(stderr=True, highlight=False)
-        )
+        progress = None if state.json_output else Console(stderr=True, highlight=False)
+        runs = wait_for_runs(client, created, progress)
     if state.json_output:
-        print_json(state.out, {**result, "runs": runs})
-    if any(r["state"] != "success" for r in runs):
+        state.print_json({**result.model_dump(mode="json"), "runs": runs})
+    if any(r.state != "success" for r in runs):
         raise typer.Exit(EXIT_RUN_FAILED)
-
-
-def _ticks_table(result: dict[str, Any], dry_run: bool) -> Table:
-    table = Table(title=f"Backfill of {result['dag_id']}" + (" (dry run)" if dry_run else ""))
-    table.add_column("Logical date")
-    table.add_column("Run")
-    for tick in result["ticks"]:
-        what = "exists already" if tick["existed"] else (tick["run_id"] or "would be created")
-        table.add_row(tick["logical_date"], what)
-    if not result["ticks"]:
-        table.caption = "no schedule tick in that range"
-    return table
-
-
-def _wait_all(client: ApiClient, run_ids: list[str], console: Console | None) -> list[dict[str, Any]]:
-    """Poll the runs until every one has ended, drawing a one-line summary live."""
-
-    def fetch() -> list[dict[str, Any]]:
-        return [client.get_run(r) for r in run_ids]
-
-    def line(runs: list[dict[str, Any]]) -> Text:
-        done = sum(r["state"] in RUN_TERMINAL for r in runs)
-        text = Text(f"backfill: {done}/{len(runs)} runs done  ")
-        for name in ("queued", "running", "success", "failed", "cancelled"):
-            n = sum(r["state"] == name for r in runs)
-            if n:
-                text.append(f"{name} {n}  ", style=STATE_STYLES.get(name, ""))
-        return text
-
-    runs = fetch()
-    if console is None:
-        while not all(r["state"] in RUN_TERMINAL for r in runs):
-            time.sleep(WAIT_POLL_SECS * 5)
-            runs = fetch()
-        return runs
-    with Live(line(runs), console=console, refresh_per_second=4) as live:
-        while not all(r["state"] in RUN_TERMINAL for r in runs):
-            time.sleep(WAIT_POLL_SECS * 5)
-            runs = fetch()
-            live.update(line(runs))
-    for r in runs:
-        console.print(Text.assemble(f"{r['run_id']}  ", state_text(r["state"])))
-    return runs

@@ -1,4 +1,4 @@
-"""The CLI's live output: waiting on a run with progress, following logs, tails of failed tasks."""
+"""The CLI's live output: waiting on runs with progress, following logs, tails of failed tasks."""
 
 from __future__ import annotations
 
@@ -7,34 +7,26 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import Any
 
-import typer
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from flowforge.cli.tables import fmt_duration, run_progress, state_text, tasks_table
-from flowforge.client import ApiClient, ApiError, ChangeWatcher
-from flowforge.core.errors import Problem
-from flowforge.core.model import RUN_TERMINAL, TASK_TERMINAL
+from flowforge.cli.tables import STATE_STYLES, fmt_duration, run_progress, state_text, tasks_table
+from flowforge.client import ApiClient, ChangeWatcher, LogPage, RunDetail
+from flowforge.core.model import RUN_TERMINAL, TASK_TERMINAL, RunState
 
-EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3
 WAIT_POLL_SECS = 0.05
 SAFETY_REFRESH_SECS = 2.0  # a run is fetched at least this often, events or not
 FOLLOW_POLL_SECS = 0.5
-
-
-def fail(message: str, code: int) -> NoReturn:
-    """Print `error: message` to stderr and exit with `code`."""
-    # typer.echo, not Rich: a URL or a path must not be re-wrapped or read as markup.
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+BACKFILL_POLL_SECS = WAIT_POLL_SECS * 5
 
 
 def wait_for_run(
     client: ApiClient, run_id: str, console: Console | None, poll: float = WAIT_POLL_SECS
-) -> dict[str, Any]:
+) -> RunDetail:
     """Follow a run until it ends; with a console, draw its progress live. Returns the final run.
 
     The run is fetched again whenever the events stream reports a change (at most every
@@ -45,7 +37,7 @@ def wait_for_run(
         run = client.get_run(run_id)
         live = Live(run_progress(run), console=console, refresh_per_second=10) if console else None
         with live or nullcontext():
-            while run["state"] not in RUN_TERMINAL:
+            while run.state not in RUN_TERMINAL:
                 if watcher.live:
                     watcher.wait(SAFETY_REFRESH_SECS)
                 time.sleep(poll)  # also gathers a burst of changes into one fetch
@@ -57,6 +49,54 @@ def wait_for_run(
         watcher.close()
 
 
+def _runs_line(runs: list[RunDetail]) -> Text:
+    """`backfill: 3/7 runs done  running 2  success 3 ...`."""
+    done = sum(r.state in RUN_TERMINAL for r in runs)
+    text = Text(f"backfill: {done}/{len(runs)} runs done  ")
+    for name in RunState:
+        n = sum(r.state == name for r in runs)
+        if n:
+            text.append(f"{name} {n}  ", style=STATE_STYLES.get(name, ""))
+    return text
+
+
+def wait_for_runs(client: ApiClient, run_ids: list[str], console: Console | None) -> list[RunDetail]:
+    """Poll the runs until every one has ended; with a console, draw a one-line summary live."""
+
+    def fetch() -> list[RunDetail]:
+        return [client.get_run(r) for r in run_ids]
+
+    runs = fetch()
+    live = Live(_runs_line(runs), console=console, refresh_per_second=4) if console else None
+    with live or nullcontext():
+        while not all(r.state in RUN_TERMINAL for r in runs):
+            time.sleep(BACKFILL_POLL_SECS)
+            runs = fetch()
+            if live:
+                live.update(_runs_line(runs))
+    if console:
+        for r in runs:
+            console.print(Text.assemble(f"{r.run_id}  ", state_text(r.state)))
+    return runs
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """New text of a task's log: a page read at a cursor (`page`), or text streamed as it is written."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    text: str
+    page: LogPage | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """What `--json` prints: the API's log answer, or the streamed text with where it belongs."""
+        if self.page is not None:
+            return self.page.model_dump(mode="json")
+        return {"run_id": self.run_id, "task_id": self.task_id, "attempt": self.attempt, "text": self.text}
+
+
 def log_chunks(
     client: ApiClient,
     run_id: str,
@@ -66,8 +106,8 @@ def log_chunks(
     follow: bool = False,
     poll: float = FOLLOW_POLL_SECS,
     on_new_attempt: Callable[[int], None] | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Yield the log answers of a task with text in them, reading on with the cursor.
+) -> Iterator[LogChunk]:
+    """Yield a task's log in pieces with text in them, reading on with the cursor.
 
     Without `follow`, stops when nothing more is written now. With `follow`, stops when the
     attempt is done; when no attempt was given it follows the task's retries on to the last one.
@@ -76,33 +116,32 @@ def log_chunks(
     pinned = attempt
     streamed: int | None = None  # an attempt already followed to its end
     while True:
-        if pinned is not None and pinned == streamed:
-            chunk = {"attempt": pinned, "cursor": cursor, "text": "", "done": True}
-        else:
-            chunk = client.logs(run_id, task_id, attempt=pinned, after=cursor)
-        if pinned is None and chunk["attempt"] > 0:
-            pinned = chunk["attempt"]  # a cursor belongs to one attempt: pin it before reading on
-        cursor = chunk["cursor"]
-        if chunk["text"]:
-            yield chunk
-            continue
+        done = True  # an attempt followed to its end has nothing more to read
+        if pinned is None or pinned != streamed:
+            page = client.logs(run_id, task_id, attempt=pinned, after=cursor)
+            if pinned is None and page.attempt > 0:
+                pinned = page.attempt  # a cursor belongs to one attempt: pin it before reading on
+            cursor, done = page.cursor, page.done
+            if page.text:
+                yield LogChunk(run_id, task_id, page.attempt, page.text, page)
+                continue
         if not follow:
             return
-        if pinned is not None and not chunk["done"]:
+        if pinned is not None and not done:
             # The server streams the attempt's log as it is written, until the attempt ends.
             for text in client.follow_log(run_id, task_id, pinned, after=cursor):
-                yield {"run_id": run_id, "task_id": task_id, "attempt": pinned, "text": text}
-            chunk["done"], streamed = True, pinned
-        if chunk["done"]:
+                yield LogChunk(run_id, task_id, pinned, text)
+            done, streamed = True, pinned
+        if done:
             if attempt is not None:
                 return
             task = client.get_task(run_id, task_id)
-            if pinned is not None and task["attempt"] > pinned:
-                pinned, cursor = task["attempt"], 0
+            if pinned is not None and task.attempt > pinned:
+                pinned, cursor = task.attempt, 0
                 if on_new_attempt:
                     on_new_attempt(pinned)
                 continue
-            if task["state"] in TASK_TERMINAL:
+            if task.state in TASK_TERMINAL:
                 return
         time.sleep(poll)
 
@@ -112,7 +151,7 @@ def log_tail(client: ApiClient, run_id: str, task_id: str, lines: int = 20) -> l
     tail: deque[str] = deque(maxlen=lines)
     partial = ""
     for chunk in log_chunks(client, run_id, task_id):
-        text = partial + chunk["text"]
+        text = partial + chunk.text
         *complete, partial = text.split("\n")
         tail.extend(complete)
     if partial:
@@ -126,30 +165,15 @@ def write_raw(text: str) -> None:
     sys.stdout.flush()
 
 
-def report_outcome(client: ApiClient, out: Console, run: dict[str, Any], tail_lines: int = 20) -> None:
+def report_outcome(client: ApiClient, out: Console, run: RunDetail, tail_lines: int = 20) -> None:
     """The run's result in one line; for a failed run, its failed tasks and the end of their logs."""
-    took = fmt_duration(run.get("started_at"), run.get("ended_at"))
-    out.print(Text.assemble("run ", run["run_id"], " ", state_text(run["state"]), f" in {took}"))
-    failed = [t for t in run.get("tasks", []) if t.get("state") == "failed"]
+    took = fmt_duration(run.started_at, run.ended_at)
+    out.print(Text.assemble("run ", run.run_id, " ", state_text(run.state), f" in {took}"))
+    failed = [t for t in run.tasks if t.state == "failed"]
     if not failed:
         return
     out.print(tasks_table(failed, title="Failed tasks"))
     for t in failed:
-        out.print(Text(f"--- last lines of {t['task_id']} (attempt {t.get('attempt')}) ---", style="bold"))
-        for line in log_tail(client, run["run_id"], t["task_id"], tail_lines):
+        out.print(Text(f"--- last lines of {t.task_id} (attempt {t.attempt}) ---", style="bold"))
+        for line in log_tail(client, run.run_id, t.task_id, tail_lines):
             out.print(line, markup=False, highlight=False)
-
-
-def api_error_lines(exc: ApiError) -> list[str]:
-    """The details of an API error answer, one readable line each (DAG problems as file:line:col)."""
-    lines = []
-    for d in exc.details:
-        if isinstance(d, dict) and "message" in d and "line" in d:
-            p = Problem(str(d["message"]), str(d.get("field") or ""), d.get("line"), d.get("column"))
-            lines.append(p.format("<request>"))
-        elif isinstance(d, dict) and "message" in d:
-            where = ".".join(str(x) for x in d.get("loc", [])) or str(d.get("param") or d.get("field") or "")
-            lines.append(f"{where}: {d['message']}" if where else str(d["message"]))
-        else:
-            lines.append(str(d))
-    return lines

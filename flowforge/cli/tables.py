@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
 from flowforge.core.model import TASK_TERMINAL
+
+if TYPE_CHECKING:
+    from flowforge.client import (
+        BackfillResult,
+        DagSummary,
+        RunDetail,
+        RunOut,
+        Status,
+        TaskInstanceOut,
+        WorkerOut,
+    )
 
 # Colour helps, but the state name is always printed too (colour-blind users, no-colour terminals).
 STATE_STYLES = {
@@ -32,7 +42,7 @@ _LIVE_ROWS = 15  # a live table beyond this many tasks shows only the interestin
 
 def state_text(state: str | None) -> Text:
     """The state name, coloured."""
-    name = state or "-"
+    name = str(state) if state else "-"
     return Text(name, style=STATE_STYLES.get(name, ""))
 
 
@@ -67,14 +77,9 @@ def _columns(table: Table, names: tuple[str, ...], rows: list[tuple[Any, ...]], 
         table.add_row(*r)
 
 
-def print_json(console: Console, data: Any) -> None:
-    """The API's JSON, as is (no Rich highlighting, so scripts can parse it)."""
-    console.print(json.dumps(data, indent=2, sort_keys=False), markup=False, highlight=False, soft_wrap=True)
-
-
-def dags_table(dags: list[dict[str, Any]]) -> Table:
+def dags_table(dags: list[DagSummary]) -> Table:
     """One row per DAG (an Active column only when some DAG is inactive)."""
-    show_active = any(not d.get("active", True) for d in dags)
+    show_active = any(not d.active for d in dags)
     names = (
         "DAG",
         "Ver",
@@ -88,21 +93,21 @@ def dags_table(dags: list[dict[str, Any]]) -> Table:
     rows = []
     for d in dags:
         next_run = "-"
-        if d.get("next_run"):
+        if d.next_run:
             next_run = fmt_time(
-                datetime.fromisoformat(d["next_run"].replace("Z", "+00:00")).timestamp(), short=True
+                datetime.fromisoformat(d.next_run.replace("Z", "+00:00")).timestamp(), short=True
             )
-        active = ("yes" if d.get("active", True) else "no",) if show_active else ()
+        active = ("yes" if d.active else "no",) if show_active else ()
         rows.append(
             (
-                d["id"],
-                str(d.get("version", "")),
+                d.id,
+                str(d.version),
                 next_run,
-                "yes" if d.get("paused") else "no",
+                "yes" if d.paused else "no",
                 *active,
-                str(d.get("task_count", len(d.get("tasks", [])))),
-                d.get("schedule") or "-",
-                d.get("name") or d["id"],
+                str(d.task_count),
+                d.schedule or "-",
+                d.name or d.id,
             )
         )
     table = Table(title="DAGs", title_justify="left")
@@ -110,16 +115,16 @@ def dags_table(dags: list[dict[str, Any]]) -> Table:
     return table
 
 
-def runs_table(runs: list[dict[str, Any]]) -> Table:
+def runs_table(runs: list[RunOut]) -> Table:
     """One row per run."""
     rows = [
         (
-            r["run_id"],
-            state_text(r.get("state")),
-            fmt_time(r.get("created_at"), short=True),
-            fmt_duration(r.get("started_at"), r.get("ended_at")),
-            f"{r['dag_id']} v{r.get('dag_version', '?')}",
-            r.get("triggered_by") or "-",
+            r.run_id,
+            state_text(r.state),
+            fmt_time(r.created_at, short=True),
+            fmt_duration(r.started_at, r.ended_at),
+            f"{r.dag_id} v{r.dag_version}",
+            r.triggered_by or "-",
         )
         for r in runs
     ]
@@ -128,16 +133,16 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
     return table
 
 
-def tasks_table(tasks: list[dict[str, Any]], title: str = "Tasks") -> Table:
+def tasks_table(tasks: list[TaskInstanceOut], title: str = "Tasks") -> Table:
     """One row per task instance: state, attempt, duration, exit code, error."""
     rows = [
         (
-            t["task_id"],
-            state_text(t.get("state")),
-            str(t.get("attempt", 0)),
-            fmt_duration(t.get("started_at"), t.get("ended_at")),
-            "-" if t.get("exit_code") is None else str(t["exit_code"]),
-            t.get("error") or "",
+            t.task_id,
+            state_text(t.state),
+            str(t.attempt),
+            fmt_duration(t.started_at, t.ended_at),
+            "-" if t.exit_code is None else str(t.exit_code),
+            t.error or "",
         )
         for t in tasks
     ]
@@ -146,40 +151,39 @@ def tasks_table(tasks: list[dict[str, Any]], title: str = "Tasks") -> Table:
     return table
 
 
-def run_summary(run: dict[str, Any]) -> Table:
+def run_summary(run: RunDetail) -> Table:
     """The run's own fields as a two-column grid."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
-    grid.add_row("Run", run["run_id"])
-    grid.add_row("DAG", f"{run['dag_id']} (version {run.get('dag_version', '?')})")
-    grid.add_row("State", state_text(run.get("state")))
-    grid.add_row("Triggered by", run.get("triggered_by") or "-")
-    grid.add_row("Created", fmt_time(run.get("created_at")))
-    grid.add_row("Started", fmt_time(run.get("started_at")))
-    grid.add_row("Ended", fmt_time(run.get("ended_at")))
-    grid.add_row("Duration", fmt_duration(run.get("started_at"), run.get("ended_at")))
-    params = run.get("params") or {}
-    if params:
-        grid.add_row("Params", ", ".join(f"{k}={v}" for k, v in params.items()))
-    if run.get("logical_date") is not None:
-        grid.add_row("Logical date", fmt_time(run["logical_date"]))
-    if run.get("waiting"):
-        grid.add_row("Waiting", run["waiting"])
+    grid.add_row("Run", run.run_id)
+    grid.add_row("DAG", f"{run.dag_id} (version {run.dag_version})")
+    grid.add_row("State", state_text(run.state))
+    grid.add_row("Triggered by", run.triggered_by or "-")
+    grid.add_row("Created", fmt_time(run.created_at))
+    grid.add_row("Started", fmt_time(run.started_at))
+    grid.add_row("Ended", fmt_time(run.ended_at))
+    grid.add_row("Duration", fmt_duration(run.started_at, run.ended_at))
+    if run.params:
+        grid.add_row("Params", ", ".join(f"{k}={v}" for k, v in run.params.items()))
+    if run.logical_date is not None:
+        grid.add_row("Logical date", fmt_time(run.logical_date))
+    if run.waiting:
+        grid.add_row("Waiting", run.waiting)
     return grid
 
 
-def workers_table(workers: list[dict[str, Any]]) -> Table:
+def workers_table(workers: list[WorkerOut]) -> Table:
     """One row per worker."""
     rows = [
         (
-            w["worker_id"],
-            w.get("state", "-"),
-            str(w.get("slots", "-")),
-            str(len(w.get("running") or [])),
-            fmt_time(w.get("last_heartbeat"), short=True),
-            str(w.get("pid", "-")),
-            w.get("host", "-"),
+            w.worker_id,
+            w.state,
+            str(w.slots),
+            str(len(w.running)),
+            fmt_time(w.last_heartbeat, short=True),
+            str(w.pid),
+            w.host,
         )
         for w in workers
     ]
@@ -188,65 +192,70 @@ def workers_table(workers: list[dict[str, Any]]) -> Table:
     return table
 
 
-def status_table(status: dict[str, Any]) -> Table:
+def _counts(by_name: dict[str, int]) -> Text:
+    """`name n` for each non-zero count, coloured by state; `none` when all are zero."""
+    text = Text()
+    # Zeros are left out: the API's --json has them all; people want what is there.
+    for name, n in sorted(by_name.items()):
+        if n:
+            text.append(", " if text else "")
+            text.append(f"{name} {n}", style=STATE_STYLES.get(name, ""))
+    return text or Text("none")
+
+
+def status_table(status: Status) -> Table:
     """Counts of DAGs, runs, tasks and workers, and the queue depth."""
     table = Table(title="FlowForge status", title_justify="left", show_header=False)
     table.add_column("What", style="bold")
     table.add_column("Counts", overflow="fold")
-
-    def counts(d: dict[str, int]) -> Text:
-        text = Text()
-        # Zeros are left out: the API's --json has them all; people want what is there.
-        for name, n in sorted(d.items()):
-            if n:
-                text.append(", " if text else "")
-                text.append(f"{name} {n}", style=STATE_STYLES.get(name, ""))
-        return text or Text("none")
-
-    table.add_row("DAGs", counts(status.get("dags", {})))
-    table.add_row("Runs", counts(status.get("runs", {})))
-    table.add_row("Tasks", counts(status.get("tasks", {})))
-    workers = {k: v for k, v in status.get("workers", {}).items() if k not in ("total", "slots")}
-    table.add_row("Workers", counts(workers))
-    table.add_row("Queue depth", str(status.get("queue_depth", 0)))
-    ready = status.get("ready")
-    if ready:
-        problems = [
-            f"{part}: {ready[part]}" for part in ("store", "queue", "scheduler") if ready.get(part) != "ok"
-        ]
-        text = (
-            Text("ready", style="green") if ready.get("status") == "ready" else Text("not ready", style="red")
-        )
-        for problem in problems:
-            text.append(f"; {problem}")
-        table.add_row("Ready", text)
-        table.add_row("Scheduler leader", ready.get("leader") or "none")
+    table.add_row("DAGs", _counts(status.dags))
+    table.add_row("Runs", _counts(status.runs))
+    table.add_row("Tasks", _counts(status.tasks))
+    workers = status.workers.model_dump(exclude={"total", "slots"})
+    table.add_row("Workers", _counts(workers))
+    table.add_row("Queue depth", str(status.queue_depth))
+    ready = status.ready
+    parts = {"store": ready.store, "queue": ready.queue, "scheduler": ready.scheduler}
+    text = Text("ready", style="green") if ready.status == "ready" else Text("not ready", style="red")
+    for part, said in parts.items():
+        if said != "ok":
+            text.append(f"; {part}: {said}")
+    table.add_row("Ready", text)
+    table.add_row("Scheduler leader", ready.leader or "none")
     return table
 
 
-def run_progress(run: dict[str, Any]) -> RenderableType:
+def backfill_table(result: BackfillResult) -> Table:
+    """One row per schedule tick of a backfill: its run, or that it had one already."""
+    table = Table(title=f"Backfill of {result.dag_id}" + (" (dry run)" if result.dry_run else ""))
+    table.add_column("Logical date")
+    table.add_column("Run")
+    for tick in result.ticks:
+        what = "exists already" if tick.existed else (tick.run_id or "would be created")
+        table.add_row(tick.logical_date, what)
+    if not result.ticks:
+        table.caption = "no schedule tick in that range"
+    return table
+
+
+def run_progress(run: RunDetail) -> RenderableType:
     """Live view of a run: state, a bar of finished tasks, counts by state, the busy tasks."""
-    tasks = run.get("tasks", [])
-    done = sum(1 for t in tasks if t.get("state") in TASK_TERMINAL)
-    by_state = Counter(t.get("state", "?") for t in tasks)
+    tasks = run.tasks
+    done = sum(1 for t in tasks if t.state in TASK_TERMINAL)
+    by_state = Counter(str(t.state) for t in tasks)
     head = Text.assemble(
         ("run ", "bold"),
-        run["run_id"],
+        run.run_id,
         "  ",
-        (run["dag_id"], "bold"),
+        (run.dag_id, "bold"),
         "  ",
-        state_text(run.get("state")),
-        f"  {done}/{len(tasks)} tasks done  {fmt_duration(run.get('started_at'), run.get('ended_at'))}",
+        state_text(run.state),
+        f"  {done}/{len(tasks)} tasks done  {fmt_duration(run.started_at, run.ended_at)}",
     )
     counts = Text()
     for name, n in sorted(by_state.items()):
         counts.append(f"{name} {n}  ", style=STATE_STYLES.get(name, ""))
-    shown = (
-        tasks
-        if len(tasks) <= _LIVE_ROWS
-        else [t for t in tasks if t.get("state") in ("running", "queued", "up_for_retry", "failed")][
-            :_LIVE_ROWS
-        ]
-    )
+    busy = ("running", "queued", "up_for_retry", "failed")
+    shown = tasks if len(tasks) <= _LIVE_ROWS else [t for t in tasks if t.state in busy][:_LIVE_ROWS]
     bar = ProgressBar(total=max(len(tasks), 1), completed=done, width=40)
     return Group(head, bar, counts, tasks_table(shown, title=""))
