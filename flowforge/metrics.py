@@ -1,4 +1,8 @@
-"""Prometheus metrics: what each role observes, and the outcome counters read from the store.
+"""Prometheus metrics: what each role observes, and every collector that reads the store.
+
+SchedulerMetrics, WorkerMetrics and ApiMetrics are what the roles observe as they work (the
+API's are filled by `api.middleware.RequestMetricsMiddleware`); StoreGauges and StoreCounters
+read the store and the queue at each scrape.
 
 Every metric is built on a CollectorRegistry passed in, never on prometheus_client's global one,
 and nothing is registered at import: two engines or apps in one process keep their own series.
@@ -12,26 +16,24 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
-from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flowforge.core.model import RUN_TERMINAL, TaskState
+from flowforge.core.model import RUN_TERMINAL, RunState, TaskState
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from flowforge.core.model import DagSpec
-    from flowforge.core.records import Run, TaskInstance
+    from flowforge.core.records import Run, TaskInstance, WorkerInfo
+    from flowforge.queues.base import Queue
     from flowforge.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,6 @@ FAST_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 
 # The states an attempt ends in; queued and running attempts are not counted yet.
 ATTEMPT_ENDS = (TaskState.SUCCESS, TaskState.FAILED, TaskState.LOST, TaskState.CANCELLED)
-UNMATCHED_ROUTE = "unmatched"
 
 
 def process_registry() -> CollectorRegistry:
@@ -146,73 +147,69 @@ class ApiMetrics:
         )  # fmt: skip
 
 
-def route_template(scope: Scope) -> str:
-    """The template of the route that serves `scope` (`/api/v1/runs/{run_id}`), so label values stay few."""
-    path = getattr(scope.get("route"), "path", None)
-    if path is None:
-        # Answered before routing (401, 403, 413): find the route the router would have chosen.
-        path = _find_route(getattr(getattr(scope.get("app"), "router", None), "routes", ()), scope)[0]
-    return str(path or UNMATCHED_ROUTE)
+class StoreGauges(Collector):
+    """Gauges read from the store and the queue at scrape time, so they are never stale.
 
-
-def _find_route(routes: Iterable[Any], scope: Scope) -> tuple[str | None, bool]:
-    """(template, full match) of the first route matching `scope`; a path-only match (405) if none fully does."""
-    partial = None
-    for route in routes:
-        inner = getattr(route, "original_router", None)
-        if inner is not None:  # newer FastAPI keeps an included router whole
-            prefix = getattr(getattr(route, "include_context", None), "prefix", "")
-            if not scope["path"].startswith(prefix):
-                continue
-            found, full = _find_route(inner.routes, {**scope, "path": scope["path"][len(prefix) :]})
-            found = None if found is None else prefix + found
-        else:
-            match, _ = route.matches(scope)
-            if match is Match.NONE:
-                continue
-            found, full = getattr(route, "path", None), match is Match.FULL
-        if full:
-            return found, True
-        partial = partial or found
-    return partial, False
-
-
-class RequestMetricsMiddleware:
-    """Counts and times every HTTP request under its route template, never its raw path.
-
-    Outermost, so that answers given by other middleware (401, 403, 413, 500) count too.
+    `worker_counts` turns the workers the store lists into counts by liveness (alive, stale,
+    stopped, dead), as the API's status shows them.
     """
 
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
+    def __init__(
+        self, store: Store, queue: Queue, worker_counts: Callable[[list[WorkerInfo]], Mapping[str, int]]
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._worker_counts = worker_counts
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """ASGI entry point."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        answered = False
-
-        async def observing_send(message: Message) -> None:
-            nonlocal answered
-            if message["type"] == "http.response.start" and not answered:
-                answered = True
-                self._observe(scope, message["status"], started)
-            await send(message)
-
+    def collect(self) -> Iterator[Metric]:
+        """Yield the current gauges; a store that cannot answer shows as flowforge_store_up 0."""
+        store_up = GaugeMetricFamily("flowforge_store_up", "1 when the store answered this scrape")
         try:
-            await self.app(scope, receive, observing_send)
-        except BaseException:
-            if not answered:
-                self._observe(scope, 500, started)
-            raise
+            counts = self._store.counts()
+            workers = self._store.list_workers()
+        except Exception:
+            log.warning("metrics: the store did not answer", exc_info=True)
+            store_up.add_metric([], 0)
+            yield store_up
+        else:
+            store_up.add_metric([], 1)
+            yield store_up
+            yield from self._store_gauges(counts, workers)
+        depth = GaugeMetricFamily("flowforge_queue_depth", "Task messages waiting in the queue")
+        try:
+            depth.add_metric([], self._queue.size())
+        except Exception:
+            log.warning("metrics: the queue did not answer", exc_info=True)
+        else:
+            yield depth
 
-    def _observe(self, scope: Scope, status: int, started: float) -> None:
-        route = route_template(scope)
-        self.metrics.requests.labels(route, str(status)).inc()
-        self.metrics.request_duration_seconds.labels(route).observe(time.perf_counter() - started)
+    def _store_gauges(self, counts: dict[str, dict[str, int]], workers: list[WorkerInfo]) -> Iterator[Metric]:
+        # Ended runs are counted by flowforge_runs_total (StoreCounters).
+        active = [RunState.QUEUED.value, RunState.RUNNING.value]
+        runs = {k: n for k, n in counts.get("runs", {}).items() if k in active}
+        yield _by_state("flowforge_runs_active", "Runs queued or running, by state", runs, active)
+        yield _by_state(
+            "flowforge_task_instances",
+            "Task instances by state",
+            counts.get("tasks", {}),
+            [s.value for s in TaskState],
+        )
+        yield _by_state(
+            "flowforge_dags", "DAGs by status", counts.get("dags", {}), ["active", "paused", "inactive"]
+        )
+        summary = self._worker_counts(workers)
+        liveness = ["alive", "stale", "stopped", "dead"]
+        yield _by_state(
+            "flowforge_workers", "Workers by liveness", {k: summary[k] for k in liveness}, liveness
+        )
+
+
+def _by_state(name: str, doc: str, counts: Mapping[str, int], states: list[str]) -> GaugeMetricFamily:
+    # Every known state is exported, zeros included, so a series never vanishes from dashboards.
+    g = GaugeMetricFamily(name, doc, labels=["state"])
+    for state in dict.fromkeys([*states, *counts]):
+        g.add_metric([state], counts.get(state, 0))
+    return g
 
 
 class StoreCounters(Collector):

@@ -15,9 +15,10 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from flowforge.core.dagfile import load_dag
+from flowforge.core.dagfile import load_dag, load_dag_file
 from flowforge.core.errors import Conflict, InvalidRequest, NotFound
 from flowforge.core.model import TASK_ACTIVE, TASK_TERMINAL, DagSpec, RunState, TaskSpec, TaskState
 from flowforge.core.params import resolve_params
@@ -137,6 +138,16 @@ def submit_dag(
 ) -> Submission:
     """Validate and store a DAG file's text; a changed DAG gets a new version. Raises DagValidationError."""
     spec = load_dag(text, source=source, max_bytes=max_bytes)
+    return _store_dag(store, queue, spec, text)
+
+
+def submit_dag_file(store: Store, queue: Queue, path: Path) -> Submission:
+    """`submit_dag` for a file on disk (unreadable or invalid: DagValidationError naming it)."""
+    spec = load_dag_file(path)
+    return _store_dag(store, queue, spec, path.read_text(encoding="utf-8"))
+
+
+def _store_dag(store: Store, queue: Queue, spec: DagSpec, text: str) -> Submission:
     try:
         previous: int | None = store.get_dag(spec.id).version
     except NotFound:

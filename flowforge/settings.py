@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 DEFAULT_API_URL = "http://127.0.0.1:8080"
 
-# Environment variables that configure FlowForge itself. Tasks never see them (DESIGN §5).
+# Environment variables that configure FlowForge itself. Tasks never see them: the worker drops
+# every FLOWFORGE_* variable from a task's environment (see `engine.executor.task_env`).
 SETTINGS_ENV_VARS = (
     "FLOWFORGE_DB",
     "FLOWFORGE_QUEUE",
@@ -53,7 +55,7 @@ class Settings:
     metrics_host: str = "127.0.0.1"
 
     @classmethod
-    def from_env(cls, **overrides: object) -> Settings:
+    def from_env(cls, **overrides: Any) -> Settings:
         """Settings from the environment, with explicit (non-None) overrides winning.
 
         `token_file` (a path) overrides FLOWFORGE_API_TOKEN with the file's stripped text.

@@ -9,7 +9,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowforge.core.errors import Conflict, DagValidationError, InvalidRequest, NotFound, Unavailable
 
@@ -135,33 +134,3 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and exc.detail == "Not Found":
             message = f"no such endpoint: {request.method} {request.url.path}"
         return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
-
-
-class CatchAllMiddleware:
-    """Turns any unhandled exception into a JSON 500 and logs it; no traceback reaches a client."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """ASGI entry point."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:
-            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
-            if started:
-                # Half a response is out; the server will close the connection. Nothing more to say.
-                return
-            response = error_response(500, "internal_error", "internal server error; see the server log")
-            await response(scope, receive, send)

@@ -2,113 +2,30 @@
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from flowforge.api.models import LIST_LIMIT_MAX, SAFE_INT_MAX, Health, Ready, Status, WorkerList, errors
 from flowforge.api.views import worker_summary
-from flowforge.core.model import RunState, TaskState
-from flowforge.store.base import LEADER_LEASE
+from flowforge.operations import readiness
 
-if TYPE_CHECKING:  # services imports the engine; the API needs only the type
+if TYPE_CHECKING:
     from flowforge.services import Services
 
-log = logging.getLogger(__name__)
-
 STATIC_DIR = Path(__file__).parent / "static"
-
-
-class StoreCollector(Collector):
-    """Gauges read from the store and queue at scrape time, so they are never stale."""
-
-    def __init__(self, services: Services) -> None:
-        self._services = services
-
-    def collect(self) -> Iterator[Metric]:
-        """Yield the current gauges; a store that cannot answer shows as flowforge_store_up 0."""
-        store_up = GaugeMetricFamily("flowforge_store_up", "1 when the store answered this scrape")
-        try:
-            counts = self._services.store.counts()
-            workers = self._services.store.list_workers()
-        except Exception:
-            log.warning("metrics: the store did not answer", exc_info=True)
-            store_up.add_metric([], 0)
-            yield store_up
-        else:
-            store_up.add_metric([], 1)
-            yield store_up
-            # Ended runs are counted by flowforge_runs_total (metrics.StoreCounters).
-            active = [RunState.QUEUED.value, RunState.RUNNING.value]
-            runs = {k: n for k, n in counts.get("runs", {}).items() if k in active}
-            yield _by_state("flowforge_runs_active", "Runs queued or running, by state", runs, active)
-            yield _by_state(
-                "flowforge_task_instances",
-                "Task instances by state",
-                counts.get("tasks", {}),
-                [s.value for s in TaskState],
-            )
-            yield _by_state(
-                "flowforge_dags", "DAGs by status", counts.get("dags", {}), ["active", "paused", "inactive"]
-            )
-            summary = worker_summary(workers, time.time(), self._services.settings.heartbeat_secs)
-            liveness = ["alive", "stale", "stopped", "dead"]
-            yield _by_state(
-                "flowforge_workers", "Workers by liveness", {k: summary[k] for k in liveness}, liveness
-            )
-        depth = GaugeMetricFamily("flowforge_queue_depth", "Task messages waiting in the queue")
-        try:
-            depth.add_metric([], self._services.queue.size())
-        except Exception:
-            log.warning("metrics: the queue did not answer", exc_info=True)
-        else:
-            yield depth
-
-
-def _by_state(name: str, doc: str, counts: dict[str, int], states: list[str]) -> GaugeMetricFamily:
-    # Every known state is exported, zeros included, so a series never vanishes from dashboards.
-    g = GaugeMetricFamily(name, doc, labels=["state"])
-    for state in dict.fromkeys([*states, *counts]):
-        g.add_metric([state], counts.get(state, 0))
-    return g
-
-
-def readiness(services: Services) -> dict[str, Any]:
-    """What /ready answers: each part "ok" or why not, the leading scheduler, and the overall status."""
-    result: dict[str, Any] = {
-        "status": "ready",
-        "store": "ok",
-        "queue": "ok",
-        "scheduler": "ok",
-        "leader": None,
-    }
-    try:
-        # Reading the lease is the store's probe too.
-        result["leader"] = services.store.lease_holder(LEADER_LEASE, time.time())
-    except Exception as exc:
-        # Only the exception type: its text may carry a connection URL with a password.
-        log.warning("readiness: the store is unavailable", exc_info=True)
-        result["store"] = f"unavailable ({type(exc).__name__})"
-        result["scheduler"] = "unknown (the store is unavailable)"
-    else:
-        if result["leader"] is None:
-            result["scheduler"] = "no leader (no running scheduler holds the scheduler lease)"
-    try:
-        services.queue.size()
-    except Exception as exc:
-        log.warning("readiness: the queue is unavailable", exc_info=True)
-        result["queue"] = f"unavailable ({type(exc).__name__})"
-    if any(result[part] != "ok" for part in ("store", "queue", "scheduler")):
-        result["status"] = "unavailable"
-    return result
+_READY_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **errors(),
+    503: {"model": Ready, "description": "the store or the queue is unavailable, or no scheduler leads"},
+}
+_METRICS_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+    **errors(),
+}
 
 
 def build_system_router(services: Services, registry: CollectorRegistry) -> APIRouter:
@@ -121,29 +38,13 @@ def build_system_router(services: Services, registry: CollectorRegistry) -> APIR
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @router.get(
-        "/ready",
-        tags=["system"],
-        response_model=Ready,
-        responses={
-            **errors(),
-            503: {
-                "model": Ready,
-                "description": "the store or the queue is unavailable, or no scheduler leads",
-            },
-        },
-    )
+    @router.get("/ready", tags=["system"], response_model=Ready, responses=_READY_ANSWERS)
     def ready() -> JSONResponse:
         """Readiness: the store and the queue answer, and a scheduler holds the leader lease."""
-        result = readiness(services)
-        return JSONResponse(result, status_code=200 if result["status"] == "ready" else 503)
+        result = readiness(store, queue)
+        return JSONResponse(result.to_dict(), status_code=200 if result.ready else 503)
 
-    @router.get(
-        "/metrics",
-        tags=["system"],
-        response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}, **errors()},
-    )
+    @router.get("/metrics", tags=["system"], response_class=Response, responses=_METRICS_ANSWERS)
     def metrics() -> Response:
         """Prometheus text exposition."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -159,7 +60,7 @@ def build_system_router(services: Services, registry: CollectorRegistry) -> APIR
             "tasks": counts.get("tasks", {}),
             "workers": workers,
             "queue_depth": queue.size(),
-            "ready": readiness(services),
+            "ready": readiness(store, queue).to_dict(),
         }
 
     @router.get("/api/v1/workers", tags=["system"], response_model=WorkerList, responses=errors(422, 503))

@@ -1,6 +1,6 @@
 """`flowforge up`, `api`, `scheduler`, `worker`: the commands that start FlowForge's own processes.
 
-They are registered on the app by cli.py.
+They are registered on the app by `flowforge.cli`; each runs a process of `flowforge.roles`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from flowforge import __version__
-from flowforge.cli.follow import EXIT_BAD_INPUT, fail
+from flowforge.cli.state import EXIT_BAD_INPUT, fail
 
-if TYPE_CHECKING:  # the services pull in the engine and uvicorn: imported when a command runs
+if TYPE_CHECKING:  # the roles pull in the engine, the API and uvicorn: imported when a command runs
     from flowforge.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the app, in the order `--help` lists them."""
+    for command in (up, api, scheduler, worker):
+        app.command()(command)
+
 
 LogLevelOpt = Annotated[
     str | None,
@@ -81,31 +88,20 @@ TokenFileOpt = Annotated[
 
 
 def up(
-    host: Annotated[str | None, typer.Option(help="Address to bind the API to (default: 127.0.0.1).")] = None,
-    port: Annotated[
-        int | None, typer.Option(min=1, max=65535, help="Port of the API (default: 8080).")
-    ] = None,
-    concurrency: Annotated[
-        int | None,
-        typer.Option(
-            "--concurrency", "-c", min=1, help="Worker slots, i.e. tasks at once (default: CPU count)."
-        ),
-    ] = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    concurrency: ConcurrencyOpt = None,
     examples: Annotated[
         bool, typer.Option("--examples/--no-examples", help="Also submit the example DAGs (examples/*.yaml).")
     ] = False,
-    home: Annotated[
-        Path | None, typer.Option(help="Data directory (default: $FLOWFORGE_HOME or ~/.flowforge).")
-    ] = None,
-    insecure: Annotated[
-        bool, typer.Option("--insecure", help="Allow a non-loopback --host without FLOWFORGE_API_TOKEN.")
-    ] = False,
+    home: HomeOpt = None,
+    insecure: InsecureOpt = False,
     token_file: TokenFileOpt = None,
     grace: GraceOpt = None,
     log_level: LogLevelOpt = None,
 ) -> None:
     """Start everything in one process: API, web page, scheduler and workers. Ctrl-C stops it."""
-    from flowforge.services import run_all_in_one
+    from flowforge.roles import run_all_in_one
 
     settings = _settings(
         home=home, host=host, port=port, concurrency=concurrency, token_file=token_file, grace_secs=grace
@@ -135,7 +131,7 @@ def api(
     log_level: LogLevelOpt = None,
 ) -> None:
     """Serve the REST API and the web page (no scheduler, no workers). Ctrl-C stops it."""
-    from flowforge.services import run_api
+    from flowforge.roles import run_api
 
     settings = _settings(home=home, host=host, port=port, token_file=token_file)
     _refuse_open_bind(settings, insecure)
@@ -153,7 +149,7 @@ def scheduler(
     log_level: LogLevelOpt = None,
 ) -> None:
     """Run the scheduler: start runs, queue ready tasks, retry, reap dead workers. Ctrl-C stops it."""
-    from flowforge.services import run_scheduler
+    from flowforge.roles import run_scheduler
 
     settings = _settings(home=home, metrics_port=metrics_port, metrics_host=metrics_host)
     _require_shared_queue(settings, "scheduler")
@@ -171,7 +167,7 @@ def worker(
     log_level: LogLevelOpt = None,
 ) -> None:
     """Run a worker with N task slots; SIGTERM/Ctrl-C lets running tasks finish (within --grace)."""
-    from flowforge.services import run_worker
+    from flowforge.roles import run_worker
 
     settings = _settings(
         home=home,
@@ -214,7 +210,7 @@ def _backends(settings: Settings) -> str:
 
 def _start(role: Callable[[], None]) -> None:
     """Run a role; a start-up failure becomes one line (setting, what was tried) and exit 2 or 3."""
-    from flowforge.services import StartupError
+    from flowforge.roles import StartupError
 
     try:
         role()

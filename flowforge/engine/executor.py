@@ -25,12 +25,13 @@ _READ_SIZE = 65536
 _PLAIN_COMMAND = re.compile(r"[A-Za-z0-9_./:,+@=-]+(?:[ \t]+[A-Za-z0-9_./:,+@=-]+)*")
 # Words /bin/sh runs itself (builtins, keywords, special names): these keep going through the
 # shell, whose own versions can differ from the programs of the same name (echo -e, pwd, kill …).
-_SHELL_WORDS = frozenset(
+_SHELL_WORDS_TEXT = (
     ". : [ [[ ]] { } ! alias bg break case cd command continue do done echo elif else esac eval exec exit "
     "export fc fg fi for function getopts hash if in jobs kill let local printf pwd read readonly return "
     "select set shift source test then time times trap type typeset ulimit umask unalias unset until wait "
-    "while".split()
+    "while"
 )
+_SHELL_WORDS = frozenset(_SHELL_WORDS_TEXT.split())
 # `true` and `false` are builtins too, but the programs behave the same unless given options.
 _SAME_WITHOUT_ARGS = frozenset({"true", "false"})
 
@@ -56,7 +57,7 @@ def task_env(
     task_env: Mapping[str, str],
     context: Mapping[str, str],
 ) -> dict[str, str]:
-    """The environment of a task (DESIGN §5), later layers winning.
+    """The environment of a task, later layers winning.
 
     The worker's own environment minus every FLOWFORGE_* variable (a task must not read
     the database URL or the API token), then the DAG's env, the task's env, and last the
@@ -204,25 +205,16 @@ def run_command(
 
     A command of plain words (`direct_argv`) is run as it is, without the shell; if that fails
     to start (not found, not executable, no #! line), /bin/sh runs it as before, so the error,
-    exit code and output are the shell's as always. stdout and stderr go, interleaved, to `sink`. At `timeout` the whole group gets
-    SIGTERM, then SIGKILL after `kill_grace`. When the shell exits, whatever it left
-    running in its group is killed too: a task's processes end with the task.
-    `on_start` receives the process group id (for cancelling from elsewhere).
+    exit code and output are the shell's as always. stdout and stderr go, interleaved, to
+    `sink`. At `timeout` the whole group gets SIGTERM, then SIGKILL after `kill_grace`. When
+    the shell exits, whatever it left running in its group is killed too: a task's processes
+    end with the task. `on_start` receives the process group id (for cancelling from elsewhere).
     """
     started = time.monotonic()
-    child_env = dict(env)
-    proc = None
-    argv = direct_argv(command, child_env)
-    if argv is not None:
-        try:
-            proc = _spawn(argv, child_env)
-        except OSError:
-            proc = None  # the shell will run it and say why it cannot
-    if proc is None:
-        try:
-            proc = _spawn(["/bin/sh", "-c", command], child_env)
-        except OSError as exc:
-            return ExecResult(None, False, time.monotonic() - started, f"could not start /bin/sh: {exc}")
+    try:
+        proc = _start(command, dict(env))
+    except OSError as exc:
+        return ExecResult(None, False, time.monotonic() - started, f"could not start /bin/sh: {exc}")
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     pgid = proc.pid
@@ -241,8 +233,23 @@ def run_command(
         _signal_group(pgid, signal.SIGKILL)
         reader.join(timeout=2.0)
         proc.stdout.close()
-    duration = time.monotonic() - started
     timed_out = watchdog is not None and watchdog.fired
+    return _result(code, timed_out, timeout, time.monotonic() - started)
+
+
+def _start(command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start `command` without a shell when it needs none and that works, else with /bin/sh -c."""
+    argv = direct_argv(command, env)
+    if argv is not None:
+        try:
+            return _spawn(argv, env)
+        except OSError:
+            pass  # the shell will run it and say why it cannot
+    return _spawn(["/bin/sh", "-c", command], env)
+
+
+def _result(code: int, timed_out: bool, timeout: float | None, duration: float) -> ExecResult:
+    """How a command that exited with `code` (negative: killed by that signal) ended."""
     if timed_out:
         return ExecResult(
             None if code < 0 else code, True, duration, f"timed out after {timeout:g}s; process group killed"

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -19,16 +16,15 @@ from flowforge.core.model import DagSpec, RunState, TaskState
 from flowforge.core.plan import TaskView, plan_run
 from flowforge.core.records import Run, TaskInstance
 from flowforge.core.schedule import due_ticks
-from flowforge.core.states import attempt_outcome
+from flowforge.engine.leases import LEADER_TTL_SECS, LeaderLease, Reaper
 from flowforge.queues.base import Queue, TaskMessage
-from flowforge.store.base import LEADER_LEASE, Store
+from flowforge.store.base import Store
 
 if TYPE_CHECKING:  # the metrics are passed in; the engine does not import prometheus_client
     from flowforge.metrics import SchedulerMetrics
 
 log = logging.getLogger("flowforge.scheduler")
 
-LEADER_TTL_SECS = 5.0  # a standby takes over within about this long after the leader died
 ACTIVE_RUN_LIMIT = 100_000  # every active run is looked at on each tick
 BATCH_SECS = 0.05  # longest a wake is held back while the queue still has work (see run)
 EVENTS_KEPT = 100_000  # the event log is a window for live views, not history
@@ -57,6 +53,30 @@ class TickReport:
         return any(vars(self).values())
 
 
+@dataclass
+class _Load:
+    """What a tick counts against the DAGs' limits, kept up to date as it starts runs and queues tasks."""
+
+    running_runs: defaultdict[str, int]  # by dag_id
+    active_tasks: defaultdict[str, int]  # queued or running task instances, by dag_id
+    instances: dict[str, list[TaskInstance]]  # of every running run, by run_id
+
+    @classmethod
+    def of(cls, runs: list[Run], store: Store) -> _Load:
+        """Count the running runs and their active tasks (reading the task instances of each)."""
+        load = cls(defaultdict(int), defaultdict(int), {})
+        for run in runs:
+            if run.state == RunState.RUNNING:
+                load.running_runs[run.dag_id] += 1
+        for run in runs:
+            if run.state == RunState.RUNNING:
+                tis = load.instances[run.run_id] = store.task_instances(run.run_id)
+                load.active_tasks[run.dag_id] += sum(
+                    ti.state in (TaskState.QUEUED, TaskState.RUNNING) for ti in tis
+                )
+        return load
+
+
 class Scheduler:
     """Makes ready tasks `queued` and pushes them; starts and finishes runs; reaps dead workers."""
 
@@ -75,16 +95,14 @@ class Scheduler:
         self.metrics = metrics
         # Only the holder of the "scheduler" lease acts; another scheduler stands by and takes
         # over once the lease lapses (the holder died) or is released (it stopped).
-        self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.leader_ttl = leader_ttl
-        self.is_leader = False
+        self.leader = LeaderLease(store, leader_ttl)
         self.queue = queue
         self.requeue_after = requeue_after
         self.worker_dead_after = worker_dead_after
         self.clock = clock
         self._specs: dict[tuple[str, int], tuple[DagSpec, list[str]]] = {}
-        # No worker is declared dead before this time (set after the store was unreachable).
-        self._reap_after = 0.0
+        # Declares workers dead and gives their attempts (and those whose lease lapsed) up as lost.
+        self.reaper = Reaper(store, queue, worker_dead_after)
         # When each queued attempt was last pushed by this process (run, task, attempt) -> time.
         self._pushed: dict[tuple[str, str, int], float] = {}
         self._drained: bool | None = None  # the queue held no message (asked once per tick, when needed)
@@ -111,82 +129,91 @@ class Scheduler:
         runs = self._active_runs()
         if housekeeping and self._schedule(now, runs, report):
             runs = self._active_runs()
-        dead = self._reap_workers(now, report) if housekeeping else set()
+        dead: set[str] = set()
+        if housekeeping:
+            dead, report.workers_dead = self.reaper.reap_workers(now)
         if now - self._pruned_at >= PRUNE_EVERY_SECS:
             self.store.prune_events(EVENTS_KEPT)
             self._pruned_at = now
-        running_runs = defaultdict(int)
-        for run in runs:
-            if run.state == RunState.RUNNING:
-                running_runs[run.dag_id] += 1
-        instances: dict[str, list[TaskInstance]] = {}
-        active_tasks: dict[str, int] = defaultdict(int)
-        for run in runs:
-            if run.state == RunState.RUNNING:
-                tis = instances[run.run_id] = self.store.task_instances(run.run_id)
-                active_tasks[run.dag_id] += sum(
-                    ti.state in (TaskState.QUEUED, TaskState.RUNNING) for ti in tis
-                )
+        load = _Load.of(runs, self.store)
         for run in runs:
             spec, order = self._spec(run)
             if run.state == RunState.QUEUED:
-                if running_runs[run.dag_id] >= spec.max_active_runs:
+                started = self._start(run, spec, load, now, report)
+                if started is None:
                     continue
-                if not self.store.set_run_state(run.run_id, [RunState.QUEUED], RunState.RUNNING, now):
-                    continue
-                running_runs[run.dag_id] += 1
-                report.runs_started += 1
-                log.info("run started", extra={"run_id": run.run_id, "dag_id": run.dag_id})
-                run = replace(run, state=RunState.RUNNING)
-                instances[run.run_id] = self.store.task_instances(run.run_id)
-            tis = instances[run.run_id]
+                run = started
+            tis = load.instances[run.run_id]
             if self._timed_out(run, spec, now):
                 continue
             if housekeeping:
-                tis = self._reap_lost_attempts(run, spec, tis, dead, now)
+                tis = self.reaper.reap_attempts(run, spec, tis, dead, now)
             self._requeue_lost(run, tis, now, report)
-            views = {ti.task_id: TaskView(ti.state, ti.attempt, ti.retry_at) for ti in tis}
-            capacity = spec.max_active_tasks - active_tasks[run.dag_id]
-            plan = plan_run(spec, order, views, now, capacity=max(capacity, 0))
-            if plan.to_upstream_failed:
-                report.tasks_not_run += len(
-                    self.store.set_task_states(
-                        run.run_id,
-                        plan.to_upstream_failed,
-                        [TaskState.PENDING],
-                        TaskState.UPSTREAM_FAILED,
-                        now,
-                    )
-                )
-            if plan.to_skip:
-                report.tasks_not_run += len(
-                    self.store.set_task_states(
-                        run.run_id, plan.to_skip, [TaskState.PENDING], TaskState.SKIPPED, now
-                    )
-                )
-            if plan.to_queue:
-                queued = set(self.store.queue_tasks(run.run_id, plan.to_queue, now))
-                messages = [
-                    TaskMessage(run.run_id, tid, att + 1) for tid, att in plan.to_queue if tid in queued
-                ]
-                self.queue.put(messages)
-                for m in messages:
-                    self._pushed[(m.run_id, m.task_id, m.attempt)] = now
-                    log.debug(
-                        "task queued", extra={"run_id": m.run_id, "task_id": m.task_id, "attempt": m.attempt}
-                    )
-                if self.metrics:
-                    self.metrics.observe_queued(
-                        run, spec, tis, [q for q in plan.to_queue if q[0] in queued], now
-                    )
-                report.tasks_queued += len(messages)
-                active_tasks[run.dag_id] += len(messages)
-            if plan.run_state is not None:
-                if self.store.set_run_state(run.run_id, [RunState.RUNNING], plan.run_state, now):
-                    report.runs_finished += 1
-                    self._forget(run.run_id)
-                    log.info("run %s", plan.run_state, extra={"run_id": run.run_id, "dag_id": run.dag_id})
+            self._advance(run, spec, order, tis, load, now, report)
         return report
+
+    def _start(self, run: Run, spec: DagSpec, load: _Load, now: float, report: TickReport) -> Run | None:
+        """Start a queued run if its DAG has room for one more; the run as started, or None."""
+        if load.running_runs[run.dag_id] >= spec.max_active_runs:
+            return None
+        if not self.store.set_run_state(run.run_id, [RunState.QUEUED], RunState.RUNNING, now):
+            return None
+        load.running_runs[run.dag_id] += 1
+        report.runs_started += 1
+        log.info("run started", extra={"run_id": run.run_id, "dag_id": run.dag_id})
+        load.instances[run.run_id] = self.store.task_instances(run.run_id)
+        return replace(run, state=RunState.RUNNING)
+
+    def _advance(
+        self,
+        run: Run,
+        spec: DagSpec,
+        order: list[str],
+        tis: list[TaskInstance],
+        load: _Load,
+        now: float,
+        report: TickReport,
+    ) -> None:
+        """Apply the core's plan for one running run: skip, fail upstream, queue, or end it."""
+        views = {ti.task_id: TaskView(ti.state, ti.attempt, ti.retry_at) for ti in tis}
+        capacity = spec.max_active_tasks - load.active_tasks[run.dag_id]
+        plan = plan_run(spec, order, views, now, capacity=max(capacity, 0))
+        if plan.to_upstream_failed:
+            report.tasks_not_run += len(
+                self.store.set_task_states(
+                    run.run_id, plan.to_upstream_failed, [TaskState.PENDING], TaskState.UPSTREAM_FAILED, now
+                )
+            )
+        if plan.to_skip:
+            report.tasks_not_run += len(
+                self.store.set_task_states(
+                    run.run_id, plan.to_skip, [TaskState.PENDING], TaskState.SKIPPED, now
+                )
+            )
+        if plan.to_queue:
+            queued = self._queue(run, spec, tis, plan.to_queue, now)
+            report.tasks_queued += queued
+            load.active_tasks[run.dag_id] += queued
+        if plan.run_state is not None and self.store.set_run_state(
+            run.run_id, [RunState.RUNNING], plan.run_state, now
+        ):
+            report.runs_finished += 1
+            self._forget(run.run_id)
+            log.info("run %s", plan.run_state, extra={"run_id": run.run_id, "dag_id": run.dag_id})
+
+    def _queue(
+        self, run: Run, spec: DagSpec, tis: list[TaskInstance], to_queue: list[tuple[str, int]], now: float
+    ) -> int:
+        """Make these (task_id, attempt before) `queued` in the store and push them; returns how many."""
+        queued = set(self.store.queue_tasks(run.run_id, to_queue, now))
+        messages = [TaskMessage(run.run_id, tid, att + 1) for tid, att in to_queue if tid in queued]
+        self.queue.put(messages)
+        for m in messages:
+            self._pushed[(m.run_id, m.task_id, m.attempt)] = now
+            log.debug("task queued", extra={"run_id": m.run_id, "task_id": m.task_id, "attempt": m.attempt})
+        if self.metrics:
+            self.metrics.observe_queued(run, spec, tis, [q for q in to_queue if q[0] in queued], now)
+        return len(messages)
 
     def _active_runs(self) -> list[Run]:
         """Queued and running runs, oldest first (backfilled ones in logical-date order)."""
@@ -203,7 +230,7 @@ class Scheduler:
         if not dags:
             return False
         latest = self.store.latest_logical_dates()
-        active = defaultdict(int)
+        active: defaultdict[str, int] = defaultdict(int)
         for run in runs:
             active[run.dag_id] += 1
         created = False
@@ -276,102 +303,23 @@ class Scheduler:
                 self._drained = False
         return self._drained
 
-    # -- dead workers ---------------------------------------------------------------------------
-    def _reap_workers(self, now: float, report: TickReport) -> set[str]:
-        """Mark workers whose heartbeat is older than `worker_dead_after` dead; return their ids."""
-        dead = set()
-        for w in self.store.list_workers():
-            if (
-                w.state == "alive"
-                and now - w.last_heartbeat > self.worker_dead_after
-                and now >= self._reap_after
-            ):
-                try:
-                    # Messages it took but never acked go back at once; if this fails, the
-                    # re-push of tasks left queued (requeue_after) still delivers them.
-                    self.queue.release_consumer(w.worker_id)
-                except Exception:
-                    log.warning(
-                        "could not give back the queue messages of dead worker %s",
-                        w.worker_id,
-                        exc_info=True,
-                        extra={"worker_id": w.worker_id},
-                    )
-                self.store.upsert_worker(replace(w, state="dead"))
-                dead.add(w.worker_id)
-                report.workers_dead += 1
-                log.warning(
-                    "worker %s missed its heartbeats: marked dead",
-                    w.worker_id,
-                    extra={"worker_id": w.worker_id},
-                )
-            elif w.state == "dead":
-                dead.add(w.worker_id)
-        return dead
-
-    def _reap_lost_attempts(
-        self, run: Run, spec: DagSpec, tis: list[TaskInstance], dead: set[str], now: float
-    ) -> list[TaskInstance]:
-        """Give up as `lost` every running attempt whose lease expired or whose worker is dead.
-
-        The task is retried under its budget like after a failure. Conditional on the lease
-        token, so a late renewal or a second scheduler doing the same cannot record it twice;
-        the old worker's late result is refused.
-        """
-        out = []
-        for ti in tis:
-            expired = (
-                ti.lease_expires_at is not None and ti.lease_expires_at < now and now >= self._reap_after
-            )
-            if ti.state == TaskState.RUNNING and (expired or ti.worker_id in dead):
-                task = spec.task(ti.task_id)
-                state, retry_at = attempt_outcome(
-                    ti.attempt, task.retries, False, now, task.retry_delay_secs, task.max_retry_delay_secs
-                )
-                error = (
-                    f"lost: worker {ti.worker_id} died or lost contact while running the task (lease expired)"
-                )
-                if self.store.finish_task(
-                    run.run_id,
-                    ti.task_id,
-                    ti.attempt,
-                    ti.worker_id or "",
-                    state=state,
-                    now=now,
-                    error=error,
-                    retry_at=retry_at,
-                    lease_token=ti.lease_token,
-                    attempt_state=TaskState.LOST,
-                ):
-                    log.warning(
-                        "attempt lost: %s",
-                        error,
-                        extra={
-                            "run_id": run.run_id,
-                            "task_id": ti.task_id,
-                            "attempt": ti.attempt,
-                            "dag_id": run.dag_id,
-                            "worker_id": ti.worker_id,
-                        },
-                    )
-                    ti = replace(ti, state=state, retry_at=retry_at)
-            out.append(ti)
-        return out
-
     # -- loop ---------------------------------------------------------------------------------
+    @property
+    def holder(self) -> str:
+        """This scheduler's name in the leader lease."""
+        return self.leader.holder
+
+    @property
+    def is_leader(self) -> bool:
+        """True while this scheduler holds the leader lease."""
+        return self.leader.held
+
     def lead(self, now: float) -> bool:
         """Take or keep the scheduler lease; True while this scheduler is the one that acts."""
-        was = self.is_leader
-        self.is_leader = self.store.hold_lease(LEADER_LEASE, self.holder, now, self.leader_ttl)
+        leading = self.leader.hold(now)
         if self.metrics:
-            self.metrics.is_leader.set(int(self.is_leader))
-        if self.is_leader != was:
-            log.info(
-                "this scheduler is %s",
-                "now the leader" if self.is_leader else "standing by",
-                extra={"holder": self.holder},
-            )
-        return self.is_leader
+            self.metrics.is_leader.set(int(leading))
+        return leading
 
     def run(self, stop: threading.Event, tick_secs: float = 1.0) -> None:
         """Tick whenever woken (a task finished, a run was triggered) and at least every `tick_secs`.
@@ -396,17 +344,13 @@ class Scheduler:
                     log.exception("scheduler tick failed; retrying")
                     # Workers could not heartbeat either if the store was down: once it is back,
                     # give them a full dead-after period before declaring any of them dead.
-                    self._reap_after = self.clock() + self.worker_dead_after
+                    self.reaper.postpone(self.clock())
                     stop.wait(tick_secs)
                 if self.queue.wait_for_wake(tick_secs):
                     self._hold_while_queue_busy(stop)
         finally:
             if self.is_leader:
-                try:
-                    self.store.release_lease(LEADER_LEASE, self.holder)  # the standby need not wait
-                except Exception:
-                    log.warning("could not release the scheduler lease", exc_info=True)
-                self.is_leader = False
+                self.leader.release()  # the standby need not wait
                 if self.metrics:
                     self.metrics.is_leader.set(0)
 

@@ -1,25 +1,27 @@
-"""The worker: take a message, claim the attempt in the store, run it, record the result."""
+"""The worker: take a message, claim the attempt in the store, run it, record the result.
+
+The leases of the attempts it holds are renewed and fenced by `leases.HeldLeases`.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowforge.core.errors import Unavailable
-from flowforge.core.model import DagSpec, TaskState
+from flowforge.core.model import DagSpec, TaskSpec, TaskState
 from flowforge.core.records import Run, TaskInstance, WorkerInfo
 from flowforge.core.schedule import iso_utc
 from flowforge.core.secrets import LogMasker, secret_values
 from flowforge.core.states import attempt_outcome
-from flowforge.engine.executor import attempt_context, run_command, task_env, terminate_group
+from flowforge.engine.executor import ExecResult, attempt_context, run_command, task_env
+from flowforge.engine.leases import Held, HeldLeases, process_name
 from flowforge.queues.base import Queue, TaskMessage
 from flowforge.store.base import Store
 
@@ -38,26 +40,12 @@ MAX_PENDING_LOG_CHARS = 4 * 1024 * 1024
 # How often the worker checks that the attempts it runs are still theirs to run (a cancel, a
 # run timeout, or a reaper gave them up): such a task is killed within about this long.
 WATCH_SECS = 0.5
-# How often the worker looks for attempts whose lease may have lapsed (see `fence`).
-FENCE_CHECK_SECS = 0.1
 RUN_CACHE_SIZE = 1024
 
 
 def new_worker_id() -> str:
     """`host-pid-random`: unique per process, readable in `flowforge workers`."""
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-@dataclass
-class Held:
-    """An attempt this worker claimed: its lease token and, once started, its process group."""
-
-    attempt: int
-    token: str
-    renewed: float  # monotonic time of the last claim or renewal the store accepted (taken before the call)
-    pgid: int | None = None
-    lost: bool = False  # the lease was refused: kill the task, drop its result
-    given_back: bool = False  # killed at shutdown: another attempt runs it, whatever its budget
+    return process_name()
 
 
 class LogBuffer:
@@ -141,9 +129,10 @@ class Worker:
         self._specs: dict[tuple[str, int], DagSpec] = {}
         # A run's DAG version, params and logical date never change: read once per run, not per task.
         self._runs: dict[str, Run] = {}
-        # "run_id/task_id" -> the lease and process group of every attempt held here
-        self._running: dict[str, Held] = {}
-        self._lock = threading.Lock()
+        # The lease and process group of every attempt held here, by "run_id/task_id".
+        self.leases = HeldLeases(
+            store, self.worker_id, lease_secs=self.lease_secs, kill_grace=kill_grace, clock=clock
+        )
         if metrics:
             metrics.slots.set(slots)
 
@@ -205,17 +194,13 @@ class Worker:
             return False
         key = f"{msg.run_id}/{msg.task_id}"
         held = Held(msg.attempt, ti.lease_token, renewed=sent)
-        with self._lock:
-            self._running[key] = held  # from now on `watch` renews its lease
-            busy = len(self._running)
+        busy = self.leases.add(key, held)  # from now on `watch` renews its lease
         if self.metrics:
             self.metrics.slots_busy.set(busy)
         try:
             return self._run_claimed(msg, held, ti)
         finally:
-            with self._lock:
-                self._running.pop(key, None)
-                busy = len(self._running)
+            busy = self.leases.remove(key)
             if self.metrics:
                 self.metrics.slots_busy.set(busy)
 
@@ -227,6 +212,15 @@ class Worker:
             wait = max(0.0, claimed.started_at - claimed.queued_at)
             self.metrics.queue_wait_seconds.labels(run.dag_id).observe(wait)
         log.info("task started", extra=self._ctx(msg, dag_id=run.dag_id))
+        result = self._execute(msg, held, run, spec, task)
+        if self.metrics:
+            self.metrics.task_duration_seconds.labels(run.dag_id).observe(result.duration)
+        self._record(msg, held, run, task, result)
+        self.queue.wake_scheduler()
+        return True
+
+    def _execute(self, msg: TaskMessage, held: Held, run: Run, spec: DagSpec, task: TaskSpec) -> ExecResult:
+        """Run the attempt's command, its output going to the store with secrets masked."""
         env = task_env(
             self.base_env,
             spec.env,
@@ -244,25 +238,20 @@ class Worker:
         sink = LogBuffer(
             self.store, msg.run_id, msg.task_id, msg.attempt, secret_values(spec.env, task.env, run.params)
         )
-
-        def remember(pgid: int) -> None:
-            held.pgid = pgid
-            if held.lost:  # given up while the process was starting
-                terminate_group(pgid, self.kill_grace)
-
         try:
-            result = run_command(
+            return run_command(
                 task.command,
                 env=env,
                 timeout=task.timeout_secs,
                 sink=sink.write,
                 kill_grace=self.kill_grace,
-                on_start=remember,
+                on_start=lambda pgid: held.started(pgid, self.kill_grace),
             )
         finally:
             sink.close()
-        if self.metrics:
-            self.metrics.task_duration_seconds.labels(run.dag_id).observe(result.duration)
+
+    def _record(self, msg: TaskMessage, held: Held, run: Run, task: TaskSpec, result: ExecResult) -> None:
+        """Write the attempt's outcome to the store (waiting out an outage) and log it."""
         now = self.clock()
         state, retry_at = attempt_outcome(
             msg.attempt, task.retries, result.succeeded, now, task.retry_delay_secs, task.max_retry_delay_secs
@@ -300,14 +289,10 @@ class Worker:
             log.info("task succeeded", extra=context)
         else:
             log.warning("task %s: %s", state, result.error, extra=context)
-        self.queue.wake_scheduler()
-        return True
 
     # -- loops ----------------------------------------------------------------------------
     def info(self, state: str = "alive") -> WorkerInfo:
         """This worker as the store shows it."""
-        with self._lock:
-            running = tuple(sorted(self._running))
         return WorkerInfo(
             worker_id=self.worker_id,
             host=socket.gethostname(),
@@ -315,7 +300,7 @@ class Worker:
             slots=self.slots,
             started_at=self.started_at,
             last_heartbeat=self.clock(),
-            running=running,
+            running=self.leases.keys(),
             state=state,
         )
 
@@ -342,80 +327,8 @@ class Worker:
             log.warning("could not give back a task message: %s", exc, extra=self._ctx(msg))
 
     def watch(self) -> int:
-        """Renew the leases of the attempts held here; stop those that are no longer ours. Returns how many.
-
-        The store is the source of truth: when a run is cancelled or times out, or the lease
-        lapsed and the scheduler gave the attempt up as lost, the renewal is refused, and the
-        task's process group is killed (its result would be refused too). When the store
-        cannot be reached for a whole lease, `fence` kills the tasks.
-        """
-        with self._lock:
-            held = dict(self._running)
-        if not held:
-            return 0
-        leases = [(*key.split("/", 1), h.attempt, h.token) for key, h in held.items()]
-        sent = time.monotonic()
-        try:
-            lost = self.store.renew_leases(self.worker_id, leases, self.clock(), self.lease_secs)  # type: ignore[arg-type]
-        except Exception as exc:
-            log.warning("could not renew leases (%s); retrying", exc, extra={"worker_id": self.worker_id})
-            return self.fence()
-        refused = {f"{run_id}/{task_id}" for run_id, task_id, _, _ in lost}
-        for key, h in held.items():
-            if key not in refused:
-                h.renewed = max(h.renewed, sent)
-        for run_id, task_id, attempt, _ in lost:
-            h = held[f"{run_id}/{task_id}"]
-            h.lost = True
-            log.info(
-                "stopping task: its attempt is no longer this worker's",
-                extra={"run_id": run_id, "task_id": task_id, "attempt": attempt, "worker_id": self.worker_id},
-            )
-            if h.pgid is not None:
-                terminate_group(h.pgid, self.kill_grace)
-        return len(lost)
-
-    def fence(self) -> int:
-        """Kill every task whose lease was not renewed for a whole lease; returns how many.
-
-        By then the store lets the lease lapse and the scheduler may hand the attempt to another
-        worker, so the task must not run on here. This touches no store: a renewal stuck on an
-        unreachable database (or a process that was paused) cannot hold it up.
-        """
-        now = time.monotonic()
-        with self._lock:
-            stale = [h for h in self._running.values() if not h.lost and now - h.renewed >= self.lease_secs]
-        if stale:
-            log.error(
-                "no lease renewed for %.1fs: fencing myself, killing %d task(s)",
-                self.lease_secs,
-                len(stale),
-                extra={"worker_id": self.worker_id},
-            )
-        for h in stale:
-            h.lost = True
-            if h.pgid is not None:
-                terminate_group(h.pgid, self.kill_grace)
-        return len(stale)
-
-    def _fence_loop(self, stop: threading.Event, slots: list[threading.Thread]) -> None:
-        while not stop.is_set() or any(t.is_alive() for t in slots):
-            time.sleep(FENCE_CHECK_SECS)
-            self.fence()
-
-    def kill_running(self) -> int:
-        """SIGKILL the process groups of every task this worker runs; returns how many."""
-        with self._lock:
-            held = list(self._running.values())
-        for h in held:
-            h.given_back = True
-        groups = [h.pgid for h in held if h.pgid is not None]
-        for pgid in groups:
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        return len(groups)
+        """Renew the leases of the attempts held here and stop those no longer ours (`HeldLeases.renew`)."""
+        return self.leases.renew()
 
     def run(self, stop: threading.Event, grace: float = 10.0) -> None:
         """Serve until `stop` is set: `slots` threads take messages, this one heartbeats.
@@ -430,16 +343,36 @@ class Worker:
         ]
         for t in threads:
             t.start()
-        # Apart from the loop below, which may wait on the store: see `fence`.
-        threading.Thread(target=self._fence_loop, args=(stop, threads), name="fence", daemon=True).start()
+        # Apart from the loop below, which may wait on the store: see `HeldLeases.fence`.
+        threading.Thread(
+            target=self.leases.fence_loop, args=(stop, threads), name="fence", daemon=True
+        ).start()
+        self._watch_until_drained(stop, threads, grace)
+        if any(t.is_alive() for t in threads):
+            log.warning(
+                "killing %d task(s) still running after %.0fs grace",
+                self.leases.kill_all(),
+                grace,
+                extra={"worker_id": self.worker_id},
+            )
+            for t in threads:
+                t.join(5.0)
+        self.store.upsert_worker(self.info(state="stopped"))
+
+    def _watch_until_drained(
+        self, stop: threading.Event, threads: list[threading.Thread], grace: float
+    ) -> None:
+        """Watch the leases and heartbeat until stopped and every slot is done, or `grace` is over.
+
+        Watching and heartbeats go on through the grace period: a task cancelled while the
+        worker drains is still stopped, and the worker is not taken for dead meanwhile.
+        """
         next_beat = time.monotonic() + self.heartbeat_secs
         deadline: float | None = None  # set once stopped: the end of the grace period
 
         def busy() -> bool:
             return any(t.is_alive() for t in threads)
 
-        # Watching and heartbeats go on through the grace period: a task cancelled while the
-        # worker drains is still stopped, and the worker is not taken for dead meanwhile.
         while deadline is None or (busy() and time.monotonic() < deadline):
             if deadline is None:
                 if stop.wait(self.watch_secs):
@@ -457,13 +390,3 @@ class Worker:
                     self.store.upsert_worker(self.info())
                 except Exception:
                     log.exception("heartbeat failed", extra={"worker_id": self.worker_id})
-        if busy():
-            log.warning(
-                "killing %d task(s) still running after %.0fs grace",
-                self.kill_running(),
-                grace,
-                extra={"worker_id": self.worker_id},
-            )
-            for t in threads:
-                t.join(5.0)
-        self.store.upsert_worker(self.info(state="stopped"))

@@ -1,0 +1,281 @@
+"""Every ASGI middleware of the API, and the order they wrap the app in.
+
+Outermost first: request metrics (so that answers given by the others count too), security
+headers (so that every answer, even a 500 or a 401, gets them), the catch-all that turns an
+unhandled exception into a JSON 500, the refusal of cross-site writes, bearer-token auth, and
+the request body limit.
+
+There is no CORS middleware, so no other site's page can read an answer; CrossSiteWriteMiddleware
+refuses their requests that would change something.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware import Middleware
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flowforge.api.errors import BodyTooLarge, error_response
+from flowforge.metrics import ApiMetrics
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+# Reachable without a token: liveness, and the static page shell (it holds no data; its API calls
+# carry the token). Everything else needs one when a token is configured.
+PUBLIC_PATHS = frozenset({"/health", "/", "/favicon.ico"})
+_PUBLIC_PREFIXES = ("/static/",)
+# Swagger UI and ReDoc load their scripts from a CDN, which a strict CSP would block.
+_NO_CSP_PREFIXES = ("/docs", "/redoc")
+PAGE_CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+_READ_METHODS = frozenset({"GET", "HEAD"})
+UNMATCHED_ROUTE = "unmatched"
+
+
+def middleware_stack(
+    metrics: ApiMetrics, *, token: str | None, read_token: str | None, max_body: int
+) -> list[Middleware]:
+    """The API's middleware, outermost first."""
+    return [
+        Middleware(RequestMetricsMiddleware, metrics=metrics),
+        Middleware(SecurityHeadersMiddleware),
+        Middleware(CatchAllMiddleware),
+        Middleware(CrossSiteWriteMiddleware),
+        Middleware(TokenAuthMiddleware, token=token, read_token=read_token),
+        Middleware(BodyLimitMiddleware, max_bytes=max_body),
+    ]
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that serves `scope` (`/api/v1/runs/{run_id}`), so label values stay few."""
+    path = getattr(scope.get("route"), "path", None)
+    if path is None:
+        # Answered before routing (401, 403, 413): find the route the router would have chosen.
+        path = _find_route(getattr(getattr(scope.get("app"), "router", None), "routes", ()), scope)[0]
+    return str(path or UNMATCHED_ROUTE)
+
+
+def _find_route(routes: Iterable[Any], scope: Scope) -> tuple[str | None, bool]:
+    """(template, full match) of the first route matching `scope`; a path-only match (405) if none fully does."""
+    partial = None
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:  # newer FastAPI keeps an included router whole
+            prefix = getattr(getattr(route, "include_context", None), "prefix", "")
+            if not scope["path"].startswith(prefix):
+                continue
+            found, full = _find_route(inner.routes, {**scope, "path": scope["path"][len(prefix) :]})
+            found = None if found is None else prefix + found
+        else:
+            match, _ = route.matches(scope)
+            if match is Match.NONE:
+                continue
+            found, full = getattr(route, "path", None), match is Match.FULL
+        if full:
+            return found, True
+        partial = partial or found
+    return partial, False
+
+
+class RequestMetricsMiddleware:
+    """Counts and times every HTTP request under its route template, never its raw path.
+
+    Outermost, so that answers given by other middleware (401, 403, 413, 500) count too.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        answered = False
+
+        async def observing_send(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start" and not answered:
+                answered = True
+                self._observe(scope, message["status"], started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observing_send)
+        except BaseException:
+            if not answered:
+                self._observe(scope, 500, started)
+            raise
+
+    def _observe(self, scope: Scope, status: int, started: float) -> None:
+        route = route_template(scope)
+        self.metrics.requests.labels(route, str(status)).inc()
+        self.metrics.request_duration_seconds.labels(route).observe(time.perf_counter() - started)
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over `max_bytes` with 413, by Content-Length and by counting streamed bytes."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await error_response(400, "bad_request", "invalid Content-Length header")(
+                    scope, receive, send
+                )
+                return
+            if int(declared) > self.max_bytes:
+                message = f"request body is larger than {self.max_bytes} bytes"
+                await error_response(413, "payload_too_large", message)(scope, receive, send)
+                return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            # A chunked body has no Content-Length; count what actually arrives.
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+class TokenAuthMiddleware:
+    """With a token configured, every request but the public paths needs `Authorization: Bearer <token>`.
+
+    The read-only token, when there is one, is good for GET and HEAD (event stream and metrics
+    included) and gets 403 on anything else.
+    """
+
+    def __init__(self, app: ASGIApp, token: str | None, read_token: str | None = None) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+        self.read_token = read_token.encode() if read_token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        guarded = self.token is not None or self.read_token is not None
+        if not guarded or scope["type"] != "http" or _is_public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        scheme, _, given = Headers(scope=scope).get("authorization", "").partition(" ")
+        presented = given.strip().encode() if scheme.lower() == "bearer" else b""
+        # Both compared in constant time, every time: the timing tells nothing about either token.
+        full = hmac.compare_digest(presented, self.token) if self.token else False
+        read = hmac.compare_digest(presented, self.read_token) if self.read_token else False
+        if full or (read and scope["method"] in _READ_METHODS):
+            await self.app(scope, receive, send)
+            return
+        if read:
+            message = f"this token is read-only: it cannot {scope['method']} {scope['path']}"
+            await error_response(403, "forbidden", message)(scope, receive, send)
+            return
+        response = error_response(
+            401,
+            "unauthorized",
+            "missing or wrong API token (send Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        await response(scope, receive, send)
+
+
+class CrossSiteWriteMiddleware:
+    """Refuses a browser's cross-site request that would change something (403), token or not.
+
+    Without a token on loopback, any web page the user opens could otherwise POST to the API
+    (a "simple" request needs no CORS preflight). Browsers say where a request comes from in
+    `Sec-Fetch-Site`, which proxies leave alone; clients that are not browsers do not send it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] == "http" and scope["method"] not in _READ_METHODS:
+            site = Headers(scope=scope).get("sec-fetch-site", "same-origin").lower()
+            if site not in ("same-origin", "none"):
+                message = f"a {site} browser request may not {scope['method']} {scope['path']}"
+                await error_response(403, "forbidden", message)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class SecurityHeadersMiddleware:
+    """Adds nosniff to every answer and a strict Content-Security-Policy to all but the API docs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = not scope["path"].startswith(_NO_CSP_PREFIXES)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "no-referrer"
+                if csp:
+                    headers["Content-Security-Policy"] = PAGE_CSP
+                    headers["X-Frame-Options"] = "DENY"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES)
+
+
+class CatchAllMiddleware:
+    """Turns any unhandled exception into a JSON 500 and logs it; no traceback reaches a client."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                # Half a response is out; the server will close the connection. Nothing more to say.
+                return
+            response = error_response(500, "internal_error", "internal server error; see the server log")
+            await response(scope, receive, send)
