@@ -124,6 +124,33 @@ class _Builder:
                 )
             )
 
+    def start_collection(self, ev: Any, is_map: bool, line: int, column: int) -> None:
+        """A sequence or mapping begins: counted, depth-checked, and open until its end event."""
+        self.count(1, line, column)
+        if len(self.stack) >= MAX_DEPTH:
+            raise _Abort(Problem(_too_deep(), self.path(), line, column))
+        bad = self.check_tag(ev.tag, _MAP_TAG if is_map else _SEQ_TAG, line, column)
+        node = YNode(MAP if is_map else SEQ, {} if is_map else [], line, column, bad=bad)
+        self.stack.append(_Frame(node, ev.anchor))
+
+    def alias(self, anchor: str, line: int, column: int) -> None:
+        """`*name`: the anchored node again, counted at its expanded size."""
+        target = self.anchors.get(anchor)
+        if target is None:
+            # Anchors are registered when their node ends, so this also catches an alias
+            # inside the node it names (a recursive structure).
+            raise _Abort(
+                Problem(
+                    f"the alias *{anchor} refers to no anchor &{anchor} defined before it "
+                    "(or to a value that contains the alias itself)",
+                    self.path(),
+                    line,
+                    column,
+                )
+            )
+        self.count(target.size, line, column)
+        self.add(target, None)
+
     def check_tag(self, tag: str | None, default: str, line: int, column: int) -> bool:
         """Report a tag a DAG file cannot use on this kind of value; True when one was reported."""
         if tag is None or tag == "!" or tag == default:
@@ -247,84 +274,9 @@ def read_yaml(text: str, *, max_nodes: int = MAX_EXPANDED_NODES) -> tuple[YNode 
     b = _Builder(max_nodes)
     loader = _Loader(text)
     try:
-        while True:
-            ev = loader.get_event()
-            cls = type(ev)
-            if cls is StreamEndEvent:
-                break
-            mark = ev.start_mark
-            line, column = mark.line + 1, mark.column + 1
-            if cls is ScalarEvent:
-                # Plain values are bounded by the file size, so only aliases need the limit check.
-                b.expanded += 1
-                text = ev.value
-                if ev.tag is None and (not ev.implicit[0] or _resolve(text) == _STR):
-                    b.add(YNode(SCALAR, text, line, column), ev.anchor)  # fast path: plain text
-                else:
-                    b.add(b.scalar(ev, line, column), ev.anchor)
-            elif cls is MappingEndEvent or cls is SequenceEndEvent:
-                f = b.stack.pop()
-                if cls is MappingEndEvent:
-                    b.end_mapping(f)
-                b.add(f.node, f.anchor)
-            elif isinstance(ev, CollectionStartEvent):
-                b.count(1, line, column)
-                if len(b.stack) >= MAX_DEPTH:
-                    raise _Abort(
-                        Problem(
-                            f"values are nested more than {MAX_DEPTH} levels deep", b.path(), line, column
-                        )
-                    )
-                is_map = cls is MappingStartEvent
-                bad = b.check_tag(ev.tag, _MAP_TAG if is_map else _SEQ_TAG, line, column)
-                node = YNode(MAP if is_map else SEQ, {} if is_map else [], line, column, bad=bad)
-                b.stack.append(_Frame(node, ev.anchor))
-            elif cls is AliasEvent:
-                target = b.anchors.get(ev.anchor)
-                if target is None:
-                    # Anchors are registered when their node ends, so this also catches an alias
-                    # inside the node it names (a recursive structure).
-                    raise _Abort(
-                        Problem(
-                            f"the alias *{ev.anchor} refers to no anchor &{ev.anchor} defined before it "
-                            "(or to a value that contains the alias itself)",
-                            b.path(),
-                            line,
-                            column,
-                        )
-                    )
-                b.count(target.size, line, column)
-                b.add(target, None)
-            elif cls is DocumentStartEvent and b.root is not None:
-                raise _Abort(
-                    Problem(
-                        "the file holds more than one YAML document (---); a DAG file holds one",
-                        "",
-                        line,
-                        column,
-                    )
-                )
+        _build(loader, b)
     except yaml.MarkedYAMLError as e:
-        m = e.problem_mark or e.context_mark
-        what = e.problem or str(e)
-        if "nesting depth" in what:
-            # Newer PyYAML parsers stop deep nesting themselves, before our own check sees it:
-            # the user gets the same message whichever parser is installed.
-            b.problems.append(
-                Problem(
-                    f"values are nested more than {MAX_DEPTH} levels deep",
-                    "",
-                    m.line + 1 if m else None,
-                    m.column + 1 if m else None,
-                )
-            )
-            return None, b.problems
-        if e.context:
-            what = f"{what} ({e.context}"
-            what += f" at line {e.context_mark.line + 1})" if e.context_mark else ")"
-        b.problems.append(
-            Problem(f"YAML syntax error: {what}", "", m.line + 1 if m else None, m.column + 1 if m else None)
-        )
+        b.problems.append(_syntax_problem(e))
         return None, b.problems
     except yaml.YAMLError as e:  # e.g. a control character the reader refuses, without a mark
         b.problems.append(Problem(f"YAML error: {e}"))
@@ -335,3 +287,53 @@ def read_yaml(text: str, *, max_nodes: int = MAX_EXPANDED_NODES) -> tuple[YNode 
     finally:
         loader.dispose()
     return b.root, b.problems
+
+
+def _build(loader: Any, b: _Builder) -> None:
+    """Feed the parser's events to the builder until the stream ends (the hot loop of reading)."""
+    while True:
+        ev = loader.get_event()
+        cls = type(ev)
+        if cls is StreamEndEvent:
+            return
+        mark = ev.start_mark
+        line, column = mark.line + 1, mark.column + 1
+        if cls is ScalarEvent:
+            # Plain values are bounded by the file size, so only aliases need the limit check.
+            b.expanded += 1
+            value = ev.value
+            if ev.tag is None and (not ev.implicit[0] or _resolve(value) == _STR):
+                b.add(YNode(SCALAR, value, line, column), ev.anchor)  # fast path: plain text
+            else:
+                b.add(b.scalar(ev, line, column), ev.anchor)
+        elif cls is MappingEndEvent or cls is SequenceEndEvent:
+            f = b.stack.pop()
+            if cls is MappingEndEvent:
+                b.end_mapping(f)
+            b.add(f.node, f.anchor)
+        elif isinstance(ev, CollectionStartEvent):
+            b.start_collection(ev, cls is MappingStartEvent, line, column)
+        elif cls is AliasEvent:
+            b.alias(ev.anchor, line, column)
+        elif cls is DocumentStartEvent and b.root is not None:
+            message = "the file holds more than one YAML document (---); a DAG file holds one"
+            raise _Abort(Problem(message, "", line, column))
+
+
+def _syntax_problem(e: yaml.MarkedYAMLError) -> Problem:
+    """The parser's own error as a located problem."""
+    m = e.problem_mark or e.context_mark
+    line, column = (m.line + 1, m.column + 1) if m else (None, None)
+    what = e.problem or str(e)
+    if "nesting depth" in what:
+        # Newer PyYAML parsers stop deep nesting themselves, before our own check sees it:
+        # the user gets the same message whichever parser is installed.
+        return Problem(_too_deep(), "", line, column)
+    if e.context:
+        what = f"{what} ({e.context}"
+        what += f" at line {e.context_mark.line + 1})" if e.context_mark else ")"
+    return Problem(f"YAML syntax error: {what}", "", line, column)
+
+
+def _too_deep() -> str:
+    return f"values are nested more than {MAX_DEPTH} levels deep"
