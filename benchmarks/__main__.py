@@ -1,4 +1,8 @@
-"""`python -m benchmarks`: run the suite, print a table, write JSON and a Markdown table."""
+"""`python -m benchmarks`: run the suite, print a table, write JSON and a Markdown table.
+
+Results are written only when the working tree is exactly the commit they name (`git status
+--porcelain` shows nothing but the results files); otherwise the figures are printed and not saved.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,14 @@ import argparse
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from benchmarks import REPO_DIR, RESULTS_DIR
 from benchmarks.compare import run_comparison, run_load
+from benchmarks.meta import commit, tree_state
 from benchmarks.report import print_report, read_json, write_json, write_markdown
 from benchmarks.workloads import ALL_WORKLOADS, LOAD_WORKLOADS, RUN_WORKLOADS, load_workload, parse_names
 
@@ -65,8 +72,52 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def run_sections(
+    args: argparse.Namespace, names: list[str], folder: Path, console: Console
+) -> dict[str, Any]:
+    """Run the sections the options ask for, with their processes and files in `folder`."""
+    progress = console.log
+    results: dict[str, Any] = {}
+    if args.compare:
+        workloads = [load_workload(n) for n in names if n in RUN_WORKLOADS]
+        results["compare"] = run_comparison(
+            workloads,
+            args.runs,
+            folder / "compare",
+            distributed=args.distributed,
+            progress=progress,
+            repo=args.repo.resolve(),
+        )
+        load_names = [n for n in names if n in LOAD_WORKLOADS]
+        if load_names:
+            results["load"] = run_load(load_names, args.runs, progress=progress)
+    if args.profile:
+        from benchmarks.profiling import run_profile
+
+        results["profile"] = run_profile(args.profile_workload, folder / "profile", console=console)
+    if args.scale:
+        from benchmarks.scale import run_scale
+
+        results["scale"] = run_scale(folder / "scale", runs=args.scale_runs, progress=progress)
+    return results
+
+
+def why_not_saved(args: argparse.Namespace) -> str | None:
+    """Why figures measured now could not be saved as results (a changed tree); None when they can."""
+    outputs = []
+    for path in (args.out, args.out.with_suffix(".md")):
+        try:
+            outputs.append(str(path.resolve().relative_to(REPO_DIR)))
+        except ValueError:
+            pass  # written outside the checkout
+    reasons = [tree_state(REPO_DIR, ignore=tuple(outputs))[1]]
+    if args.repo.resolve() != REPO_DIR:
+        reasons.append(tree_state(args.repo.resolve())[1])
+    return "; ".join(r for r in reasons if r) or None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run what the options ask for; 0 on success."""
+    """Run what the options ask for; 0 when the results were saved, 1 when only printed, 2 on bad options."""
     args = parser().parse_args(argv)
     console = Console()
     try:
@@ -74,39 +125,29 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
-    results = {}
-    progress = console.log
+    if not (args.compare or args.profile or args.scale):
+        console.print("nothing to do: --no-compare without --profile or --scale")
+        return 2
+    measured = commit(REPO_DIR)
+    refused = why_not_saved(args)
+    if refused:
+        console.print(f"[yellow]the figures will be printed, not saved: {escape(refused)}[/yellow]")
     folder = Path(tempfile.mkdtemp(prefix="flowforge-bench-"))
     try:
-        if args.compare:
-            workloads = [load_workload(n) for n in names if n in RUN_WORKLOADS]
-            results["compare"] = run_comparison(
-                workloads,
-                args.runs,
-                folder / "compare",
-                distributed=args.distributed,
-                progress=progress,
-                repo=args.repo.resolve(),
-            )
-            load_names = [n for n in names if n in LOAD_WORKLOADS]
-            if load_names:
-                results["load"] = run_load(load_names, args.runs, progress=progress)
-        if args.profile:
-            from benchmarks.profiling import run_profile
-
-            results["profile"] = run_profile(args.profile_workload, folder / "profile", console=console)
-        if args.scale:
-            from benchmarks.scale import run_scale
-
-            results["scale"] = run_scale(folder / "scale", runs=args.scale_runs, progress=progress)
+        results = run_sections(args, names, folder, console)
     finally:
         if args.keep:
             console.print(f"kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
-    if not results:
-        console.print("nothing to do: --no-compare without --profile or --scale")
-        return 2
+    # The tree may have changed while the suite ran.
+    if not refused and commit(REPO_DIR) != measured:
+        refused = f"HEAD moved from {measured} to {commit(REPO_DIR)} while the suite ran"
+    refused = refused or why_not_saved(args)
+    if refused:
+        print_report(results, console)
+        console.print(f"[yellow]not saved as results: {escape(refused)}. Commit, then run again.[/yellow]")
+        return 1
     write_json(results, args.out)
     merged = read_json(args.out)
     write_markdown(merged, args.out.with_suffix(".md"))

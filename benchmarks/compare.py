@@ -10,7 +10,7 @@ from typing import Any
 from benchmarks import REPO_DIR
 from benchmarks.loadtime import METHODS, measure_in_subprocess
 from benchmarks.make import MakeRunner
-from benchmarks.meta import load_average, meta
+from benchmarks.meta import finish, meta
 from benchmarks.runners import (
     AllInOne,
     Deployment,
@@ -56,7 +56,11 @@ def run_comparison(
 ) -> dict[str, Any]:
     """Measure each workload on make and FlowForge (run from `repo`), interleaved; the `compare` section."""
     other = {} if repo == REPO_DIR else {"other_checkout": repo.name}
-    section: dict[str, Any] = {"meta": meta(runs=runs, slots=2, **other), "workloads": {}, "memory": {}}
+    section: dict[str, Any] = {
+        "meta": meta(repo, runs=runs, slots=2, **other),
+        "workloads": {},
+        "memory": {},
+    }
     skipped = None
     if distributed is None or distributed:
         skipped = distributed_unavailable(repo)
@@ -95,7 +99,7 @@ def run_comparison(
             driver.close()
         for dep in deployments.values():
             dep.close()
-    section["meta"]["load_after"] = load_average()
+    finish(section["meta"])
     return section
 
 
@@ -139,5 +143,5 @@ def run_load(names: list[str], repeat: int, progress: Any = print) -> dict[str, 
         path = workload_path(name)
         progress(f"{name}: load + validate ({', '.join(METHODS)})")
         section["workloads"][name] = {m: measure_in_subprocess(m, path, repeat) for m in METHODS}
-    section["meta"]["load_after"] = load_average()
+    finish(section["meta"])
     return section

@@ -18,13 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import REPO_DIR
-from benchmarks.procs import memory_kb, mib
 from benchmarks.stats import summary
+from tests.harness import memory_kb
 
 METHODS = {
     "flowforge": "flowforge.core.dagfile.load_dag_file + flowforge.core.graph.topological_order",
     "pyyaml_c": "yaml.load(CSafeLoader) + graphlib.TopologicalSorter (no validation)",
 }
+
+
+def mib(kb: int | None) -> float | None:
+    """KiB → MiB."""
+    return None if kb is None else kb / 1024
 
 
 def _flowforge(path: Path) -> Callable[[], int]:
@@ -90,7 +95,7 @@ def measure_in_subprocess(method: str, path: Path, repeat: int) -> dict[str, Any
     )
     if result.returncode != 0:
         raise RuntimeError(f"load benchmark {method} failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout)
+    return dict(json.loads(result.stdout))
 
 
 def main(argv: list[str] | None = None) -> None:

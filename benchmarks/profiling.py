@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.meta import meta
+from benchmarks.meta import finish, meta
 from benchmarks.workloads import Workload, load_workload
 from flowforge.core.model import RunState
 from flowforge.engine.scheduler import Scheduler
@@ -137,7 +137,7 @@ def run_profile(
             main_profile.disable()
             engine.close()
         finally:
-            threading.setprofile(None)  # type: ignore[arg-type]
+            threading.setprofile(None)
         cpu_after = os.times()
         section["profiled_seconds"] = walls
         stats = pstats.Stats(main_profile)
@@ -153,6 +153,7 @@ def run_profile(
         )
         section["by_cumulative"] = _rows(stats, "cum_s", top, per, skip_waits=False)
         section["by_own_time"] = _rows(stats, "own_s", top, per, skip_waits=True)
+        finish(section["meta"])
     finally:
         queue.close()
         store.close()

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
-import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
 from benchmarks import REPO_DIR
-from benchmarks.procs import Process, clean_env, free_port, has_command, wait_healthy
 from benchmarks.stats import percentile
 from flowforge.core.model import DagSpec
+from tests.backends import PG_ENV, REDIS_ENV, pg_database, redis_prefix
+from tests.cluster import Cluster
+from tests.harness import FlowForgeProcess, has_command
 
-log = logging.getLogger(__name__)
-
-PG_ENV = "FLOWFORGE_TEST_PG"
-REDIS_ENV = "FLOWFORGE_TEST_REDIS"
 TERMINAL = ("success", "failed", "cancelled")
 SLOTS = 2
 
@@ -31,24 +27,36 @@ class Deployment:
 
     label = "flowforge"
 
-    def __init__(self) -> None:
-        self.url = ""
-        self.processes: list[Process] = []
+    def __init__(self, folder: Path, repo: Path) -> None:
+        self.folder = folder
+        self.repo = repo
+        self.cluster: Cluster | None = None
         self.idle: dict[str, dict[str, float | None]] = {}
+
+    @property
+    def url(self) -> str:
+        """The API's base URL."""
+        assert self.cluster is not None, "not started"
+        return self.cluster.url
+
+    @property
+    def processes(self) -> list[FlowForgeProcess]:
+        """The processes, oldest first."""
+        return list(self.cluster.procs.values()) if self.cluster else []
 
     def memory(self) -> dict[str, dict[str, float | None]]:
         """Current and peak RSS (MiB) of each process, by role."""
         return {p.name: p.memory() for p in self.processes}
 
     def check_alive(self) -> None:
-        """RuntimeError when one of the processes has exited."""
-        for p in self.processes:
-            p.check_alive()
+        """AssertionError with its output when one of the processes has exited."""
+        if self.cluster is not None:
+            self.cluster.check_alive()
 
     def close(self) -> None:
         """Stop every process (newest first)."""
-        for p in reversed(self.processes):
-            p.stop()
+        if self.cluster is not None:
+            self.cluster.close()
 
     def _settle(self, secs: float = 1.0) -> None:
         # Idle RSS is read once start-up work (imports, migrations, first ticks) is over.
@@ -64,18 +72,15 @@ class AllInOne(Deployment):
     def __init__(
         self, folder: Path, *, home: Path | None = None, slots: int = SLOTS, repo: Path = REPO_DIR
     ) -> None:
-        super().__init__()
+        super().__init__(folder, repo)
         self.home = home or folder / "home"
-        self.home.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        args = ["up", "--port", str(port), "--home", str(self.home), "--concurrency", str(slots)]
-        self.processes = [Process("up", args, env=clean_env(), log_path=folder / "up.log", repo=repo)]
+        self.slots = slots
 
     def start(self) -> AllInOne:
         """Start and wait until healthy; then read its idle RSS."""
+        self.cluster = Cluster(self.folder, home=self.home, repo=self.repo)
         try:
-            wait_healthy(self.url, self.processes)
+            self.cluster.start_up(self.slots)
             self._settle()
         except BaseException:
             self.close()
@@ -83,27 +88,11 @@ class AllInOne(Deployment):
         return self
 
 
-def _with_path(url: str, path: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=path))
-
-
-def _with_query(url: str, **params: str) -> str:
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query.update(params)
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
 def distributed_unavailable(repo: Path = REPO_DIR) -> str | None:
     """Why the distributed deployment cannot run here, or None when it can."""
     missing = [name for name in (PG_ENV, REDIS_ENV) if not os.environ.get(name, "").strip()]
     if missing:
         return f"{' and '.join(missing)} not set (URLs of a PostgreSQL admin role and a Redis server)"
-    for module in ("psycopg", "redis"):
-        try:
-            __import__(module)
-        except ImportError:
-            return f"the {module} package is not installed"
     absent = [c for c in ("api", "scheduler", "worker") if not has_command(c, repo)]
     if absent:
         return f"this FlowForge has no 'flowforge {' / '.join(absent)}' command"
@@ -116,99 +105,32 @@ class Distributed(Deployment):
     label = "distributed"
 
     def __init__(self, folder: Path, *, slots: int = SLOTS, repo: Path = REPO_DIR) -> None:
-        super().__init__()
-        self.folder = folder
-        self.repo = repo
+        super().__init__(folder, repo)
         self.slots = slots
-        self.admin_url = os.environ[PG_ENV].strip()
-        self.redis_url = os.environ[REDIS_ENV].strip()
-        suffix = uuid.uuid4().hex[:12]
-        self.db_name = f"flowforge_bench_{suffix}"
-        self.prefix = f"ffbench-{suffix}"
-        self.db_url = _with_path(self.admin_url, f"/{self.db_name}")
-        self.queue_url = _with_query(self.redis_url, prefix=self.prefix)
-        self._db_created = False
+        self._services = ExitStack()  # the database and the key prefix, dropped on close
 
     def start(self) -> Distributed:
-        """Create the database, start api, scheduler and worker, wait until healthy."""
-        import psycopg
-
+        """Create the database and prefix, start api (healthy first: it migrates), scheduler and worker."""
         try:
-            with psycopg.connect(self.admin_url, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{self.db_name}"')
-            self._db_created = True
-            home = self.folder / "home"
-            home.mkdir(parents=True, exist_ok=True)
-            env = clean_env(
-                FLOWFORGE_DB=self.db_url, FLOWFORGE_QUEUE=self.queue_url, FLOWFORGE_HOME=str(home)
-            )
-            port = free_port()
-            self.url = f"http://127.0.0.1:{port}"
-            # The API first: it migrates the empty database before the others connect.
-            api = Process(
-                "api", ["api", "--port", str(port)], env=env, log_path=self.folder / "api.log", repo=self.repo
-            )
-            self.processes.append(api)
-            wait_healthy(self.url, self.processes)
-            self.processes.append(
-                Process(
-                    "scheduler",
-                    ["scheduler"],
-                    env=env,
-                    log_path=self.folder / "scheduler.log",
-                    repo=self.repo,
-                )
-            )
-            self.processes.append(
-                Process(
-                    "worker",
-                    ["worker", "--concurrency", str(self.slots)],
-                    env=env,
-                    log_path=self.folder / "worker.log",
-                    repo=self.repo,
-                )
-            )
-            self._wait_for_worker()
+            db_url = self._services.enter_context(pg_database(os.environ[PG_ENV].strip()))
+            queue_url = self._services.enter_context(redis_prefix(os.environ[REDIS_ENV].strip()))
+            self.cluster = Cluster(self.folder, db_url=db_url, queue_url=queue_url, repo=self.repo)
+            self.cluster.start_api()
+            self.cluster.start_scheduler()
+            self.cluster.start_worker("worker", self.slots)
+            self.cluster.wait_workers(["worker"], timeout=30)
             self._settle()
         except BaseException:
             self.close()
             raise
         return self
 
-    def _wait_for_worker(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                workers = httpx.get(f"{self.url}/api/v1/workers", timeout=2).json().get("workers", [])
-                if any(w.get("state") == "alive" for w in workers):
-                    return
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("the worker never registered:\n" + "\n".join(p.output() for p in self.processes))
-
     def close(self) -> None:
         """Stop the processes, drop the database and delete the Redis keys."""
-        super().close()
-        if self._db_created:
-            import psycopg
-
-            with psycopg.connect(self.admin_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-            self._db_created = False
         try:
-            import redis
-
-            client = redis.Redis.from_url(self.redis_url)
-            try:
-                keys = list(client.scan_iter(match=f"{self.prefix}:*", count=500))
-                if keys:
-                    client.delete(*keys)
-            finally:
-                client.close()
-        except Exception as exc:
-            log.warning("could not delete the Redis keys under %s: %s", self.prefix, exc)
+            super().close()
+        finally:
+            self._services.close()
 
 
 @dataclass

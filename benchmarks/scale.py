@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.meta import load_average, meta
+from benchmarks.meta import finish, meta
 from benchmarks.runners import AllInOne
 from benchmarks.stats import percentile
 from benchmarks.workloads import load_workload
@@ -249,5 +249,5 @@ def run_scale(folder: Path, *, runs: int = 500, progress: Any = print) -> dict[s
         query_plans=query_plans(folder / "large" / "home" / "flowforge.db"),
         memory=large["requests"].get("_memory"),
     )
-    section["meta"]["load_after"] = load_average()
+    finish(section["meta"])
     return section

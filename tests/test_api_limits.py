@@ -17,7 +17,7 @@ from flowforge.core.model import TaskState
 from flowforge.core.records import WorkerInfo
 from flowforge.services import Services
 from flowforge.store import Store
-from tests.support import FlowForgeProcess, clean_env, free_port
+from tests.harness import FlowForgeProcess, clean_env, free_port
 
 DEMO = "id: demo\ntasks:\n  - {id: a, command: 'true'}\n"
 
@@ -109,7 +109,7 @@ def test_dags_and_workers_are_paged_like_runs(client: TestClient, services: Serv
     workers = client.get("/api/v1/workers", params={"limit": 2}).json()
     assert [w["worker_id"] for w in workers["workers"]] == ["w0", "w1"]
     assert (workers["has_more"], workers["total"]) == (True, 3)
-    for i in range(3):
+    for _ in range(3):
         client.post("/api/v1/runs", json={"dag_id": "d0"})
     runs = client.get("/api/v1/runs", params={"limit": 2}).json()
     assert len(runs["runs"]) == 2 and runs["has_more"] is True
@@ -133,7 +133,7 @@ def test_the_client_reads_every_page(services: Services) -> None:
         c.event_hooks = {"request": [pages_of_three]}
         api = ApiClient("http://testserver")
         api._http = c  # the client's calls, served in-process
-        assert [d["id"] for d in api.list_dags()] == [f"d{i}" for i in range(7)]
+        assert [d.id for d in api.list_dags()] == [f"d{i}" for i in range(7)]
 
 
 def test_unparsable_body_is_422_json(client: TestClient) -> None:

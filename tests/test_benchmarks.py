@@ -6,8 +6,12 @@ Speed goals live in the suite's figures (`python -m benchmarks`), never in timed
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +19,7 @@ from benchmarks.__main__ import main
 from benchmarks.compare import run_comparison
 from benchmarks.loadtime import measure
 from benchmarks.make import MakeRunner
+from benchmarks.meta import finish, meta, tree_state
 from benchmarks.report import markdown, print_report, write_json
 from benchmarks.runners import handoffs
 from benchmarks.scale import build_history, query_plans
@@ -120,3 +125,74 @@ def test_the_command_line_refuses_unknown_workloads_and_doing_nothing(tmp_path):
     assert main(["--workloads", "W7", "--out", str(tmp_path / "r.json")]) == 2
     assert main(["--no-compare", "--out", str(tmp_path / "r.json")]) == 2
     assert not (tmp_path / "r.json").exists()
+
+
+def test_a_section_records_its_commit_and_the_machine_at_its_start_and_end():
+    section = finish(meta(runs=1))
+    assert re.fullmatch(r"[0-9a-f]{40}", section["commit"]), section["commit"]
+    assert section["cpus_start"] == section["cpus_end"] == os.cpu_count()
+    assert isinstance(section["load1_start"], float) and isinstance(section["load1_end"], float)
+    assert section["busy"] == (section["load1_start"] > 1.0)
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_the_tree_state_sees_every_change_but_the_results_files(tmp_path):
+    git(tmp_path, "init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git(tmp_path, "add", "code.py")
+    git(tmp_path, "commit", "-q", "-m", "first")
+    sha, why = tree_state(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{40}", sha) and why is None
+    (tmp_path / "latest.json").write_text("{}")
+    assert tree_state(tmp_path, ignore=("latest.json",)) == (sha, None)
+    assert "?? latest.json" in tree_state(tmp_path)[1]
+    (tmp_path / "code.py").write_text("x = 2\n")
+    why = tree_state(tmp_path, ignore=("latest.json",))[1]
+    assert why and "M code.py" in why and sha[:12] in why
+
+
+def compare_section(load1: float) -> dict[str, Any]:
+    """A made-up `compare` section: W2 on `up`, every goal met."""
+    up = {
+        "wall": {"median": 0.2, "spread": 0.1},
+        "ratio": 2.0,
+        "overhead_ms_per_task": 2.0,
+        "handoff": {"p50_ms": 2.0, "p95_ms": 6.0},
+    }
+    return {
+        "meta": {"runs": 3, "commit": "a" * 40, "cpus_start": 2, "load1_start": load1, "load1_end": load1},
+        "deployments": ["up"],
+        "workloads": {"W2": {"tasks": 50, "edges": 49, "make": {"median": 0.1, "spread": 0.1}, "up": up}},
+        "memory": {"up": {"up": {"idle_rss_mib": 70.0, "peak_rss_mib": 80.0}}},
+    }
+
+
+def test_a_busy_machine_marks_its_figures_instead_of_judging_them():
+    quiet = markdown({"compare": compare_section(load1=0.3)})
+    assert "✓" in quiet and "machine busy" not in quiet and "commit aaaaaaaaaaaa" in quiet
+    busy = markdown({"compare": compare_section(load1=1.7)})
+    assert "machine busy" in busy and "✓" not in busy and "✗" not in busy
+    assert "1.7 at the start" in busy
+
+
+def test_figures_from_a_changed_tree_are_printed_and_not_saved(tmp_path, monkeypatch, capsys):
+    import benchmarks.__main__ as cli
+
+    monkeypatch.setattr(cli, "run_comparison", lambda *args, **kwargs: compare_section(load1=0.3))
+    monkeypatch.setattr(cli, "tree_state", lambda repo, ignore=(): ("b" * 40, "the working tree differs"))
+    out = tmp_path / "r.json"
+    assert main(["--workloads", "W2", "--no-distributed", "--out", str(out)]) == 1
+    assert not out.exists() and not out.with_suffix(".md").exists()
+    printed = capsys.readouterr().out
+    assert "W2 (50 tasks)" in printed and "not saved as results: the working tree differs" in printed
+    monkeypatch.setattr(cli, "tree_state", lambda repo, ignore=(): ("b" * 40, None))
+    assert main(["--workloads", "W2", "--no-distributed", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["compare"]["meta"]["commit"] == "a" * 40

@@ -258,6 +258,27 @@ def _start(api: LiveApi, run_id: str, task_id: str, attempt: int = 1) -> None:
     assert store.claim_task(run_id, task_id, attempt, "w1", now)
 
 
+def _served(store: Any, method: str) -> Callable[[], int]:
+    """Count, from now on, the calls of `store.METHOD` made by other threads (the API serving the CLI)."""
+    me, calls, real = threading.current_thread(), [0], getattr(store, method)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is not me:
+            calls[0] += 1
+        return real(*args, **kwargs)
+
+    setattr(store, method, counted)
+    return lambda: calls[0]
+
+
+def _wait_more(count: Callable[[], int], what: str) -> None:
+    """Wait until `count()` grows: the CLI has come back to the API since."""
+    before, deadline = count(), time.monotonic() + 10
+    while count() == before:
+        assert time.monotonic() < deadline, f"the CLI never came back for {what}"
+        time.sleep(0.01)
+
+
 def test_logs(api: LiveApi, good_file: Path) -> None:
     api.cli("submit", "-f", str(good_file))
     run_id = api.cli("trigger", "hello").stdout.strip()
@@ -272,9 +293,10 @@ def test_logs(api: LiveApi, good_file: Path) -> None:
     store = api.services.store
 
     def finish_later() -> None:
-        time.sleep(0.3)
+        reads = _served(store, "read_log")
+        _wait_more(reads, "the log")  # it follows now
         store.append_log(run_id, "greet", 1, "late line\n")
-        time.sleep(0.3)
+        _wait_more(reads, "the log")
         store.finish_task(run_id, "greet", 1, "w1", state=TaskState.SUCCESS, now=time.time(), exit_code=0)
 
     threading.Thread(target=finish_later).start()
@@ -308,8 +330,9 @@ def _play_run(api: LiveApi, outcome: TaskState) -> Callable[[], None]:
         run_id = runs[0].run_id
         store.set_run_state(run_id, [RunState.QUEUED], RunState.RUNNING, time.time())
         _start(api, run_id, "greet")
+        fetches = _served(store, "task_instances")
         store.append_log(run_id, "greet", 1, "".join(f"line {i}\n" for i in range(30)))
-        time.sleep(0.3)  # let the CLI draw a frame or two
+        _wait_more(fetches, "the running run")  # it draws a frame of it
         store.finish_task(
             run_id,
             "greet",

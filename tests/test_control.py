@@ -73,7 +73,8 @@ tasks:
         "after": "cancelled",
     }
     assert all_dead(pids), "a process of the cancelled run survived"
-    time.sleep(0.3)  # the workers' late results must not overwrite the cancellation
+    # The worker has handed in its killed attempts' late results: they must not overwrite the cancellation.
+    wait_for(lambda: not engine.worker.info().running)
     assert engine.store.get_run(run.run_id).state == RunState.CANCELLED
     assert {a.state for a in engine.store.attempts(run.run_id, "a")} == {TaskState.CANCELLED}
     again = api.post(f"/api/v1/runs/{run.run_id}/cancel")
@@ -176,12 +177,15 @@ def test_a_dag_without_declared_params_takes_any(engine, api):
     assert engine.log(answer.json()["run_id"], "t") == "blue\n"
 
 
-def test_a_run_waiting_for_a_slot_says_so(engine, api):
+def test_a_run_waiting_for_a_slot_says_so(engine, api, monkeypatch):
     engine.submit("id: single\nmax_active_runs: 1\ntasks:\n  - {id: t, command: 'sleep 30'}\n")
     first = engine.trigger("single")
     second = engine.trigger("single")
     wait_for(lambda: engine.store.get_run(first.run_id).state == RunState.RUNNING)
-    time.sleep(0.3)
+    ticks = []  # the scheduler's ticks from now on: it has had its chance to start the second run
+    tick = engine.scheduler.tick
+    monkeypatch.setattr(engine.scheduler, "tick", lambda *a, **k: ticks.append(1) or tick(*a, **k))
+    wait_for(lambda: len(ticks) >= 2)
     detail = api.get(f"/api/v1/runs/{second.run_id}").json()
     assert detail["state"] == "queued"
     assert "max_active_runs is 1" in detail["waiting"]

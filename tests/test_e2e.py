@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.support import cli, start_up
+from tests.harness import cli, start_up, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -20,6 +20,17 @@ tasks:
   - {id: two, command: echo two, depends_on: [one]}
   - {id: three, command: echo three, depends_on: [two]}
 """
+
+
+def task_state(url: str, run_id: str, task_id: str) -> str:
+    """The state of one task of a run, as the API shows it."""
+    return str(httpx.get(f"{url}/api/v1/runs/{run_id}/tasks/{task_id}").json()["state"])
+
+
+def ended(url: str, run_id: str) -> dict | None:
+    """The run once it has ended, else None."""
+    run = httpx.get(f"{url}/api/v1/runs/{run_id}").json()
+    return run if run["state"] in ("success", "failed", "cancelled") else None
 
 
 @pytest.fixture
@@ -78,8 +89,7 @@ def test_chain_of_three_finishes_fast(up, tmp_path):
         for _ in range(5):
             start = time.monotonic()
             run = client.post("/api/v1/runs", json={"dag_id": "chain3"}).json()
-            while client.get(f"/api/v1/runs/{run['run_id']}").json()["state"] != "success":
-                time.sleep(0.005)
+            assert wait_until("the chain to end", lambda r=run: ended(up.url, r["run_id"]), 30, poll=0.005)
             timings.append(time.monotonic() - start)
     print(f"\n3-task chain, trigger to success: median {sorted(timings)[2] * 1000:.0f} ms")
     detail = httpx.get(f"{up.url}/api/v1/runs/{run['run_id']}").json()
@@ -102,16 +112,7 @@ tasks:
     try:
         assert cli("submit", "-f", str(dag), url=first.url).returncode == 0
         run_id = cli("trigger", "slow", url=first.url).stdout.strip()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            states = {
-                t["task_id"]: t["state"]
-                for t in httpx.get(f"{first.url}/api/v1/runs/{run_id}").json()["tasks"]
-            }
-            if states["b"] == "running":
-                break
-            time.sleep(0.05)
-        assert states["b"] == "running"
+        wait_until("b to run", lambda: task_state(first.url, run_id, "b") == "running", timeout=10)
     finally:
         first.kill(signal.SIGKILL)
         first.proc.wait(5)
@@ -120,12 +121,7 @@ tasks:
         result = cli("trigger", "slow", url=second.url)  # a new run works too
         assert result.returncode == 0
         waited = cli("run", run_id, url=second.url)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            run = httpx.get(f"{second.url}/api/v1/runs/{run_id}").json()
-            if run["state"] in ("success", "failed"):
-                break
-            time.sleep(0.1)
+        run = wait_until("the run to end", lambda: ended(second.url, run_id), timeout=30)
         assert run["state"] == "success", run
         b = httpx.get(f"{second.url}/api/v1/runs/{run_id}/tasks/b").json()
         assert [a["state"] for a in b["attempts"]] == ["lost", "success"]
@@ -153,10 +149,9 @@ tasks:
     flag.write_text("")
     retried = cli("retry", run_id, url=up.url)
     assert retried.returncode == 0 and "check, report" in retried.stdout
-    deadline = time.monotonic() + 15
-    while httpx.get(f"{up.url}/api/v1/runs/{run_id}").json()["state"] != "success":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    assert (
+        wait_until("the retried run to end", lambda: ended(up.url, run_id), timeout=15)["state"] == "success"
+    )
     dry = cli("backfill", "ops", "--start", "2026-01-01", "--end", "2026-01-03", "--dry-run", url=up.url)
     assert dry.returncode == 0 and "would be created" in dry.stdout and "2026-01-03" in dry.stdout
     real = cli("backfill", "ops", "--start", "2026-01-01", "--end", "2026-01-03", url=up.url)
@@ -168,8 +163,7 @@ tasks:
     stuck.write_text("id: stuck\ntasks:\n  - {id: t, command: 'sleep 60'}\n")
     assert cli("submit", "-f", str(stuck), url=up.url).returncode == 0
     run_id = cli("trigger", "stuck", url=up.url).stdout.strip()
-    while httpx.get(f"{up.url}/api/v1/runs/{run_id}").json()["tasks"][0]["state"] != "running":
-        time.sleep(0.05)
+    wait_until("the task to run", lambda: task_state(up.url, run_id, "t") == "running", timeout=15)
     cancelled = cli("cancel", run_id, url=up.url)
     assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
     assert cli("cancel", run_id, url=up.url).returncode == 2  # already over: 409

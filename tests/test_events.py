@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import httpx
 import pytest
 
-from tests.support import cli, start_up
+from tests.harness import cli, start_cli, start_up, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +21,27 @@ def submit(url: str, text: str) -> None:
     assert httpx.post(f"{url}/api/v1/dags", json={"yaml": text}).status_code == 201
 
 
-def read_events(url: str, params: dict, until, timeout: float = 15.0, headers=None) -> list[dict]:
-    """Collect SSE events (with their `id:` lines) until `until(events)` is true."""
+def attempt(url: str, run_id: str) -> int:
+    """The attempt number of task `t` of the run (0 until it is first queued)."""
+    return int(httpx.get(f"{url}/api/v1/runs/{run_id}/tasks/t").json()["attempt"])
+
+
+def read_events(
+    url: str, params: dict, until, timeout: float = 15.0, headers=None, on_open=None
+) -> list[dict]:
+    """Collect SSE events (with their `id:` lines) until `until(events)` is true.
+
+    `on_open()` is called once the server has answered: the stream's starting point is fixed by
+    then, so every change made from then on reaches it.
+    """
     events: list[dict] = []
     with httpx.stream(
         "GET", f"{url}/api/v1/events", params=params, headers=headers or {}, timeout=timeout
     ) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
+        if on_open is not None:
+            on_open()
         current: dict = {}
         for line in resp.iter_lines():
             if line.startswith("id: "):
@@ -54,16 +65,13 @@ def test_events_stream_a_runs_changes_live_and_resume_by_id(up):
     )
     box: dict = {}
 
-    def trigger_soon():
-        time.sleep(0.5)  # the stream is open by then: it must see changes made after it started
+    def trigger():  # once the stream is open: it must see changes made after it started
         box["run"] = httpx.post(f"{up.url}/api/v1/runs", json={"dag_id": "ev"}).json()["run_id"]
-
-    threading.Thread(target=trigger_soon).start()
 
     def run_over(events):
         return any(e["event"] == "run" and e["data"]["state"] == "success" for e in events)
 
-    events = read_events(up.url, {"dag_id": "ev"}, run_over)
+    events = read_events(up.url, {"dag_id": "ev"}, run_over, on_open=trigger)
     run_id = box["run"]
     mine = [e for e in events if e["data"]["run_id"] == run_id]
     tasks = [(e["data"]["task_id"], e["data"]["state"]) for e in mine if e["event"] == "task"]
@@ -90,23 +98,25 @@ def test_events_stream_a_runs_changes_live_and_resume_by_id(up):
     assert [e["id"] for e in replay] == [e["id"] for e in mine if e["id"] > middle]
 
 
-def test_followed_log_streams_lines_as_they_are_written(up):
-    submit(up.url, "id: chatty\ntasks:\n  - {id: t, command: 'echo one; sleep 1.2; echo two'}\n")
+def test_followed_log_streams_lines_as_they_are_written(up, tmp_path):
+    go_on = tmp_path / "go-on"  # the task writes its second line once this file exists
+    submit(
+        up.url,
+        "id: chatty\ntasks:\n  - {id: t, command: 'echo one; "
+        f"while [ ! -e {go_on} ]; do sleep 0.02; done; echo two'}}\n",
+    )
     run_id = httpx.post(f"{up.url}/api/v1/runs", json={"dag_id": "chatty"}).json()["run_id"]
-    deadline = time.monotonic() + 10
-    while httpx.get(f"{up.url}/api/v1/runs/{run_id}/tasks/t").json()["attempt"] == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    arrivals = []
-    start = time.monotonic()
+    wait_until("the task to start", lambda: attempt(up.url, run_id) > 0, timeout=10)
+    chunks = []
     with httpx.stream(
         "GET", f"{up.url}/api/v1/runs/{run_id}/tasks/t/logs", params={"follow": 1, "attempt": 1}, timeout=15
     ) as resp:
         assert resp.headers["content-type"].startswith("text/plain")
         for chunk in resp.iter_text():
-            arrivals.append((time.monotonic() - start, chunk))
-    assert "".join(c for _, c in arrivals) == "one\ntwo\n"
-    assert arrivals[0][0] < 1.0, "the first line arrives before the task ends"
+            chunks.append(chunk)
+            go_on.touch()  # only now may the task go on and end
+    assert "".join(chunks) == "one\ntwo\n"
+    assert chunks[0] == "one\n", "the first line arrives while the task still runs"
 
 
 def test_cli_logs_follow_prints_the_whole_log(up):
@@ -116,25 +126,29 @@ def test_cli_logs_follow_prints_the_whole_log(up):
     assert result.returncode == 0 and result.stdout == "start\nend\n"
 
 
-def test_cli_logs_follow_goes_on_through_retries_without_repeating(up):
+def test_cli_logs_follow_goes_on_through_retries_without_repeating(up, tmp_path):
+    go_on = tmp_path / "go-on"  # the first attempt fails once this file exists
     submit(
         up.url,
-        """\
+        f"""\
 id: retrying
 retry_delay_secs: 0.2
 tasks:
   - id: t
     retries: 1
-    # the first attempt lasts long enough for the CLI to start following it, even on a busy machine
-    command: 'echo "try $FLOWFORGE_ATTEMPT"; [ "$FLOWFORGE_ATTEMPT" -ge 2 ] || { sleep 4; exit 1; }'
+    command: 'echo "try $FLOWFORGE_ATTEMPT"; [ "$FLOWFORGE_ATTEMPT" -ge 2 ] || {{ while [ ! -e {go_on} ]; do sleep 0.02; done; exit 1; }}'
 """,
     )
     run_id = cli("trigger", "retrying", url=up.url).stdout.strip()
-    deadline = time.monotonic() + 10
-    while httpx.get(f"{up.url}/api/v1/runs/{run_id}/tasks/t").json()["attempt"] == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    result = cli("logs", run_id, "t", "--follow", url=up.url)
-    assert result.returncode == 0
-    assert result.stdout == "try 1\ntry 2\n"
-    assert "--- attempt 2 ---" in result.stderr
+    wait_until("the task to start", lambda: attempt(up.url, run_id) > 0, timeout=10)
+    follower = start_cli("logs", run_id, "t", "--follow", url=up.url)
+    try:
+        assert follower.stdout is not None
+        first = follower.stdout.readline()  # the CLI follows the first attempt now
+        go_on.touch()
+        out, err = follower.communicate(timeout=60)
+    finally:
+        follower.kill()  # nothing to do once it has exited
+    assert follower.returncode == 0, err
+    assert first + out == "try 1\ntry 2\n"
+    assert "--- attempt 2 ---" in err

@@ -125,7 +125,7 @@ def test_command_sees_its_environment():
         {"B": "2"},
         attempt_context(dag_id="d", run_id="r", task_id="t", attempt=1, logical_date="", params={}),
     )
-    result, log = run('echo "$A$B $FLOWFORGE_TASK_ID ${FLOWFORGE_DB:-unset}"', env=env)
+    _, log = run('echo "$A$B $FLOWFORGE_TASK_ID ${FLOWFORGE_DB:-unset}"', env=env)
     assert log == "12 t unset\n"
 
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from flowforge.logsetup import JsonFormatter, setup_logging, wants_json
-from tests.support import FlowForgeProcess, clean_env, free_port, start_up
+from tests.harness import FlowForgeProcess, clean_env, free_port, start_up
 
 
 class Tty(io.StringIO):

@@ -21,7 +21,7 @@ from flowforge.metrics import SchedulerMetrics, StoreCounters, WorkerMetrics
 from flowforge.services import Services
 from flowforge.settings import Settings
 from flowforge.store import Store, open_store
-from tests.support import FlowForgeProcess, clean_env, free_port
+from tests.harness import FlowForgeProcess, clean_env, free_port
 from tests.test_engine import Engine
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -6,16 +6,11 @@ save screenshots of the DAG list, a DAG's graph and grid, and a run to `screensh
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +20,9 @@ try:
 except ImportError:  # a plain `pip install -e .` has no playwright
     sync_playwright = None
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.cluster import Cluster
+from tests.harness import REPO
+
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO / "screenshots"
 GREEN = "rgb(26, 127, 55)"  # --c-success in app.css
@@ -94,97 +91,21 @@ tasks:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """A real `flowforge up` process on a free port."""
-
-    def __init__(self, home: Path, env_extra: dict[str, str] | None = None) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = home.parent / f"{home.name}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWFORGE_")}
-        env.update(env_extra or {})
-        self.token = env.get("FLOWFORGE_API_TOKEN")
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "flowforge",
-                    "up",
-                    "--port",
-                    str(self.port),
-                    "--home",
-                    str(home),
-                    "--concurrency",
-                    "2",
-                ],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"flowforge up exited:\n{self.log.read_text(errors='replace')}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=0.5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise AssertionError(f"flowforge up never became healthy:\n{self.log.read_text(errors='replace')}")
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """One API call; fails the test on an error status."""
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        resp = httpx.request(method, f"{self.url}{path}", headers=headers, timeout=10, **kwargs)
-        assert resp.status_code < 400, resp.text
-        return resp.json()
-
-    def submit(self, yaml_text: str) -> dict[str, Any]:
-        return self.call("POST", "/api/v1/dags", json={"yaml": yaml_text})
-
-    def trigger(self, dag_id: str) -> str:
-        return str(self.call("POST", "/api/v1/runs", json={"dag_id": dag_id})["run_id"])
-
-    def wait_run(self, run_id: str, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = self.call("GET", f"/api/v1/runs/{run_id}")
-            if run["state"] in ("success", "failed", "cancelled"):
-                return run
-            time.sleep(0.2)
-        raise AssertionError(f"run {run_id} did not finish in {timeout}s")
-
-    def has_route(self, method: str, path: str) -> bool:
-        return method.lower() in self.call("GET", "/openapi.json")["paths"].get(path, {})
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+@contextmanager
+def running_server(folder: Path, env: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """A real `flowforge up --concurrency 2` on a free port, its data and log in `folder`."""
+    server = Cluster(folder, env=env)
+    try:
+        server.start_up(2)
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("page") / "home")
-    try:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with running_server(tmp_path_factory.mktemp("page")) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +119,7 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, server: Server) -> Iterator[Page]:
+def page(browser: Browser, server: Cluster) -> Iterator[Page]:
     """A fresh tab on the server; fails the test on a script error or a CSP violation."""
     context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
     tab = context.new_page()
@@ -229,7 +150,7 @@ def assert_same_document(tab: Page) -> None:
     assert tab.evaluate("window.pageMarker") == "still the same document", "the page reloaded"
 
 
-def test_page_has_a_strict_content_security_policy(server: Server) -> None:
+def test_page_has_a_strict_content_security_policy(server: Cluster) -> None:
     resp = httpx.get(server.url + "/")
     assert resp.status_code == 200
     csp = resp.headers["content-security-policy"]
@@ -238,7 +159,7 @@ def test_page_has_a_strict_content_security_policy(server: Server) -> None:
         assert httpx.get(f"{server.url}/static/{asset}").status_code == 200
 
 
-def test_list_trigger_and_grid_turn_green_without_reloading(page: Page, server: Server) -> None:
+def test_list_trigger_and_grid_turn_green_without_reloading(page: Page, server: Cluster) -> None:
     server.submit(ETL)
     page.goto("/")
     mark_document(page)
@@ -246,8 +167,7 @@ def test_list_trigger_and_grid_turn_green_without_reloading(page: Page, server: 
     expect(row).to_contain_text("Nightly ETL")
     expect(row).to_contain_text("Extract users and orders")
     expect(page.locator("#st-workers")).to_contain_text("alive")
-    if server.has_route("get", "/api/v1/events"):
-        expect(page.locator("#st-live")).to_have_text("live (events)")
+    expect(page.locator("#st-live")).to_have_text("live (events)")
 
     row.get_by_role("button", name="Trigger").click()
     expect(page.locator("#message")).to_contain_text("Triggered page-etl")
@@ -288,7 +208,7 @@ def test_list_trigger_and_grid_turn_green_without_reloading(page: Page, server: 
     screenshot(page, "dag-view.png")
 
 
-def test_run_view_follows_a_log_live_and_shows_attempts(page: Page, server: Server) -> None:
+def test_run_view_follows_a_log_live_and_shows_attempts(page: Page, server: Cluster) -> None:
     # Without the event stream (an older or proxied server), polling alone keeps the page live.
     page.route("**/api/v1/events*", lambda route: route.fulfill(status=404, json={"error": {}}))
     server.submit(ETL)
@@ -327,9 +247,7 @@ def test_run_view_follows_a_log_live_and_shows_attempts(page: Page, server: Serv
     screenshot(page, "run-view.png")
 
 
-def test_retry_a_failed_task_from_its_page(page: Page, server: Server, tmp_path: Path) -> None:
-    if not server.has_route("post", "/api/v1/runs/{run_id}/tasks/{task_id}/retry"):
-        pytest.skip("this FlowForge has no POST /api/v1/runs/{run_id}/tasks/{task_id}/retry yet")
+def test_retry_a_failed_task_from_its_page(page: Page, server: Cluster, tmp_path: Path) -> None:
     marker = tmp_path / "second-time"
     server.submit(f"""\
 id: page-retry
@@ -356,9 +274,7 @@ tasks:
     expect(page.locator("svg.graph g.node[data-task='after']")).to_have_attribute("data-state", "success")
 
 
-def test_cancel_a_running_run(page: Page, server: Server) -> None:
-    if not server.has_route("post", "/api/v1/runs/{run_id}/cancel"):
-        pytest.skip("this FlowForge has no POST /api/v1/runs/{run_id}/cancel yet")
+def test_cancel_a_running_run(page: Page, server: Cluster) -> None:
     server.submit(SLEEPER)
     run_id = server.trigger("page-sleeper")
     page.goto(f"/#/runs/{run_id}/nap")
@@ -368,10 +284,10 @@ def test_cancel_a_running_run(page: Page, server: Server) -> None:
     expect(page.locator("#run-state")).to_have_text("cancelled", timeout=20_000)
     expect(page.get_by_role("button", name="Cancel run")).to_be_hidden()
     expect(page.locator("svg.graph g.node[data-task='nap']")).to_have_attribute("data-state", "cancelled")
-    assert server.call("GET", f"/api/v1/runs/{run_id}")["state"] == "cancelled"
+    assert server.get(f"/api/v1/runs/{run_id}")["state"] == "cancelled"
 
 
-def test_markup_from_dags_and_logs_is_shown_as_text(page: Page, server: Server) -> None:
+def test_markup_from_dags_and_logs_is_shown_as_text(page: Page, server: Cluster) -> None:
     server.submit(XSS)
     run_id = server.trigger("page-xss")
     assert server.wait_run(run_id)["state"] == "success"
@@ -392,7 +308,7 @@ def test_markup_from_dags_and_logs_is_shown_as_text(page: Page, server: Server) 
     assert page.locator("img, main b, main script").count() == 0
 
 
-def test_the_list_at_laptop_and_phone_width(page: Page, server: Server) -> None:
+def test_the_list_at_laptop_and_phone_width(page: Page, server: Cluster) -> None:
     server.submit(ETL)
     page.goto("/")
     row = page.locator("tr[data-dag='page-etl']")
@@ -412,15 +328,14 @@ def test_the_list_at_laptop_and_phone_width(page: Page, server: Server) -> None:
     # Pause and unpause from the card; the flag is in text, not only in the button's label.
     row.get_by_role("button", name="Pause").click()
     expect(row.locator(".flag")).to_have_text("paused")
-    assert server.call("GET", "/api/v1/dags/page-etl")["paused"] is True
+    assert server.get("/api/v1/dags/page-etl")["paused"] is True
     row.get_by_role("button", name="Unpause").click()
     expect(row.locator(".flag")).to_have_text("active")
-    assert server.call("GET", "/api/v1/dags/page-etl")["paused"] is False
+    assert server.get("/api/v1/dags/page-etl")["paused"] is False
 
 
 def test_the_token_is_asked_once_and_kept_for_the_tab(browser: Browser, tmp_path: Path) -> None:
-    srv = Server(tmp_path / "home", {"FLOWFORGE_API_TOKEN": "s3cret-page-token"})
-    try:
+    with running_server(tmp_path, {"FLOWFORGE_API_TOKEN": "s3cret-page-token"}) as srv:
         srv.submit(ETL)
         context = browser.new_context(base_url=srv.url)
         tab = context.new_page()
@@ -440,8 +355,6 @@ def test_the_token_is_asked_once_and_kept_for_the_tab(browser: Browser, tmp_path
         expect(tab.locator("tr[data-dag='page-etl']")).to_be_visible()
         expect(dialog).to_be_hidden()
         context.close()
-    finally:
-        srv.stop()
 
 
 def _big_dag(n: int = 500, width: int = 25) -> str:
@@ -459,7 +372,7 @@ def _big_dag(n: int = 500, width: int = 25) -> str:
 
 
 @pytest.mark.timeout(300)
-def test_a_500_task_dag_draws_quickly_and_its_grid_stays_usable(page: Page, server: Server) -> None:
+def test_a_500_task_dag_draws_quickly_and_its_grid_stays_usable(page: Page, server: Cluster) -> None:
     server.submit(_big_dag())
     runs = [server.trigger("page-big") for _ in range(25)]
     for run_id in runs:
@@ -473,12 +386,9 @@ def test_a_500_task_dag_draws_quickly_and_its_grid_stays_usable(page: Page, serv
     grid_ms = page.evaluate("performance.getEntriesByName('flowforge:grid')[0].duration")
     # Usable: a live refresh only touches the cells whose state changed, and a click on a cell
     # opens that task in its run.
-    deadline = time.monotonic() + 10
-    while (
-        not page.evaluate("performance.getEntriesByName('flowforge:grid-update').length")
-        and time.monotonic() < deadline
-    ):
-        page.wait_for_timeout(100)
+    page.wait_for_function(
+        "() => performance.getEntriesByName('flowforge:grid-update').length > 0", timeout=10_000
+    )
     refresh_ms = page.evaluate("performance.getEntriesByName('flowforge:grid-update')[0].duration")
     click_started = time.monotonic()
     page.locator(".grid a.cell").nth(25 * 250 + 24).click()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from datetime import UTC, datetime
@@ -146,7 +147,7 @@ def test_daily_schedule_across_dst_changes(clocked, start, end, expected):
         now += 600
     assert clocked.scheduled(tz=tz) == expected
     dates = sorted(r.logical_date for r in clocked.store.list_runs(dag_id="cron", limit=100))
-    assert all(b > a for a, b in zip(dates, dates[1:])), "logical dates must be distinct and increasing"
+    assert all(b > a for a, b in itertools.pairwise(dates)), "logical dates must be distinct and increasing"
 
 
 def test_two_schedulers_racing_never_make_the_same_tick_twice(clocked):

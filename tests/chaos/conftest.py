@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.cluster import REPORT, Cluster, Figures, RedisServer
+from tests.chaos.cluster import REPORT, ChaosCluster, Figures, RedisServer
 
 SEED_ENV = "CHAOS_SEED"  # set it to replay a scenario's kill schedule
 
@@ -38,9 +38,9 @@ def figures(request: pytest.FixtureRequest, seed: int) -> Iterator[Figures]:
 
 
 @pytest.fixture
-def pg_cluster(tmp_path: Path, pg_url: str, redis_url: str) -> Iterator[Cluster]:
+def pg_cluster(tmp_path: Path, pg_url: str, redis_url: str) -> Iterator[ChaosCluster]:
     """A cluster on a fresh PostgreSQL database and Redis key prefix (skipped without them)."""
-    cluster = Cluster(tmp_path, db_url=pg_url, queue_url=redis_url)
+    cluster = ChaosCluster(tmp_path, db_url=pg_url, queue_url=redis_url)
     try:
         yield cluster
     finally:
@@ -48,9 +48,9 @@ def pg_cluster(tmp_path: Path, pg_url: str, redis_url: str) -> Iterator[Cluster]
 
 
 @pytest.fixture
-def sqlite_cluster(tmp_path: Path) -> Iterator[Cluster]:
+def sqlite_cluster(tmp_path: Path) -> Iterator[ChaosCluster]:
     """A cluster for `flowforge up` on SQLite and its in-process queue."""
-    cluster = Cluster(
+    cluster = ChaosCluster(
         tmp_path, db_url=f"sqlite:///{tmp_path / 'home' / 'flowforge.db'}", queue_url="memory://"
     )
     try:
@@ -69,6 +69,16 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path, pg_url: str, private_redis: RedisServer) -> Iterator[ChaosCluster]:
+    """A cluster on a fresh PostgreSQL database whose queue is the test's own redis-server."""
+    cluster = ChaosCluster(tmp_path, db_url=pg_url, queue_url=private_redis.url)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -98,7 +108,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         total.elapsed += fig.elapsed
     tr.write_line(
         f"all {len(REPORT)} scenario(s): {total.tasks} tasks, {total.runs_completed}/{total.runs} runs completed, "
-        f"{total.faults} faults injected, {total.hits} hit running tasks ({total.tasks_hit} task executions), "
+        f"{total.faults} faults injected, {total.hits} hit work in flight ({total.tasks_hit} tasks), "
         f"{total.double_successes} double successes, {total.losses} losses, "
         f"worst recovery {max(total.recovery, default=0):.1f}s, {total.elapsed:.0f}s in all"
     )

@@ -1,4 +1,4 @@
-"""The chaos test task, its ledger, and the invariant checker (I1-I7, see the README's Reliability section).
+"""The chaos test task and its ledger; the invariant checker is `tests.chaos.invariants`.
 
 A test task is a shell command that appends one line to an append-only ledger file when it
 starts and one when it ends (each line a single `echo … >>`: one O_APPEND write, so lines from
@@ -18,10 +18,7 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import time
-from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +69,7 @@ class Dag:
 
     @property
     def yaml(self) -> str:
-        return yaml.safe_dump(self.spec, sort_keys=False, width=1000)
+        return str(yaml.safe_dump(self.spec, sort_keys=False, width=1000))
 
     @property
     def task_ids(self) -> list[str]:
@@ -141,7 +138,7 @@ class Entry:
 
 def read_ledger(path: Path) -> list[Entry]:
     """Every well-formed line of the ledger (none when it does not exist yet)."""
-    entries = []
+    entries: list[Entry] = []
     if not path.exists():
         return entries
     for line in path.read_text(errors="replace").splitlines():
@@ -197,171 +194,3 @@ def kill_survivors(ledger: Path) -> int:
         except ProcessLookupError:
             pass
     return len(pids)
-
-
-# -- the store, read directly (lease tokens are never shown by the API) --------------------------
-def store_rows(
-    db_url: str, run_id: str
-) -> tuple[dict[str, tuple[str, int, str | None]], dict[tuple[str, int], tuple[str, str | None, bool]]]:
-    """(task_id → (state, attempt, lease_token), (task_id, attempt) → (state, lease_token, cleared))."""
-    ti_sql = "SELECT task_id, state, attempt, lease_token FROM task_instances WHERE run_id = {p}"
-    at_sql = "SELECT task_id, attempt, state, lease_token, cleared FROM attempts WHERE run_id = {p}"
-    if db_url.startswith("sqlite:///"):
-        conn = sqlite3.connect(f"file:{db_url.removeprefix('sqlite:///')}?mode=ro", uri=True, timeout=10)
-        try:
-            tis = conn.execute(ti_sql.format(p="?"), (run_id,)).fetchall()
-            attempts = conn.execute(at_sql.format(p="?"), (run_id,)).fetchall()
-        finally:
-            conn.close()
-    else:
-        import psycopg
-
-        with psycopg.connect(db_url, connect_timeout=10) as conn:
-            tis = conn.execute(ti_sql.format(p="%s"), (run_id,)).fetchall()
-            attempts = conn.execute(at_sql.format(p="%s"), (run_id,)).fetchall()
-    return (
-        {t: (s, a, tok) for t, s, a, tok in tis},
-        {(t, a): (s, tok, bool(c)) for t, a, s, tok, c in attempts},
-    )
-
-
-# -- the invariants ------------------------------------------------------------------------------
-@dataclass
-class Verdict:
-    """What the checker found over some runs: figures, and every invariant violation."""
-
-    runs: int = 0
-    runs_succeeded: int = 0
-    tasks: int = 0
-    attempts: int = 0
-    lost_attempts: int = 0
-    failed_attempts: int = 0
-    executions: int = 0  # task processes started (ledger `start` lines)
-    re_executions: int = 0  # executions beyond one per task: at-least-once at work
-    uncommitted_ends: int = 0  # executions that ran to the end but whose result was not the recorded one
-    double_successes: int = 0
-    losses: int = 0
-    violations: list[str] = field(default_factory=list)
-
-    def fail(self, invariant: str, message: str) -> None:
-        self.violations.append(f"{invariant}: {message}")
-
-    def assert_ok(self) -> None:
-        """Raise with the first violations, if any."""
-        if self.violations:
-            shown = "\n  ".join(self.violations[:30])
-            more = f"\n  … and {len(self.violations) - 30} more" if len(self.violations) > 30 else ""
-            raise AssertionError(f"{len(self.violations)} invariant violation(s):\n  {shown}{more}")
-
-    def figures(self) -> dict[str, int]:
-        return {k: v for k, v in vars(self).items() if k != "violations"}
-
-
-def check_runs(
-    get: Callable[[str], Any], db_url: str, runs: dict[str, Dag], ledger: Path, *, flaky_ok: bool = True
-) -> Verdict:
-    """Check I1-I5 for `runs` (run_id → its Dag), all expected to succeed. I6/I7 are the caller's.
-
-    - I1 no loss: the run and every task succeeded, with exactly one `success` attempt.
-    - I2 no double success: never two `success` attempts, in the API nor in the database; in
-      the ledger exactly one `end` line carries the recorded attempt's lease token.
-    - I3 no stale overwrite: the recorded success is the attempt whose token the task instance
-      holds, and a ledger `end` line of that same attempt number carries it; every execution in
-      the ledger ran under the token its attempt was claimed with (no execution without a claim).
-    - I4 ordering: a child's first start (ledger and store) is not before its parents' recorded end.
-    - I5 numbering: attempts are 1..k without gaps; all but the last ended lost or failed.
-    """
-    v = Verdict()
-    entries = read_ledger(ledger)
-    by_task: dict[tuple[str, str], list[Entry]] = defaultdict(list)
-    for e in entries:
-        by_task[(e.run_id, e.task_id)].append(e)
-    for run_id, dag in runs.items():
-        v.runs += 1
-        run = get(f"/api/v1/runs/{run_id}")
-        if run["state"] == "success":
-            v.runs_succeeded += 1
-        else:
-            v.fail("I1", f"run {run_id} ended {run['state']}, not success")
-        tis, attempt_rows = store_rows(db_url, run_id)
-        success_end: dict[str, float] = {}  # task → ledger time of its recorded execution's end
-        success_at: dict[str, float] = {}  # task → store time its success was recorded
-        first_start: dict[str, float] = {}
-        first_claim: dict[str, float] = {}
-        for task_id in dag.task_ids:
-            v.tasks += 1
-            where = f"{run_id}/{task_id}"
-            attempts = get(f"/api/v1/runs/{run_id}/tasks/{task_id}")["attempts"]
-            live = [
-                a for a in attempts if not attempt_rows.get((task_id, a["attempt"]), ("", None, False))[2]
-            ]
-            v.attempts += len(attempts)
-            states = [a["state"] for a in live]
-            v.lost_attempts += states.count("lost")
-            v.failed_attempts += states.count("failed")
-            successes = [a for a in live if a["state"] == "success"]
-            db_successes = [
-                k
-                for k, (s, _, cleared) in attempt_rows.items()
-                if k[0] == task_id and s == "success" and not cleared
-            ]
-            # I5
-            numbers = [a["attempt"] for a in attempts]
-            if numbers != list(range(1, len(numbers) + 1)):
-                v.fail("I5", f"{where} attempt numbers {numbers} are not 1..k")
-            if any(s not in ("lost", "failed") for s in states[:-1]):
-                v.fail("I5", f"{where} earlier attempts ended {states[:-1]}, not lost/failed")
-            if not flaky_ok and "failed" in states:
-                v.fail("I5", f"{where} has failed attempts {states}")
-            # I1, I2
-            if len(successes) > 1 or len(db_successes) > 1:
-                v.double_successes += 1
-                v.fail("I2", f"{where} has {len(successes)} success attempts: {states}")
-            if not successes or tis.get(task_id, ("",))[0] != "success" or states[-1:] != ["success"]:
-                v.losses += 1
-                v.fail("I1", f"{where} has no recorded success: attempts {states}, task {tis.get(task_id)}")
-                continue
-            success = successes[0]
-            n = success["attempt"]
-            token = tis[task_id][2]
-            db_state, db_token, _ = attempt_rows.get((task_id, n), ("", None, False))
-            # I3
-            mine = by_task[(run_id, task_id)]
-            if not token or db_state != "success" or db_token != token or tis[task_id][1] != n:
-                v.fail("I3", f"{where} recorded success (attempt {n}) is not under the task's lease token")
-            committed = [e for e in mine if e.kind == "end" and e.token == token]
-            if len(committed) != 1 or committed[0].attempt != n:
-                v.fail(
-                    "I2" if len(committed) > 1 else "I3",
-                    f"{where}: {len(committed)} ledger end line(s) carry the recorded token (attempt {n})",
-                )
-            else:
-                success_end[task_id] = committed[0].at
-            success_at[task_id] = success["ended_at"]
-            for e in mine:
-                claimed = attempt_rows.get((task_id, e.attempt))
-                if claimed is None or claimed[1] != e.token:
-                    v.fail(
-                        "I3",
-                        f"{where} attempt {e.attempt} ran (pid {e.pid}) under a token it was not claimed with",
-                    )
-            starts = [e for e in mine if e.kind == "start"]
-            v.executions += len(starts)
-            v.re_executions += max(0, len(starts) - 1)
-            v.uncommitted_ends += sum(e.kind == "end" and e.token != token for e in mine)
-            if starts:
-                first_start[task_id] = min(e.at for e in starts)
-            claims = [a["started_at"] for a in attempts if a["started_at"] is not None]
-            if claims:
-                first_claim[task_id] = min(claims)
-        # I4
-        for parent, child in dag.edges:
-            if parent in success_end and child in first_start and first_start[child] < success_end[parent]:
-                v.fail(
-                    "I4",
-                    f"{run_id}: {child} started {success_end[parent] - first_start[child]:.3f}s "
-                    f"before {parent} ended",
-                )
-            if parent in success_at and child in first_claim and first_claim[child] < success_at[parent]:
-                v.fail("I4", f"{run_id}: {child} was claimed before {parent}'s success was recorded")
-    return v
