@@ -60,6 +60,15 @@ class Engine:
         states = {ti.task_id: ti.state for ti in self.store.task_instances(run_id)}
         raise AssertionError(f"run {run_id} did not finish: {states}")
 
+    def claimed_elsewhere(self, yaml_text: str, dag_id: str, worker_id: str, **claim):
+        """Trigger a run of a one-task DAG and claim its task `t` as another worker would; (run, claimed)."""
+        self.submit(yaml_text)
+        run = self.trigger(dag_id)
+        now = time.time()
+        self.scheduler.tick(now)
+        msg = self.queue.get(1)
+        return run, self.store.claim_task(run.run_id, "t", msg.attempt, worker_id, now, **claim)
+
     def states(self, run_id: str) -> dict[str, TaskState]:
         return {ti.task_id: ti.state for ti in self.store.task_instances(run_id)}
 
@@ -309,19 +318,13 @@ def test_duplicate_message_runs_the_attempt_once(engine):
 
 
 def test_dead_worker_task_is_retried(engine):
-    engine.submit("""
-id: orphan
-retry_delay_secs: 0.01
-tasks:
-  - {id: t, command: echo rescued, retries: 1}
-""")
-    run = engine.trigger("orphan")
+    dag = "id: orphan\nretry_delay_secs: 0.01\ntasks:\n  - {id: t, command: echo rescued, retries: 1}\n"
+    run, claimed = engine.claimed_elsewhere(dag, "orphan", "ghost")
+    assert claimed is not None
     now = time.time()
-    engine.scheduler.tick(now)
-    msg = engine.queue.get(1)
-    ghost = WorkerInfo("ghost", "elsewhere", 1, 1, now - 100, now - 100, (f"{run.run_id}/t",))
-    engine.store.upsert_worker(ghost)
-    assert engine.store.claim_task(run.run_id, "t", msg.attempt, "ghost", now) is not None
+    engine.store.upsert_worker(
+        WorkerInfo("ghost", "elsewhere", 1, 1, now - 100, now - 100, (f"{run.run_id}/t",))
+    )
     engine.start()
     assert engine.wait(run.run_id).state == RunState.SUCCESS
     attempts = engine.store.attempts(run.run_id, "t")
@@ -370,17 +373,9 @@ def test_worker_heartbeat_is_visible(engine):
 
 def test_an_expired_lease_is_lost_and_its_late_result_refused(engine):
     """A worker that stopped renewing (paused, cut off) loses its attempt; its late finish is fenced."""
-    engine.submit("""
-id: leased
-retry_delay_secs: 0.01
-tasks:
-  - {id: t, command: echo second, retries: 1}
-""")
-    run = engine.trigger("leased")
+    dag = "id: leased\nretry_delay_secs: 0.01\ntasks:\n  - {id: t, command: echo second, retries: 1}\n"
+    run, stale = engine.claimed_elsewhere(dag, "leased", "paused-worker", lease_secs=0.2)
     now = time.time()
-    engine.scheduler.tick(now)
-    msg = engine.queue.get(1)
-    stale = engine.store.claim_task(run.run_id, "t", msg.attempt, "paused-worker", now, lease_secs=0.2)
     assert stale is not None and stale.lease_token
     assert engine.store.renew_leases("paused-worker", [(run.run_id, "t", 1, "not-the-token")], now, 5) == [
         (run.run_id, "t", 1, "not-the-token")
