@@ -1,6 +1,8 @@
 """Running real shell commands: output, exit codes, timeouts, process groups, environment."""
 
 import os
+import signal
+import threading
 import time
 
 import pytest
@@ -145,3 +147,26 @@ def test_large_output_is_captured_completely(lines):
     result, log = run(f"seq 1 {lines}")
     assert result.succeeded
     assert log.count("\n") == lines and log.endswith(f"{lines}\n")
+
+
+def test_a_process_that_left_the_group_does_not_hold_up_the_task(tmp_path, monkeypatch):
+    # `setsid` takes the sleep out of the task's group, with a copy of the output pipe: the task
+    # still ends soon after its shell, with the output it printed, and the pipe's reader stops cleanly.
+    thread_errors: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: thread_errors.append(args.exc_value))
+    pidfile = tmp_path / "escaped.pid"
+    start = time.monotonic()
+    result, log = run(
+        f"setsid sh -c 'echo $$ > {pidfile}.new; mv {pidfile}.new {pidfile}; exec sleep 30' & "
+        f"while [ ! -e {pidfile} ]; do sleep 0.01; done; echo done"
+    )
+    elapsed = time.monotonic() - start
+    escaped = int(pidfile.read_text())
+    assert pid_alive(escaped), "the sleep was meant to outlive the task"
+    os.kill(escaped, signal.SIGKILL)
+    assert result.succeeded and log == "done\n"
+    assert elapsed < 10, f"the task took {elapsed:.1f}s to end"
+    assert thread_errors == []
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("log-")], (
+        "a reader outlived its task"
+    )

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import codecs
+import math
 import os
 import re
-import select
 import signal
 import subprocess
 import threading
@@ -14,10 +13,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# Output is handed to the sink at least this often while a task is quiet but alive,
-# so that a followed log shows a line soon after the task prints it.
-FLUSH_INTERVAL_SECS = 0.5
-_READ_SIZE = 65536
+from flowforge.engine.output import OutputPump
+
+# The longest a task may be given (about ten years): a longer timeout, however written
+# (1e300, .inf), is this one, which a timer can wait on.
+MAX_TIMEOUT_SECS = 10 * 365 * 24 * 3600.0
+# Whatever of its group is left is killed when a task's process ends; after this long without EOF
+# on its output (a process that left the group holds the pipe), the rest of the output is not read.
+OUTPUT_EOF_WAIT_SECS = 2.0
 
 # A command made only of these characters, words separated by blanks, has nothing for a shell to
 # do: no quoting, expansion, globbing, redirection, operator or comment. It is run without
@@ -155,31 +158,6 @@ class _Watchdog:
         self._done.set()
 
 
-def _pump(fd: int, sink: Callable[[str], None]) -> None:
-    """Read the pipe until EOF, handing decoded text to `sink` at least every FLUSH_INTERVAL_SECS."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    pending: list[str] = []
-    last_flush = time.monotonic()
-    while True:
-        ready, _, _ = select.select([fd], [], [], FLUSH_INTERVAL_SECS)
-        if ready:
-            chunk = os.read(fd, _READ_SIZE)
-            if not chunk:
-                break
-            text = decoder.decode(chunk)
-            if text:
-                pending.append(text)
-        if pending and time.monotonic() - last_flush >= FLUSH_INTERVAL_SECS:
-            sink("".join(pending))
-            pending.clear()
-            last_flush = time.monotonic()
-    tail = decoder.decode(b"", final=True)
-    if tail:
-        pending.append(tail)
-    if pending:
-        sink("".join(pending))
-
-
 def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         argv,
@@ -205,24 +183,28 @@ def run_command(
 
     A command of plain words (`direct_argv`) is run as it is, without the shell; if that fails
     to start (not found, not executable, no #! line), /bin/sh runs it as before, so the error,
-    exit code and output are the shell's as always. stdout and stderr go, interleaved, to
-    `sink`. At `timeout` the whole group gets SIGTERM, then SIGKILL after `kill_grace`. When
+    exit code and output are the shell's as always. A command that cannot be started at all
+    (a NUL byte in it or in its environment, no /bin/sh) ends at once with the reason in `error`.
+    stdout and stderr go, interleaved, to `sink` (`output.OutputPump`). At `timeout`
+    (`effective_timeout`) the whole group gets SIGTERM, then SIGKILL after `kill_grace`. When
     the shell exits, whatever it left running in its group is killed too: a task's processes
     end with the task. `on_start` receives the process group id (for cancelling from elsewhere).
     """
     started = time.monotonic()
     try:
         proc = _start(command, dict(env))
-    except OSError as exc:
-        return ExecResult(None, False, time.monotonic() - started, f"could not start /bin/sh: {exc}")
+    except (OSError, ValueError, TypeError, subprocess.SubprocessError) as exc:
+        # A NUL byte, an unencodable character, a value that is not text, no /bin/sh …: it fails now.
+        reason = str(exc).replace("\x00", "\ufffd")
+        return ExecResult(None, False, time.monotonic() - started, f"could not start the command: {reason}")
     assert proc.stdout is not None
-    fd = proc.stdout.fileno()
     pgid = proc.pid
     if on_start is not None:
         on_start(pgid)
-    reader = threading.Thread(target=_pump, args=(fd, sink), name=f"log-{pgid}", daemon=True)
-    reader.start()
-    watchdog = _Watchdog(pgid, timeout, kill_grace) if timeout is not None else None
+    pump = OutputPump(proc.stdout, sink, name=f"log-{pgid}")
+    pump.start()
+    limit = effective_timeout(timeout)
+    watchdog = _Watchdog(pgid, limit, kill_grace) if limit is not None else None
     try:
         code = proc.wait()
     finally:
@@ -231,10 +213,16 @@ def run_command(
         # Leftovers of the group (background jobs) die with the task; this also closes
         # their copies of the pipe so that the reader sees EOF.
         _signal_group(pgid, signal.SIGKILL)
-        reader.join(timeout=2.0)
-        proc.stdout.close()
+        pump.finish(OUTPUT_EOF_WAIT_SECS)
     timed_out = watchdog is not None and watchdog.fired
-    return _result(code, timed_out, timeout, time.monotonic() - started)
+    return _result(code, timed_out, limit, time.monotonic() - started)
+
+
+def effective_timeout(timeout: float | None) -> float | None:
+    """The seconds a task is given: None (no limit) for None or NaN, at most MAX_TIMEOUT_SECS."""
+    if timeout is None or math.isnan(timeout):
+        return None
+    return min(timeout, MAX_TIMEOUT_SECS)
 
 
 def _start(command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:

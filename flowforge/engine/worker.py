@@ -18,10 +18,11 @@ from flowforge.core.errors import Unavailable
 from flowforge.core.model import DagSpec, TaskSpec, TaskState
 from flowforge.core.records import Run, TaskInstance, WorkerInfo
 from flowforge.core.schedule import iso_utc
-from flowforge.core.secrets import LogMasker, secret_values
+from flowforge.core.secrets import is_secret_key, secret_values
 from flowforge.core.states import attempt_outcome
 from flowforge.engine.executor import ExecResult, attempt_context, run_command, task_env
 from flowforge.engine.leases import Held, HeldLeases, process_name
+from flowforge.engine.logsink import DEFAULT_MAX_LOG_BYTES, LogBuffer
 from flowforge.queues.base import Queue, TaskMessage
 from flowforge.store.base import Store
 
@@ -35,8 +36,6 @@ POLL_SECS = 0.5
 # While the store is unreachable a finished task's result is retried at this pace (doubling).
 RECORD_RETRY_SECS, RECORD_RETRY_MAX_SECS = 0.5, 10.0
 T = TypeVar("T")
-# Task output held in memory while the store is unreachable; beyond this the oldest is dropped.
-MAX_PENDING_LOG_CHARS = 4 * 1024 * 1024
 # How often the worker checks that the attempts it runs are still theirs to run (a cancel, a
 # run timeout, or a reaper gave them up): such a task is killed within about this long.
 WATCH_SECS = 0.5
@@ -46,52 +45,6 @@ RUN_CACHE_SIZE = 1024
 def new_worker_id() -> str:
     """`host-pid-random`: unique per process, readable in `flowforge workers`."""
     return process_name()
-
-
-class LogBuffer:
-    """Writes a task's output to the store in chunks, with the task's secret values masked."""
-
-    def __init__(self, store: Store, run_id: str, task_id: str, attempt: int, secrets: list[str]) -> None:
-        self.store = store
-        self.key = (run_id, task_id, attempt)
-        self.masker = LogMasker(secrets)
-        self._pending = ""  # output not yet written because the store was unavailable
-
-    def write(self, text: str) -> None:
-        """Append one chunk (the executor already batches output)."""
-        self._append(self.masker.feed(text))
-
-    def close(self) -> None:
-        """Write what the masker held back, and what an outage held up (waiting for the store to return)."""
-        self._append(self.masker.flush())
-        delay = RECORD_RETRY_SECS
-        while self._pending:
-            time.sleep(delay)
-            delay = min(delay * 2, RECORD_RETRY_MAX_SECS)
-            self._append("")
-
-    def _append(self, text: str) -> None:
-        text = self._pending + text
-        if not text:
-            return
-        try:
-            self.store.append_log(*self.key, text)
-            self._pending = ""
-        except Unavailable as exc:
-            if not self._pending:
-                log.warning(
-                    "could not store log output (%s); keeping it to write later",
-                    exc,
-                    extra={"run_id": self.key[0], "task_id": self.key[1], "attempt": self.key[2]},
-                )
-            # Kept, up to a bound, and written with the next chunk or on close.
-            self._pending = text[-MAX_PENDING_LOG_CHARS:]
-        except Exception:  # a log write must never kill the task's bookkeeping
-            self._pending = ""
-            log.exception(
-                "could not store log chunk",
-                extra={"run_id": self.key[0], "task_id": self.key[1], "attempt": self.key[2]},
-            )
 
 
 class Worker:
@@ -110,6 +63,7 @@ class Worker:
         clock: Callable[[], float] = time.time,
         base_env: dict[str, str] | None = None,
         metrics: WorkerMetrics | None = None,
+        max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -125,6 +79,12 @@ class Worker:
         self.watch_secs = min(WATCH_SECS, self.lease_secs / 3)
         self.clock = clock
         self.base_env = dict(os.environ) if base_env is None else base_env
+        # The secret-named variables a task inherits from this process (`task_env` drops FLOWFORGE_*):
+        # their values are masked in every task's log, as those of the DAG's env are.
+        self.inherited_secrets = {
+            k: v for k, v in self.base_env.items() if is_secret_key(k) and not k.startswith("FLOWFORGE_")
+        }
+        self.max_log_bytes = max_log_bytes
         self.started_at = clock()
         self._specs: dict[tuple[str, int], DagSpec] = {}
         # A run's DAG version, params and logical date never change: read once per run, not per task.
@@ -215,13 +175,38 @@ class Worker:
         result = self._execute(msg, held, run, spec, task)
         if self.metrics:
             self.metrics.task_duration_seconds.labels(run.dag_id).observe(result.duration)
-        self._record(msg, held, run, task, result)
+        self._record(msg, held, run, task, result, claimed.lost_attempts)
         self.queue.wake_scheduler()
         return True
 
     def _execute(self, msg: TaskMessage, held: Held, run: Run, spec: DagSpec, task: TaskSpec) -> ExecResult:
         """Run the attempt's command, its output going to the store with secrets masked."""
-        env = task_env(
+        secrets = secret_values(self.inherited_secrets, spec.env, task.env, run.params)
+        sink = LogBuffer(self.store, msg.run_id, msg.task_id, msg.attempt, secrets, self.max_log_bytes)
+        started = time.monotonic()
+        try:
+            return run_command(
+                task.command,
+                env=self._task_env(msg, held, run, spec, task),
+                timeout=task.timeout_secs,
+                sink=sink.write,
+                kill_grace=self.kill_grace,
+                on_start=lambda pgid: held.started(pgid, self.kill_grace),
+            )
+        except Exception as exc:
+            # Whatever went wrong, the attempt ends now with the reason, not when its lease runs out.
+            log.exception("task could not be run", extra=self._ctx(msg, dag_id=run.dag_id))
+            # An error a store can keep: PostgreSQL text holds no NUL.
+            reason = str(exc).replace("\x00", "\ufffd")
+            return ExecResult(None, False, time.monotonic() - started, f"could not run the task: {reason}")
+        finally:
+            sink.close()
+
+    def _task_env(
+        self, msg: TaskMessage, held: Held, run: Run, spec: DagSpec, task: TaskSpec
+    ) -> dict[str, str]:
+        """The attempt's environment (`executor.task_env`)."""
+        return task_env(
             self.base_env,
             spec.env,
             task.env,
@@ -235,26 +220,14 @@ class Worker:
                 lease_token=held.token,
             ),
         )
-        sink = LogBuffer(
-            self.store, msg.run_id, msg.task_id, msg.attempt, secret_values(spec.env, task.env, run.params)
-        )
-        try:
-            return run_command(
-                task.command,
-                env=env,
-                timeout=task.timeout_secs,
-                sink=sink.write,
-                kill_grace=self.kill_grace,
-                on_start=lambda pgid: held.started(pgid, self.kill_grace),
-            )
-        finally:
-            sink.close()
 
-    def _record(self, msg: TaskMessage, held: Held, run: Run, task: TaskSpec, result: ExecResult) -> None:
+    def _record(
+        self, msg: TaskMessage, held: Held, run: Run, task: TaskSpec, result: ExecResult, lost_attempts: int
+    ) -> None:
         """Write the attempt's outcome to the store (waiting out an outage) and log it."""
-        now = self.clock()
+        now, tries = self.clock(), msg.attempt - lost_attempts  # a lost attempt used no retry
         state, retry_at = attempt_outcome(
-            msg.attempt, task.retries, result.succeeded, now, task.retry_delay_secs, task.max_retry_delay_secs
+            tries, task.retries, result.succeeded, now, task.retry_delay_secs, task.max_retry_delay_secs
         )
         attempt_state = None
         if held.given_back and not result.succeeded:
