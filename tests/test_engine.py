@@ -317,14 +317,19 @@ def test_duplicate_message_runs_the_attempt_once(engine):
     assert engine.log(run.run_id, "t") == "once\n"
 
 
-def test_dead_worker_task_is_retried(engine):
-    dag = "id: orphan\nretry_delay_secs: 0.01\ntasks:\n  - {id: t, command: echo rescued, retries: 1}\n"
-    run, claimed = engine.claimed_elsewhere(dag, "orphan", "ghost")
-    assert claimed is not None
+def ghost_died(engine, run_id: str, ghost: str) -> None:
+    """Record `ghost` as a worker that was running task `t` of the run and stopped heartbeating long ago."""
     now = time.time()
-    engine.store.upsert_worker(
-        WorkerInfo("ghost", "elsewhere", 1, 1, now - 100, now - 100, (f"{run.run_id}/t",))
+    engine.store.upsert_worker(WorkerInfo(ghost, "elsewhere", 1, 1, now - 100, now - 100, (f"{run_id}/t",)))
+
+
+def test_a_dead_workers_attempt_is_retried_without_using_a_retry(engine):
+    """`retries: 0` (the default), and the worker running the task was SIGKILLed: the task still runs."""
+    run, claimed = engine.claimed_elsewhere(
+        "id: orphan\ntasks:\n  - {id: t, command: echo rescued}\n", "orphan", "ghost"
     )
+    assert claimed is not None
+    ghost_died(engine, run.run_id, "ghost")
     engine.start()
     assert engine.wait(run.run_id).state == RunState.SUCCESS
     attempts = engine.store.attempts(run.run_id, "t")
@@ -332,8 +337,79 @@ def test_dead_worker_task_is_retried(engine):
         (1, TaskState.LOST, "ghost"),
         (2, TaskState.SUCCESS, engine.worker.worker_id),
     ]
-    assert "worker ghost died" in attempts[0].error
+    assert (
+        attempts[0].error == "lost: worker ghost died; retried without using a retry (1 of 3 lost attempts)"
+    )
+    assert engine.log(run.run_id, "t", 2) == "rescued\n"
     assert {w.worker_id: w.state for w in engine.store.list_workers()}["ghost"] == "dead"
+
+
+def test_a_lost_attempt_leaves_the_task_all_its_retries(engine):
+    """Attempt 1 lost with its worker, attempt 2 fails: `retries: 1` still allows attempt 3."""
+    dag = """
+id: budget
+retry_delay_secs: 0.01
+tasks:
+  - {id: t, command: '[ "$FLOWFORGE_ATTEMPT" -ge 3 ] && echo third', retries: 1}
+"""
+    run, _ = engine.claimed_elsewhere(dag, "budget", "ghost")
+    ghost_died(engine, run.run_id, "ghost")
+    engine.start()
+    assert engine.wait(run.run_id).state == RunState.SUCCESS
+    attempts = engine.store.attempts(run.run_id, "t")
+    assert [a.state for a in attempts] == [TaskState.LOST, TaskState.FAILED, TaskState.SUCCESS]
+    assert engine.log(run.run_id, "t", 3) == "third\n"
+
+
+def test_lost_attempts_beyond_the_limit_count_against_the_retries(engine):
+    """A task whose worker keeps dying is retried for free `max_lost_attempts` times, then no longer."""
+    engine.submit("id: crasher\ntasks:\n  - {id: t, command: 'true'}\n")  # retries: 0
+    scheduler = Scheduler(engine.store, engine.queue, worker_dead_after=2.0, max_lost_attempts=1)
+    run = engine.trigger("crasher")
+    for attempt, ghost in enumerate(["ghost-1", "ghost-2"], 1):
+        scheduler.tick(time.time())  # gives the previous attempt up as lost, queues the next one
+        msg = engine.queue.get(1)
+        assert msg is not None and msg.attempt == attempt
+        assert engine.store.claim_task(run.run_id, "t", attempt, ghost, time.time()) is not None
+        engine.queue.ack(msg)
+        ghost_died(engine, run.run_id, ghost)
+    scheduler.tick(time.time())
+    assert engine.store.get_run(run.run_id).state == RunState.FAILED
+    attempts = engine.store.attempts(run.run_id, "t")
+    assert [a.state for a in attempts] == [TaskState.LOST, TaskState.LOST]
+    assert (
+        attempts[0].error == "lost: worker ghost-1 died; retried without using a retry (1 of 1 lost attempts)"
+    )
+    assert attempts[1].error == (
+        "lost: worker ghost-2 died; counted against the task's retries:"
+        " the limit of 1 lost attempts retried without using a retry is reached"
+    )
+    assert engine.store.get_task_instance(run.run_id, "t").state == TaskState.FAILED
+
+
+def test_a_dead_worker_lists_no_running_task(engine, tmp_path):
+    """`flowforge workers` (GET /api/v1/workers): a dead worker's tasks ran elsewhere since; it runs none."""
+    from fastapi.testclient import TestClient
+
+    from flowforge.api import create_app
+    from flowforge.services import Services
+    from flowforge.settings import Settings
+
+    run, _ = engine.claimed_elsewhere(
+        "id: moved\nretry_delay_secs: 0.01\ntasks:\n  - {id: t, command: 'true', retries: 1}\n",
+        "moved",
+        "ghost",
+    )
+    ghost_died(engine, run.run_id, "ghost")
+    settings = Settings(home=tmp_path, db_url="unused://", queue_url="unused://")
+    with TestClient(create_app(Services(settings, engine.store, engine.queue), api_token="")) as api:
+        assert {w["worker_id"]: w["running"] for w in api.get("/api/v1/workers").json()["workers"]} == {
+            "ghost": [f"{run.run_id}/t"]
+        }
+        engine.start()
+        assert engine.wait(run.run_id).state == RunState.SUCCESS
+        workers = {w["worker_id"]: w for w in api.get("/api/v1/workers").json()["workers"]}
+    assert (workers["ghost"]["state"], workers["ghost"]["running"]) == ("dead", [])
 
 
 def test_a_run_keeps_its_dag_version(engine):

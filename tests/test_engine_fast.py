@@ -289,3 +289,36 @@ def test_a_tick_without_housekeeping_creates_no_cron_run_and_reaps_no_worker(tmp
     finally:
         queue.close()
         store.close()
+
+
+def test_the_lost_attempt_limit_is_set_by_its_environment_variable(tmp_path, monkeypatch):
+    """FLOWFORGE_MAX_LOST_ATTEMPTS=0: a task whose worker died is retried under its retries only."""
+    from flowforge.core.model import RunState
+    from flowforge.core.records import WorkerInfo
+    from flowforge.roles import make_scheduler
+    from flowforge.services import build_services
+    from flowforge.settings import Settings
+
+    for bad in ("-1", "three", "1.5"):
+        monkeypatch.setenv("FLOWFORGE_MAX_LOST_ATTEMPTS", bad)
+        with pytest.raises(ValueError, match=f"FLOWFORGE_MAX_LOST_ATTEMPTS must be a whole number.*{bad!r}"):
+            Settings.from_env(home=str(tmp_path))
+    monkeypatch.setenv("FLOWFORGE_MAX_LOST_ATTEMPTS", "0")
+    monkeypatch.setenv("FLOWFORGE_DB", f"sqlite:///{tmp_path / 'ff.db'}")
+    services = build_services(Settings.from_env(home=str(tmp_path)))
+    try:
+        store, queue = services.store, services.queue
+        dag = "id: once\ntasks:\n  - {id: t, command: 'true'}\n"
+        store.put_dag(load_dag(dag), dag, time.time())
+        run = store.create_run("once", triggered_by="test", params={}, now=time.time())
+        scheduler = make_scheduler(services)
+        scheduler.tick(time.time())
+        msg = queue.get(1)
+        assert msg is not None and store.claim_task(run.run_id, "t", 1, "ghost", time.time()) is not None
+        store.upsert_worker(WorkerInfo("ghost", "elsewhere", 1, 1, 0.0, 0.0, (f"{run.run_id}/t",)))
+        scheduler.tick(time.time())
+        assert store.get_run(run.run_id).state == RunState.FAILED
+        [lost] = store.attempts(run.run_id, "t")
+        assert lost.state == TaskState.LOST and "the limit of 0 lost attempts" in lost.error
+    finally:
+        services.close()

@@ -308,6 +308,36 @@ def test_markup_from_dags_and_logs_is_shown_as_text(page: Page, server: Cluster)
     assert page.locator("img, main b, main script").count() == 0
 
 
+@pytest.mark.parametrize(
+    ("address", "heading"),
+    [
+        ("/#/runs/UNKNOWN", "No run UNKNOWN"),
+        ("/#/runs/UNKNOWN/some-task", "No run UNKNOWN"),
+        ("/#/dags/UNKNOWN", "No DAG UNKNOWN"),
+    ],
+)
+def test_an_unknown_run_or_dag_shows_only_the_error_and_a_way_back(
+    page: Page, server: Cluster, address: str, heading: str
+) -> None:
+    page.goto(address)
+    error = page.get_by_role("alert")
+    expect(error.locator("h2")).to_have_text(heading)
+    expect(page).to_have_title(f"{heading} · FlowForge")
+    expect(page.locator("#st-live")).to_have_text("live (events)")  # the page did not fail: the API said 404
+    # Nothing else of the view: no action that could only fail, no empty section, no second title.
+    view = page.locator("#view")
+    expect(view.locator("button:visible")).to_have_count(0)
+    expect(view.locator("section:visible, h2:visible, h3:visible, nav:visible")).to_have_count(1)  # the h2
+    shown = view.inner_text()  # what is rendered, hidden parts left out
+    assert shown.startswith(heading) and not {"Graph", "Trigger", "Cancel run", "Task", "Gantt"} & set(
+        shown.split()
+    ), shown
+    # The way back.
+    error.get_by_role("link", name="Back to the DAG list").click()
+    expect(page).to_have_url(re.compile(r"#/$"))
+    expect(page.locator("#dag-list")).to_be_visible()
+
+
 def test_the_list_at_laptop_and_phone_width(page: Page, server: Cluster) -> None:
     server.submit(ETL)
     page.goto("/")

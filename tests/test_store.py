@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +223,17 @@ def test_workers_upsert_and_list(store: Store) -> None:
     assert store.list_workers() == [beat, w2]
 
 
+def test_a_dead_worker_lists_no_running_task(store: Store) -> None:
+    """Its attempts were given up as lost and may have run elsewhere since: it runs none of them."""
+    alive = WorkerInfo("w1", "host-a", 10, 4, T0, T0 + 1, running=("r/extract", "r/load"))
+    store.upsert_worker(alive)
+    assert store.list_workers() == [alive]
+    store.upsert_worker(replace(alive, state="dead"))
+    assert store.list_workers() == [replace(alive, state="dead", running=())]
+    store.upsert_worker(replace(alive, last_heartbeat=T0 + 9))  # it was only cut off: it beats again
+    assert store.list_workers() == [replace(alive, last_heartbeat=T0 + 9)]
+
+
 def test_counts(store: Store) -> None:
     for dag_id in ("a", "b", "c", "d"):
         store.put_dag(make_spec(dag_id), dag_id, T0)
@@ -246,6 +258,19 @@ def test_migrations_are_idempotent(store: Store) -> None:
     assert store.migrate() == LATEST_VERSION
     assert raw(store, "SELECT COUNT(*) FROM schema_version")[0][0] == LATEST_VERSION
     assert store.get_dag("etl").version == 1
+
+
+def test_the_lost_attempt_count_is_filled_in_by_its_migration(store: Store) -> None:
+    """A database from before `task_instances.lost_attempts`: the count is taken from the attempts."""
+    run_id = running_task(store)
+    assert store.finish_task(
+        run_id, "extract", 1, "w1", state=TaskState.UP_FOR_RETRY, now=T0 + 3, attempt_state=TaskState.LOST
+    )
+    raw(store, "ALTER TABLE task_instances DROP COLUMN lost_attempts")
+    raw(store, "DELETE FROM schema_version WHERE version = 4")
+    assert isinstance(store, SqlStore) and store.migrate() == LATEST_VERSION
+    assert store.get_task_instance(run_id, "extract").lost_attempts == 1
+    assert store.get_task_instance(run_id, "transform").lost_attempts == 0
 
 
 def test_newer_schema_is_refused(store: Store) -> None:

@@ -114,6 +114,25 @@ def test_retry_creates_a_new_attempt_and_keeps_the_failed_one(store: Store) -> N
     assert (a2.attempt, a2.state, a2.worker_id, a2.exit_code) == (2, TaskState.SUCCESS, "w2", 0)
 
 
+def test_an_attempt_lost_for_free_is_counted_on_its_task(store: Store) -> None:
+    """Lost attempts used no retry: the task instance counts them (the worker reads it on its claim)."""
+    run_id = running_task(store)
+    retry, lost = TaskState.UP_FOR_RETRY, TaskState.LOST
+    assert store.finish_task(run_id, "extract", 1, "w1", state=retry, now=T0 + 3, attempt_state=lost)
+    assert store.get_task_instance(run_id, "extract").lost_attempts == 1
+    assert store.queue_tasks(run_id, [("extract", 1)], T0 + 4) == ["extract"]
+    claimed = store.claim_task(run_id, "extract", 2, "w2", T0 + 5)
+    assert claimed is not None and claimed.lost_attempts == 1
+    # Lost too, but beyond the free ones: it counts against the task's retries.
+    assert store.finish_task(
+        run_id, "extract", 2, "w2", state=retry, now=T0 + 6, attempt_state=lost, free=False
+    )
+    ti = store.get_task_instance(run_id, "extract")
+    assert (ti.state, ti.attempt, ti.lost_attempts) == (TaskState.UP_FOR_RETRY, 2, 1)
+    assert [a.state for a in store.attempts(run_id, "extract")] == [TaskState.LOST, TaskState.LOST]
+    assert "lost_attempts" not in ti.to_dict()  # the attempts say which were lost
+
+
 def test_database_rejects_a_second_successful_attempt(store: Store) -> None:
     run_id = running_task(store)
     assert store.finish_task(run_id, "extract", 1, "w1", state=TaskState.SUCCESS, now=T0 + 3)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Log
 
@@ -15,8 +16,9 @@ from flowforge.tui import FlowForgeApp
 from flowforge.tui.graph import DagGraph
 from flowforge.tui.grid import RunGrid
 from flowforge.tui.layout import build_topology, neighbour, place
+from flowforge.tui.panes.log import NO_TASK
 from flowforge.tui.screens import ConfirmScreen
-from tests.tui_support import T0, RecordedApi, big_dag, fixture_document, recorded_app, run_app, until
+from tests.tui_support import T0, RecordedApi, big_dag, drawn, fixture_document, recorded_app, run_app, until
 
 
 @pytest.fixture
@@ -113,6 +115,125 @@ def test_clicks_select_tasks_and_open_logs(utc: None) -> None:
         await pilot.click(grid, offset=(column, 1 + row), times=2)
         await until(pilot, lambda: app.focus_state.task_id == "load-warehouse", "the grid click")
         await until(pilot, lambda: "batch 2/4" in "\n".join(app.query_one("#log", Log).lines), "its log")
+
+    run_app(app, scenario, (160, 48))
+
+
+def title(widget: Any) -> str:
+    """A pane's title as drawn (the property gives it back as markup)."""
+    return Text.from_markup(widget.border_title or "").plain
+
+
+def test_an_older_attempt_shows_its_own_state_in_the_log_title(utc: None) -> None:
+    app = recorded_app()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await settle(pilot)  # load-warehouse: attempt 1 failed after 2.5 s, attempt 2 is running
+        pane = app.query_one("#logpane")
+        assert "◐ running · attempt 2 · following" in title(pane)
+        await pilot.press("left_square_bracket")
+        await until(pilot, lambda: "attempt 1" in title(pane), "the title to name attempt 1")
+        assert "✘ failed · attempt 1 · finished" in title(pane), title(pane)
+        assert pane.border_subtitle == "2.5s"  # that attempt's duration, not the task's
+        await until(
+            pilot, lambda: "connection reset" in "\n".join(app.query_one("#log", Log).lines), "its log"
+        )
+        await pilot.press("right_square_bracket")
+        await until(pilot, lambda: "◐ running · attempt 2 · following" in title(pane), "back to attempt 2")
+
+    run_app(app, scenario, (160, 48))
+
+
+def test_another_dag_leaves_nothing_of_the_last_dags_task_in_the_log_pane(utc: None) -> None:
+    app = recorded_app()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        pane, log = app.query_one("#logpane"), app.query_one("#log", Log)
+        assert "load-warehouse" in title(pane) and log.lines
+        app.query_one("#dags").focus()
+        await pilot.press("down")  # hello
+        await until(
+            pilot,
+            lambda: (
+                app.snapshot is not None and app.snapshot.focus.dag_id == "hello" and app.focus_state.run_id
+            ),
+            "the other DAG and its run",
+        )
+        await pilot.pause(0.2)
+        assert app.focus_state.task_id is None
+        assert title(pane) == "Log" and pane.border_subtitle == ""
+        assert not [line for line in log.lines if line]
+        assert str(app.query_one("#attempts").render()) == NO_TASK
+
+    run_app(app, scenario, (160, 48))
+
+
+class PausingApi(RecordedApi):
+    """Pausing and unpausing change the document, as the API would."""
+
+    def pause_dag(self, dag_id: str) -> None:
+        super().pause_dag(dag_id)
+        next(d for d in self.doc["dags"] if d["id"] == dag_id)["paused"] = True
+
+    def unpause_dag(self, dag_id: str) -> None:
+        super().unpause_dag(dag_id)
+        next(d for d in self.doc["dags"] if d["id"] == dag_id)["paused"] = False
+
+
+def test_pausing_keeps_every_schedule_on_an_80_column_screen(utc: None) -> None:
+    api = PausingApi(fixture_document())  # nightly-backup (@daily) is paused already
+    app = FlowForgeApp(api, poll_interval=3600, clock=lambda: T0 + 3670)
+
+    def rows() -> dict[str, str]:
+        table = app.query_one("#dags")
+        lines = ["".join(seg.text for seg in table.render_line(y)) for y in range(1, 6)]
+        return {line.split()[1]: line for line in lines if len(line.split()) > 1}
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: app.focus_state.run_id is not None, "data")
+        await pilot.pause(0.2)
+        shown = rows()
+        assert "0 * *" in shown["etl-pipeline"] and "paused" in shown["nightly-backup"]
+        assert "—" in shown["hello"] and "—" in shown["flaky-retries"]
+        await pilot.press("p")
+        await until(pilot, lambda: "paused" in rows().get("etl-pipeline", ""), "etl-pipeline to show paused")
+        assert "—" in rows()["hello"] and "—" in rows()["flaky-retries"]
+        await pilot.press("p")
+        await until(pilot, lambda: "0 * *" in rows().get("etl-pipeline", ""), "its schedule back")
+        assert "—" in rows()["hello"] and "paused" in rows()["nightly-backup"]
+        assert api.actions == [("pause", "etl-pipeline"), ("unpause", "etl-pipeline")]
+
+    run_app(app, scenario, (80, 24))
+
+
+HOSTILE = "\x1b[2J\x1b]0;title\x07[bold red]loud[/bold red]"
+
+
+def test_names_and_output_cannot_drive_the_terminal(utc: None) -> None:
+    """Escape sequences and markup in a DAG's name, a run's trigger, an error and task output are shown as text."""
+    doc = fixture_document()
+    doc["dags"][0].update(name=f"ETL {HOSTILE}", description=HOSTILE)
+    doc["runs"][0]["triggered_by"] = "[bold red]me[/]\x1b[2J"
+    doc["tasks"]["5f2c9e1a7b3d4c60/load-warehouse"]["attempts"][0]["error"] = f"boom {HOSTILE}"
+    doc["logs"]["5f2c9e1a7b3d4c60/load-warehouse/2"] = (
+        f"{HOSTILE} in the log\r\nbatch \x1b[32m1/4\x1b[0m done\n"
+    )
+    app = FlowForgeApp(RecordedApi(doc), poll_interval=3600, clock=lambda: T0 + 3670)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        raw, text = drawn(app)
+        # Only the dashboard's own colours reach the terminal: no clearing, no title, no bell.
+        for sequence in ("\x1b[2J", "\x1b]", "\x07"):
+            assert sequence not in raw
+        assert "Runs of etl-pipeline · ETL \\x1b[2J\\x1b]0;title\\x07[bold red]loud[/bold red]" in text
+        assert "[bold red]me[/]\\x1b[2J" in text  # the trigger, not read as markup
+        assert "boom \\x1b[2J" in text  # the attempt's error
+        assert app.query_one("#log", Log).lines[:2] == [
+            "[bold red]loud[/bold red] in the log",
+            "batch 1/4 done",
+        ]
 
     run_app(app, scenario, (160, 48))
 

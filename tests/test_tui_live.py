@@ -17,7 +17,7 @@ from flowforge.tui.graph import DagGraph
 from flowforge.tui.grid import RunGrid
 from flowforge.tui.screens import ConfirmScreen, HelpScreen
 from tests.harness import FlowForgeProcess, free_port, wait_until
-from tests.tui_support import run_app, until
+from tests.tui_support import drawn, run_app, until
 
 
 def start_up(port: int, home: Path) -> FlowForgeProcess:
@@ -292,6 +292,35 @@ def test_log_pane_follows_a_running_task(api: ApiClient, server: str, tmp_path: 
 
     with client:
         run_app(app, scenario, (100, 30))
+
+
+@pytest.mark.e2e
+def test_escape_sequences_from_a_dag_and_its_task_stay_text(api: ApiClient, server: str) -> None:
+    """A DAG named with escape sequences and markup, its task printing them: the terminal gets neither."""
+    hostile = r"\e[2J\e]0;title\a[bold red]loud[/bold red]"  # YAML's escapes for ESC and BEL
+    printed = r"\033[2J\033]0;title\007[bold red]loud[/bold red] out\n"
+    api.submit_dag(
+        f'id: tui-hostile\nname: "{hostile}"\ndescription: "{hostile}"\n'
+        f"tasks:\n  - id: shout\n    command: |\n      printf '{printed}'\n"
+    )
+    run_id = api.trigger("tui-hostile").run_id
+    wait_run(api, run_id, {"success"})
+    app, client = dashboard(server)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await select_dag(pilot, "tui-hostile")
+        await until(pilot, lambda: app.focus_state.run_id == run_id, "the run to be selected")
+        await pilot.press("l")  # the log of the task most worth reading: the only one
+        view = app.query_one("#log", Log)
+        await until(pilot, lambda: "out" in "\n".join(view.lines), "the task's output")
+        assert view.lines[0] == "[bold red]loud[/bold red] out"
+        raw, text = drawn(app)
+        for sequence in ("\x1b[2J", "\x1b]", "\x07"):
+            assert sequence not in raw
+        assert "Runs of tui-hostile · \\x1b[2J\\x1b]0;title\\x07[bold red]loud[/bold red]" in text
+
+    with client:
+        run_app(app, scenario, (160, 48))
 
 
 def test_unreachable_api_shows_disconnected_and_survives() -> None:

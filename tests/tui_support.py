@@ -2,16 +2,18 @@
 
 `RecordedApi` answers like `flowforge.client.ApiClient` (the same models) from a plain document,
 and records the actions sent to it instead of performing them. `run_app` and `until` drive a
-dashboard headless; `big_dag` builds a large DAG for the layout tests.
+dashboard headless, `drawn` shows what it draws; `big_dag` builds a large DAG for the layout tests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from rich.console import Console
 from textual.pilot import Pilot
 
 from flowforge.client import DagSummary, LogPage, RunDetail, RunList, Status, TaskDetail
@@ -38,6 +40,27 @@ async def until(pilot: Pilot[None], check: Callable[[], Any], what: str, timeout
             return
         await pilot.pause(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def drawn(app: FlowForgeApp) -> tuple[str, str]:
+    """The whole screen as the app writes it to a terminal (styles and all), and as plain text.
+
+    Headless, Textual writes nothing out: this renders the screen the way it does for a terminal.
+    """
+    console = Console(
+        width=app.size.width,
+        height=app.size.height,
+        file=io.StringIO(),
+        force_terminal=True,
+        color_system="truecolor",
+        legacy_windows=False,
+        safe_box=False,
+        record=True,
+    )
+    update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    raw = update.render_segments(console)
+    console.print(update)
+    return raw, console.export_text()
 
 
 T0 = 1_750_000_000.0  # 2025-06-15 15:06:40 UTC: every time in the fixture is an offset from it

@@ -74,12 +74,15 @@ class TaskInstance:
     worker_id: str | None = None
     lease_token: str | None = None  # fencing token of the running attempt
     lease_expires_at: float | None = None
+    # Attempts lost to the platform (a dead, cut-off or stopped worker): they used no retry.
+    lost_attempts: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (without the lease token: it is the running worker's alone)."""
+        """JSON-ready form (without the lease token, the running worker's alone, nor the lost-attempt
+        count, the engine's bookkeeping: the attempts themselves say which were lost)."""
         d = asdict(self)
         d["state"] = str(self.state)
-        del d["lease_token"]
+        del d["lease_token"], d["lost_attempts"]
         return d
 
 

@@ -8,9 +8,12 @@ lease, the worker fences itself: it kills those tasks, since their leases lapse 
 another worker may be given the attempts.
 
 The scheduler's side: a worker whose heartbeats stopped is declared dead, and an attempt whose
-lease lapsed or whose worker is dead is given up as lost (`Reaper`). Only the scheduler that
-holds the leader lease acts; another one stands by and takes over once that lease lapses (its
-holder died) or is released (its holder stopped).
+lease lapsed or whose worker is dead is given up as lost (`Reaper`). A lost attempt is the
+platform's fault, not the task's: it is retried at once without using one of the task's retries,
+up to `max_lost_attempts` per task instance (a task that keeps killing its worker must not be
+retried for ever); beyond that, a lost attempt counts against the task's retries like a failed
+one. Only the scheduler that holds the leader lease acts; another one stands by and takes over
+once that lease lapses (its holder died) or is released (its holder stopped).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ scheduler_log = logging.getLogger("flowforge.scheduler")
 # How often the worker looks for attempts whose lease may have lapsed (see `HeldLeases.fence`).
 FENCE_CHECK_SECS = 0.1
 LEADER_TTL_SECS = 5.0  # a standby scheduler takes over within about this long after the leader died
+# Lost attempts per task instance retried without using a retry (FLOWFORGE_MAX_LOST_ATTEMPTS).
+MAX_LOST_ATTEMPTS = 3
 
 
 def process_name() -> str:
@@ -220,10 +225,13 @@ class LeaderLease:
 class Reaper:
     """Declares workers dead when their heartbeats stop; gives up as lost the attempts they held."""
 
-    def __init__(self, store: Store, queue: Queue, worker_dead_after: float) -> None:
+    def __init__(
+        self, store: Store, queue: Queue, worker_dead_after: float, max_lost_attempts: int = MAX_LOST_ATTEMPTS
+    ) -> None:
         self.store = store
         self.queue = queue
         self.worker_dead_after = worker_dead_after
+        self.max_lost_attempts = max_lost_attempts
         # No worker is declared dead, nor lease taken as lapsed, before this time.
         self.not_before = 0.0
 
@@ -275,24 +283,21 @@ class Reaper:
     ) -> list[TaskInstance]:
         """Give up as `lost` every running attempt whose lease expired or whose worker is dead.
 
-        The task is retried under its budget like after a failure. Conditional on the lease
-        token, so a late renewal or a second scheduler doing the same cannot record it twice;
-        the old worker's late result is refused. Returns `tis` as they are now.
+        The task is retried at once without using a retry, up to `max_lost_attempts` lost
+        attempts; beyond that the attempt counts against the task's retries. Conditional
+        on the lease token, so a late renewal or a second scheduler doing the same cannot record
+        it twice; the old worker's late result is refused. Returns `tis` as they are now.
         """
         out = []
         for ti in tis:
             expired = ti.lease_expires_at is not None and ti.lease_expires_at < now and now >= self.not_before
             if ti.state == TaskState.RUNNING and (expired or ti.worker_id in dead):
-                ti = self._give_up(run, spec, ti, now)
+                ti = self._give_up(run, spec, ti, ti.worker_id in dead, now)
             out.append(ti)
         return out
 
-    def _give_up(self, run: Run, spec: DagSpec, ti: TaskInstance, now: float) -> TaskInstance:
-        task = spec.task(ti.task_id)
-        state, retry_at = attempt_outcome(
-            ti.attempt, task.retries, False, now, task.retry_delay_secs, task.max_retry_delay_secs
-        )
-        error = f"lost: worker {ti.worker_id} died or lost contact while running the task (lease expired)"
+    def _give_up(self, run: Run, spec: DagSpec, ti: TaskInstance, dead: bool, now: float) -> TaskInstance:
+        state, retry_at, free, error = self._verdict(spec, ti, dead, now)
         if not self.store.finish_task(
             run.run_id,
             ti.task_id,
@@ -304,6 +309,7 @@ class Reaper:
             retry_at=retry_at,
             lease_token=ti.lease_token,
             attempt_state=TaskState.LOST,
+            free=free,
         ):
             return ti
         scheduler_log.warning(
@@ -317,4 +323,31 @@ class Reaper:
                 "worker_id": ti.worker_id,
             },
         )
-        return replace(ti, state=state, retry_at=retry_at)
+        return replace(ti, state=state, retry_at=retry_at, lost_attempts=ti.lost_attempts + free)
+
+    def _verdict(
+        self, spec: DagSpec, ti: TaskInstance, dead: bool, now: float
+    ) -> tuple[TaskState, float | None, bool, str]:
+        """What becomes of a lost attempt: the task's state, its retry time, whether it is free, the error."""
+        what = "died" if dead else "lost contact while running the task (its lease expired)"
+        if ti.lost_attempts < self.max_lost_attempts:
+            error = (
+                f"lost: worker {ti.worker_id} {what}; retried without using a retry"
+                f" ({ti.lost_attempts + 1} of {self.max_lost_attempts} lost attempts)"
+            )
+            return TaskState.UP_FOR_RETRY, now, True, error
+        task = spec.task(ti.task_id)
+        # The retries used so far: the attempts made, but for those lost without using one.
+        state, retry_at = attempt_outcome(
+            ti.attempt - ti.lost_attempts,
+            task.retries,
+            False,
+            now,
+            task.retry_delay_secs,
+            task.max_retry_delay_secs,
+        )
+        error = (
+            f"lost: worker {ti.worker_id} {what}; counted against the task's retries: the limit of"
+            f" {self.max_lost_attempts} lost attempts retried without using a retry is reached"
+        )
+        return state, retry_at, False, error

@@ -16,7 +16,7 @@ from flowforge.core.model import DagSpec, RunState, TaskState
 from flowforge.core.plan import TaskView, plan_run
 from flowforge.core.records import Run, TaskInstance
 from flowforge.core.schedule import due_ticks
-from flowforge.engine.leases import LEADER_TTL_SECS, LeaderLease, Reaper
+from flowforge.engine.leases import LEADER_TTL_SECS, MAX_LOST_ATTEMPTS, LeaderLease, Reaper
 from flowforge.queues.base import Queue, TaskMessage
 from flowforge.store.base import Store
 
@@ -88,6 +88,7 @@ class Scheduler:
         requeue_after: float = 60.0,
         worker_dead_after: float = 30.0,
         leader_ttl: float = LEADER_TTL_SECS,
+        max_lost_attempts: int = MAX_LOST_ATTEMPTS,
         clock: Callable[[], float] = time.time,
         metrics: SchedulerMetrics | None = None,
     ) -> None:
@@ -102,7 +103,8 @@ class Scheduler:
         self.clock = clock
         self._specs: dict[tuple[str, int], tuple[DagSpec, list[str]]] = {}
         # Declares workers dead and gives their attempts (and those whose lease lapsed) up as lost.
-        self.reaper = Reaper(store, queue, worker_dead_after)
+        # Their tasks are retried without using a retry, up to `max_lost_attempts` lost attempts each.
+        self.reaper = Reaper(store, queue, worker_dead_after, max_lost_attempts)
         # When each queued attempt was last pushed by this process (run, task, attempt) -> time.
         self._pushed: dict[tuple[str, str, int], float] = {}
         self._drained: bool | None = None  # the queue held no message (asked once per tick, when needed)

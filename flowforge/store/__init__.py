@@ -9,15 +9,21 @@ def open_store(url: str, *, pool_size: int | None = None) -> Store:
     """Open (and migrate) the store that `url` names: `sqlite:///path`, `sqlite://:memory:`, `postgresql://…`.
 
     `pool_size` bounds a PostgreSQL store's connections (SQLite has one connection).
-    Raises ValueError for a bad URL and core.errors.Unavailable when the database cannot be reached.
+    Raises ValueError for a bad URL or for PostgreSQL without the `postgres` extra, and
+    core.errors.Unavailable when the database cannot be reached.
     """
     if url.startswith("sqlite:"):
         from flowforge.store.sqlite import SqliteStore
 
         return SqliteStore.from_url(url)
     if url.startswith(("postgresql:", "postgres:")):
-        # Imported here: psycopg is needed only by deployments that use PostgreSQL.
-        from flowforge.store.postgres import DEFAULT_POOL_SIZE, PostgresStore
+        # Imported here: psycopg comes with the `postgres` extra, needed only by deployments on PostgreSQL.
+        try:
+            from flowforge.store.postgres import DEFAULT_POOL_SIZE, PostgresStore
+        except ImportError as exc:
+            raise ValueError(
+                f"PostgreSQL needs the postgres extra: pip install 'flowforge[postgres]' ({exc})"
+            ) from None
 
         return PostgresStore.from_url(url, pool_size=pool_size or DEFAULT_POOL_SIZE)
     scheme = url.split(":", 1)[0]

@@ -179,12 +179,15 @@ class Store(Protocol):
         retry_at: float | None = None,
         lease_token: str | None = None,
         attempt_state: TaskState | None = None,
+        free: bool | None = None,
     ) -> bool:
         """`running` → `state` (success, failed or up_for_retry) if this worker still runs this attempt.
 
         With `lease_token`, only while the attempt still holds that lease. The attempt row
         records the attempt's own result: `attempt_state`, by default `failed` when the
-        instance goes `up_for_retry` (the reaper says `lost`). Returns False, changing
+        instance goes `up_for_retry` (the reaper says `lost`). A `free` attempt (by default,
+        one recorded as `lost`) failed through no fault of the task: it adds one to the
+        instance's `lost_attempts` and uses none of the task's retries. Returns False, changing
         nothing, when the attempt was fenced off.
         """
         ...

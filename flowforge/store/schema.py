@@ -170,6 +170,18 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX runs_dag_state ON runs (dag_id, state)",
         ],
     ),
+    (
+        4,
+        [
+            # Attempts lost to the platform (their worker died, lost contact or stopped) use none
+            # of the task's retries: the task instance counts them, so that the worker and the
+            # scheduler can tell the retries used from the attempts made.
+            "ALTER TABLE task_instances ADD COLUMN lost_attempts INTEGER NOT NULL DEFAULT 0",
+            "UPDATE task_instances SET lost_attempts = (SELECT COUNT(*) FROM attempts a"
+            " WHERE a.run_id = task_instances.run_id AND a.task_id = task_instances.task_id"
+            " AND a.state = 'lost')",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -22,7 +22,7 @@ TASK_COLUMNS = Columns(
     TaskInstance,
     "task_instances",
     "run_id, task_id, state, attempt, retry_at, queued_at, started_at, ended_at,"
-    " exit_code, error, worker_id, lease_token, lease_expires_at",
+    " exit_code, error, worker_id, lease_token, lease_expires_at, lost_attempts",
     state=TaskState,
 )
 ATTEMPT_COLUMNS = Columns(
@@ -55,8 +55,10 @@ CLAIM_ATTEMPT = (
     "UPDATE attempts SET state = 'running', started_at = ?, worker_id = ?, lease_token = ?"
     " WHERE run_id = ? AND task_id = ? AND attempt = ?"
 )
+# An attempt lost for free (see finish_task) is counted: it used none of the task's retries.
 FINISH_TI = (
-    "UPDATE task_instances SET state = ?, ended_at = ?, exit_code = ?, error = ?, retry_at = ?"
+    "UPDATE task_instances SET state = ?, ended_at = ?, exit_code = ?, error = ?, retry_at = ?,"
+    " lost_attempts = lost_attempts + ?"
     " WHERE run_id = ? AND task_id = ? AND attempt = ? AND state = 'running' AND worker_id = ?"
     " AND (CAST(? AS TEXT) IS NULL OR lease_token = ?)"
 )
@@ -191,15 +193,20 @@ class TaskInstances(EventLog):
         retry_at: float | None = None,
         lease_token: str | None = None,
         attempt_state: TaskState | None = None,
+        free: bool | None = None,
     ) -> bool:
-        """`running` → `state` if this worker still runs this attempt (with this lease); False when fenced off."""
+        """`running` → `state` if this worker still runs this attempt (with this lease); False when fenced off.
+
+        A `free` attempt (by default, one recorded as `lost`) adds one to the instance's `lost_attempts`.
+        """
         if state not in FINISH_STATES:
             raise ValueError(f"finish_task state must be success, failed or up_for_retry, not {state}")
         if attempt_state is None:
             attempt_state = TaskState.FAILED if state == TaskState.UP_FOR_RETRY else state
         with self._transaction() as cur:
-            params = (str(state), now, exit_code, error, retry_at, run_id, task_id, attempt, worker_id,
-                      lease_token, lease_token)  # fmt: skip
+            lost = int(attempt_state == TaskState.LOST if free is None else free)
+            params = (str(state), now, exit_code, error, retry_at, lost, run_id, task_id, attempt,
+                      worker_id, lease_token, lease_token)  # fmt: skip
             if self._exec(cur, FINISH_TI, params).rowcount != 1:
                 return False
             self._exec(

@@ -1,4 +1,8 @@
-"""Workers (table `workers`): registration and heartbeats, and the list of known workers."""
+"""Workers (table `workers`): registration and heartbeats, and the list of known workers.
+
+A dead worker runs nothing: the attempts it held were given up as lost (and may have run
+elsewhere since), so its last heartbeat's list of running tasks is not shown.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ def _running(running_json: str) -> tuple[str, ...]:
 WORKER_COLUMNS = Columns(
     WorkerInfo,
     "workers",
-    "worker_id, host, pid, slots, started_at, last_heartbeat, running_json AS running, state",
+    "worker_id, host, pid, slots, started_at, last_heartbeat,"
+    " CASE WHEN state = 'dead' THEN '[]' ELSE running_json END AS running, state",
     running=_running,
 )
 UPSERT_WORKER = (

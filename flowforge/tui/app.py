@@ -42,6 +42,7 @@ from flowforge.tui.panes.runs import RunsPane
 from flowforge.tui.panes.status import StatusBar
 from flowforge.tui.screens import ConfirmScreen, HelpScreen
 from flowforge.tui.states import RUN_ACTIVE
+from flowforge.tui.text import visible
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,8 @@ class FlowForgeApp(App[None]):
             self.follow_latest = True
             self.refocus(run_id=snap.runs[0].run_id)
         focus = self.focus_state
-        self.query_one(RunsPane).show(snap.runs, focus.run_id, snap.focus.dag_id, self.clock())
+        dag = next((d for d in snap.dags if d.id == snap.focus.dag_id), None)
+        self.query_one(RunsPane).show(snap.runs, focus.run_id, dag, self.clock())
         self.query_one(GraphPane).show_run(snap, focus.run_id, focus.task_id)
         self.query_one(GridPane).show_runs(snap, focus.run_id, focus.task_id)
         if snap.focus.run_id == focus.run_id and snap.focus.task_id == focus.task_id:
@@ -208,7 +210,7 @@ class FlowForgeApp(App[None]):
         for problem in snap.problems:
             if problem not in self._told:  # once each: the same problem comes back every second
                 self._told.add(problem)
-                self.notify(problem, severity="warning", timeout=4)
+                self.notify(visible(problem), severity="warning", timeout=4, markup=False)
         self.fetches += 1
 
     # -- selection ----------------------------------------------------------------------------
@@ -366,7 +368,7 @@ class FlowForgeApp(App[None]):
     def on_notice(self, message: Notice) -> None:
         """Show a background request's outcome."""
         if self.is_running:
-            self.notify(message.text, severity=message.severity)
+            self.notify(visible(message.text), severity=message.severity, markup=False)
 
 
 def run_tui(api_url: str, token: str | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -34,7 +35,7 @@ class ConfirmScreen(ModalScreen[dict[str, bool] | None]):
         """A dialog box: the question, the options as checkboxes, yes and no buttons."""
         with Vertical(id="dialog") as box:
             box.border_title = self._title
-            yield Static(self._question, id="question")
+            yield Static(Text(self._question), id="question")  # never read as markup
             for key, label in self._options.items():
                 yield Checkbox(label, value=True, id=f"opt-{key}")
             with Horizontal(id="buttons"):

@@ -75,15 +75,17 @@ class StateTable(DataTable[Any]):
     def sync_rows(self, rows: Sequence[tuple[str, Sequence[Any]]], keep: str | None) -> None:
         """Show these (key, cells) rows: cells updated in place, the table rebuilt when keys or widths change.
 
-        Columns get explicit widths that only grow: DataTable measures automatic widths later, when
-        idle, and a frame drawn before that would show cut-off cells. The cursor is put back on
-        `keep`. Call inside `prevent(RowHighlighted)` so that redrawing is not taken for the user moving.
+        Columns get explicit widths, those of their widest cells now: DataTable measures automatic
+        widths later, when idle, and a frame drawn before that would show cut-off cells. A column
+        that no longer needs its width gives it back (to the columns after it, on a narrow screen).
+        The cursor is put back on `keep`. Call inside `prevent(RowHighlighted)` so that redrawing is
+        not taken for the user moving.
         """
         keys = [k for k, _ in rows]
         current = [str(r.key.value) for r in self.ordered_rows]
-        base = self._widths if keys == current else [cell_len(label) for label, _ in self._spec]
         widths = [
-            max([base[i], *(_cell_width(cells[i]) for _, cells in rows)]) for i in range(len(self._spec))
+            max([cell_len(label), *(_cell_width(cells[i]) for _, cells in rows)])
+            for i, (label, _) in enumerate(self._spec)
         ]
         if keys == current and widths == self._widths:
             columns = [key for _, key in self._spec]

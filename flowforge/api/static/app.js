@@ -157,6 +157,37 @@ function td(label, ...children) {
   return el("td", { "data-label": label }, ...children);
 }
 
+/**
+ * The parts of a DAG's or a run's view, shown once the API has answered for it. When the API has
+ * no such DAG or run, the view shows only that and a way back: no buttons that could only fail,
+ * no empty sections.
+ */
+class Presence {
+  constructor(main, title, ...parts) {
+    this.title = title;
+    this.body = el("div", { class: "view-body", hidden: true }, ...parts);
+    this.missing = el("div", { class: "not-found", role: "alert", hidden: true });
+    main.append(this.body, this.missing);
+    this.isGone = false;
+  }
+
+  found() {
+    document.title = this.title;
+    this.isGone = false;
+    this.body.hidden = false;
+    this.missing.hidden = true;
+  }
+
+  gone(heading, note) {
+    document.title = `${heading} · FlowForge`;
+    this.isGone = true;
+    this.body.hidden = true;
+    this.missing.replaceChildren(el("h2", null, heading), el("p", null, note),
+      el("p", null, el("a", { href: "#/", class: "back" }, "← Back to the DAG list")));
+    this.missing.hidden = false;
+  }
+}
+
 // ---- the DAG list ---------------------------------------------------------------------------
 
 class DagListView {
@@ -283,7 +314,7 @@ class DagView {
     this.graphBox = el("div", { class: "graph-box" });
     this.gridBox = el("div", { class: "grid-box" });
     this.source = el("pre", { class: "source" });
-    main.append(
+    this.presence = new Presence(main, document.title,
       el("nav", { class: "crumbs" }, el("a", { href: "#/" }, "DAGs"), " / ", this.dagId),
       el("div", { class: "title-row" }, this.title,
         el("div", { class: "actions" }, button("Trigger", () => triggerDag(this.dagId), { class: "trigger" }), this.pause)),
@@ -312,9 +343,10 @@ class DagView {
       ]);
     } catch (err) {
       if (err.status !== 404) throw err;
-      setText(this.title, `No DAG ${this.dagId}`);
+      this.presence.gone(`No DAG ${this.dagId}`, "The API knows no DAG by this id: check the address, or pick one from the list.");
       return;
     }
+    this.presence.found();
     const stale = runs.filter((r) => {
       const known = this.tasksOf.get(r.run_id);
       return !known || known.state !== r.state || !RUN_TERMINAL.has(r.state);
@@ -388,7 +420,7 @@ class RunView {
     this.graphBox = el("div", { class: "graph-box" });
     this.ganttBox = el("div", { class: "gantt-box" });
     this.panel = this.taskPanel();
-    main.append(
+    this.presence = new Presence(main, document.title,
       el("nav", { class: "crumbs" }, el("a", { href: "#/" }, "DAGs"), " / ", this.dagLink, " / run"),
       el("div", { class: "title-row" }, this.title, this.state, el("div", { class: "actions" }, this.cancel)),
       this.meta,
@@ -459,6 +491,7 @@ class RunView {
   }
 
   busy() {
+    if (this.presence.isGone) return false;
     return (this.run && !RUN_TERMINAL.has(this.run.state)) || (this.task !== null && !this.log.done);
   }
 
@@ -485,7 +518,7 @@ class RunView {
       run = await api(`/api/v1/runs/${enc(this.runId)}`);
     } catch (err) {
       if (err.status !== 404) throw err;
-      setText(this.title, `No run ${this.runId}`);
+      this.presence.gone(`No run ${this.runId}`, "The API knows no run by this id: check the address, or find the run on its DAG's page.");
       return;
     }
     if (!this.dag || this.dag.id !== run.dag_id || this.dag.version < run.dag_version) {
@@ -496,6 +529,7 @@ class RunView {
       });
     }
     this.run = run;
+    this.presence.found();
     this.render(run);
     if (this.task) await this.refreshTask();
   }

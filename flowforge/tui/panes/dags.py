@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Input
 
 from flowforge.client import DagSummary, RunOut
 from flowforge.tui.states import run_glyph
+from flowforge.tui.text import label
 from flowforge.tui.widgets import StateTable
 
 NO_DAGS = "none yet: flowforge submit -f FILE"
@@ -21,7 +22,11 @@ NO_DAGS = "none yet: flowforge submit -f FILE"
 def dag_rows(
     dags: list[DagSummary], last_runs: dict[str, RunOut], needle: str, table: StateTable
 ) -> list[tuple[str, list[Any]]]:
-    """The DAG table's rows: last run glyph, id, paused mark, schedule; filtered by `needle`."""
+    """The DAG table's rows: last run glyph, id, schedule (or "paused"); filtered by `needle`.
+
+    A paused DAG says so in its schedule's place: a column of its own would take the width the
+    schedules need on an 80-column screen.
+    """
     needle = needle.strip().lower()
     out: list[tuple[str, list[Any]]] = []
     for dag in dags:
@@ -30,11 +35,15 @@ def dag_rows(
             continue
         last = last_runs.get(dag.id)
         state = last.state if last else None
+        schedule = label(dag.schedule or "—")
+        if dag.paused:
+            schedule = Text.assemble(
+                ("paused", "italic"), " " if dag.schedule else "", label(dag.schedule or "", "dim")
+            )
         cells = [
             table.styled(run_glyph(state) if last else " ", state),
-            Text(dag.id, style="dim" if dag.paused else ""),
-            Text("paused", style="italic") if dag.paused else Text(""),
-            dag.schedule or "—",
+            label(dag.id, "dim" if dag.paused else ""),
+            schedule,
         ]
         out.append((dag.id, cells))
     return out
@@ -65,7 +74,7 @@ class DagsPane(Vertical):
 
     def on_mount(self) -> None:
         """Declare the table's columns."""
-        self._table.set_columns([(" ", "last"), ("DAG", "id"), ("", "paused"), ("schedule", "schedule")])
+        self._table.set_columns([(" ", "last"), ("DAG", "id"), ("schedule", "schedule")])
 
     @property
     def _table(self) -> StateTable:

@@ -13,6 +13,7 @@ from textual.widgets import Log, Static
 from flowforge.client import TaskDetail
 from flowforge.tui.feed import Focus, Snapshot
 from flowforge.tui.states import TASK_LIVE, task_glyph
+from flowforge.tui.text import LogCleaner, visible
 from flowforge.tui.widgets import fmt_duration, fmt_time
 
 NO_TASK = "select a task: arrows and enter on the graph or grid"
@@ -39,9 +40,9 @@ def attempts_text(task: TaskDetail, shown: int, now: float, style_of: Callable[[
         if a.exit_code is not None:
             bits.append(f"exit {a.exit_code}")
         if a.worker_id:
-            bits.append(a.worker_id)
+            bits.append(visible(a.worker_id))
         if a.error and a.error != f"exit code {a.exit_code}":
-            bits.append(a.error)
+            bits.append(visible(a.error))
         text.append("  " + " · ".join(bits) + "\n")
     text.rstrip()
     return text
@@ -81,11 +82,12 @@ def _set_text(widget: Static, text: Text) -> None:
 
 
 class LogPane(Vertical):
-    """Attempts on top (`[` and `]` step through them), the log under them, the task's state in the title."""
+    """Attempts on top (`[` and `]` step through them), the log under them, the attempt's state in the title."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.border_title = "Log"
+        self._cleaner = LogCleaner()  # of the log shown: its escape sequences never reach the terminal
 
     def compose(self) -> ComposeResult:
         """The attempts line(s) and the log view."""
@@ -97,9 +99,12 @@ class LogPane(Vertical):
         self.query_one("#log", Log).focus()
 
     def clear(self, task_selected: bool) -> None:
-        """Empty the log for another task or attempt: "loading…" until it comes."""
+        """Empty the pane for another task or attempt: "loading…" until it comes."""
         self.query_one("#log", Log).clear()
+        self._cleaner = LogCleaner()
         _set_text(self.query_one("#attempts", Static), Text("loading…" if task_selected else NO_TASK))
+        self.border_title = "Log"  # nothing of the task or attempt shown before may linger
+        self.border_subtitle = ""
 
     def show_task(
         self, snap: Snapshot, focus: Focus, now: float, style_of: Callable[[str | None], Any]
@@ -110,17 +115,25 @@ class LogPane(Vertical):
             return
         shown = focus.attempt or task.attempt
         _set_text(self.query_one("#attempts", Static), attempts_text(task, shown, now, style_of))
-        state = task.state
+        # The attempt shown: an older one (`[`) has its own state and times, not the task's.
+        attempt = next((a for a in task.attempts if a.attempt == shown), None)
+        state, started, ended = (
+            (attempt.state, attempt.started_at, attempt.ended_at)
+            if attempt is not None and focus.attempt is not None
+            else (task.state, task.started_at, task.ended_at)
+        )
         follow = "following" if state in TASK_LIVE else "finished"
         self.border_title = (
             f"Log · {task.task_id} · {task_glyph(state)} {state} · attempt {shown or '—'} · {follow}"
         )
-        self.border_subtitle = fmt_duration(task.started_at, task.ended_at, now)
+        self.border_subtitle = fmt_duration(started, ended, now)
         chunk = snap.log
         if chunk is None or chunk.generation != focus.generation:
             return  # text fetched for a log that was cleared since
         view = self.query_one("#log", Log)
         if chunk.reset:
             view.clear()
-        if chunk.text:
-            view.write(chunk.text)
+            self._cleaner = LogCleaner()
+        text = self._cleaner.feed(chunk.text) + (self._cleaner.flush() if chunk.done else "")
+        if text:
+            view.write(text)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual import on
 from textual.message import Message
 from textual.widgets import DataTable
 
-from flowforge.client import RunOut
+from flowforge.client import DagSummary, RunOut
+from flowforge.tui.text import label, visible
 from flowforge.tui.widgets import StateTable, fmt_duration, fmt_time
 
 
@@ -22,7 +24,7 @@ def run_rows(runs: list[RunOut], table: StateTable, now: float) -> list[tuple[st
                 table.run_state(r.state),
                 fmt_time(r.started_at or r.created_at, now),
                 fmt_duration(r.started_at, r.ended_at, now),
-                r.triggered_by or "",
+                label(r.triggered_by or ""),  # any text an API caller chose
             ],
         )
         for r in runs
@@ -49,11 +51,16 @@ class RunsPane(StateTable):
             [("run", "run"), ("state", "state"), ("started", "started"), ("took", "took"), ("by", "by")]
         )
 
-    def show(self, runs: list[RunOut], selected: str | None, dag_id: str | None, now: float) -> None:
-        """The runs of `dag_id`, the cursor on `selected`."""
+    def show(self, runs: list[RunOut], selected: str | None, dag: DagSummary | None, now: float) -> None:
+        """The runs of `dag`, the cursor on `selected`; the DAG's name in the title."""
         with self.prevent(DataTable.RowHighlighted):  # redrawing is not the user moving
             self.sync_rows(run_rows(runs, self, now), keep=selected)
-        self.border_title = f"Runs of {dag_id}" if dag_id else "Runs"
+        title = Text("Runs")
+        if dag is not None:
+            title = label(f"Runs of {dag.id}")
+            if dag.name and dag.name != dag.id:
+                title.append(f" · {visible(dag.name)}")
+        self.border_title = title  # a Text: a string would be read as markup
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:

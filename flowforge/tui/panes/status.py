@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from flowforge.tui.feed import Snapshot
+from flowforge.tui.text import visible
 
 
 class StatusBar(Static):
@@ -35,7 +36,7 @@ class StatusBar(Static):
     def show_api_error(self, problems: list[str]) -> None:
         """The API answered, but with an error (a wrong token, a failing store)."""
         text = self._start()
-        text.append(f"✘ API error: {'; '.join(problems)}", style="bold red")
+        text.append(f"✘ API error: {visible('; '.join(problems))}", style="bold red")
         self.update(text, layout=False)
         self.add_class("-down")
 
@@ -43,6 +44,6 @@ class StatusBar(Static):
         """The API did not answer; the next try comes in `retry_in` seconds."""
         text = self._start()
         text.append(f"✘ disconnected — retrying in {retry_in:.0f}s", style="bold red")
-        text.append(f" ({reason})", style="dim")
+        text.append(f" ({visible(reason)})", style="dim")
         self.update(text, layout=False)
         self.add_class("-down")
