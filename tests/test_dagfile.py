@@ -8,7 +8,7 @@ from textwrap import dedent
 import pytest
 
 from flowforge.core.dagfile import load_dag, load_dag_file
-from flowforge.core.errors import DagValidationError, Problem
+from flowforge.core.errors import DagValidationError, Problem, Problems
 from flowforge.core.model import TriggerRule
 
 WORKLOADS = Path(__file__).resolve().parent.parent / "benchmarks" / "workloads"
@@ -209,7 +209,7 @@ ONE_PROBLEM = {
     "infinite retry delay": (
         "id: d\nretry_delay_secs: .inf\ntasks: [{id: a, command: x}]\n",
         ("retry_delay_secs", 2, 19),
-        "must be more than 0 seconds, not inf",
+        "must be at most 604,800 seconds (7 days), not .inf",
     ),
     "max_active_runs below one": (
         "id: d\nmax_active_runs: 0\ntasks: [{id: a, command: x}]\n",
@@ -245,9 +245,43 @@ ONE_PROBLEM = {
         "id: d\ntasks:\n  - id: a\n    command: x\n    trigger_rule: all_sucess\n",
         ("tasks[0].trigger_rule", 5, 19),
         (
-            "use one of all_success, all_done, all_failed, one_success, one_failed, none_failed; "
-            "did you mean 'all_success'?"
+            "the rules FlowForge supports are all_success, all_done, all_failed, one_success, "
+            "one_failed, none_failed; did you mean 'all_success'?"
         ),
+    ),
+    # Airflow rules FlowForge lacks are named as such: the closest spelling of ours means the opposite.
+    "Airflow's none_skipped is not corrected to none_failed": (
+        "id: d\ntasks:\n  - id: a\n    command: x\n    trigger_rule: none_skipped\n",
+        ("tasks[0].trigger_rule", 5, 19),
+        (
+            "trigger_rule 'none_skipped' is an Airflow rule that FlowForge does not support; the rules "
+            "FlowForge supports are all_success, all_done, all_failed, one_success, one_failed, none_failed"
+        ),
+    ),
+    "Airflow's all_skipped is not corrected to all_failed": (
+        "id: d\ntasks:\n  - {id: a, command: x, trigger_rule: all_skipped}\n",
+        ("tasks[0].trigger_rule", 3, 39),
+        "'all_skipped' is an Airflow rule that FlowForge does not support",
+    ),
+    "a typo of an Airflow rule is not one of ours either": (
+        "id: d\ntasks:\n  - {id: a, command: x, trigger_rule: none_skiped}\n",
+        ("tasks[0].trigger_rule", 3, 39),
+        "unknown trigger_rule 'none_skiped' (Airflow's 'none_skipped' is not supported either); the rules",
+    ),
+    "a YAML 1.1 word as a key is reported as written": (
+        "id: d\nyes: 1\ntasks: [{id: a, command: x}]\n",
+        ("yes", 2, 1),
+        "unknown key 'yes'",
+    ),
+    "a long value is quoted cut short": (
+        "id: d\ntasks:\n  - {id: a, command: x, depends_on: [" + "z" * 5000 + "]}\n",
+        ("tasks[0].depends_on[0]", 3, 38),
+        "task 'a' depends on '" + "z" * 59 + "…', which is not a task of this DAG",
+    ),
+    "an aliased key is reported where the alias stands": (
+        "id: d\nname: &n STAGE\nenv: {STAGE: a, *n : b}\ntasks: [{id: a, command: x}]\n",
+        ("env.STAGE", 3, 17),
+        "duplicate key 'STAGE' (first at line 3)",
     ),
     "empty task list": (
         "id: d\ntasks: []\n",
@@ -455,7 +489,17 @@ def test_alias_bomb_is_rejected_without_expanding_it() -> None:
         lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
     text = "id: d\n" + "\n".join(lines) + "\ntasks: [{id: a, command: x}]\n"
     [p] = problems(text)
-    assert "alias bomb" in p.message and p.line is not None
+    assert "aliases (*name) written out" in p.message and p.line is not None
+
+
+def test_alias_node_limit_stops_many_tiny_values() -> None:
+    from flowforge.core.yamlnodes import read_yaml
+
+    text = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\nb: [" + ", ".join(["*a"] * 200) + "]\n"
+    root, found = read_yaml(text, max_nodes=1000)
+    assert root is None
+    [p] = found.listing()
+    assert "alias bomb" in p.message and (p.line, p.field) == (2, "b[89]")
 
 
 def test_deep_nesting_is_rejected_not_a_crash() -> None:
@@ -531,6 +575,30 @@ def test_two_cycles_are_both_reported() -> None:
     ]
 
 
+def test_a_long_cycle_names_its_ends_and_counts_the_rest() -> None:
+    n = 1_000
+    rows = "".join(f"  - {{id: t{i:04d}, command: x, depends_on: [t{(i + 1) % n:04d}]}}\n" for i in range(n))
+    [p] = problems(f"id: d\ntasks:\n{rows}")
+    names = p.message.split(" (each")[0]
+    assert names.startswith("dependency cycle: t0000 → t0999 → t0998") and "… (988 more tasks) …" in names
+    assert names.endswith("t0005 → t0004 → t0003 → t0002 → t0001 → t0000") and len(p.message) < 400
+
+
+def test_problems_keep_the_first_in_file_order_whatever_order_they_are_found_in() -> None:
+    found = Problems(limit=3)
+    for line in (9, 2, 7, 5, 1, 8):
+        found.append(Problem(f"at {line}", "", line, 1))
+    found.append(Problem("nowhere"))
+    assert [p.message for p in found.listing()] == [
+        "at 1",
+        "at 2",
+        "at 5",
+        "… and 4 more problems (not listed)",
+    ]
+    error = DagValidationError(found, "dag.yaml")
+    assert error.total == 7 and len(error.problems) == 4
+
+
 def test_problem_format_names_file_line_column_and_field() -> None:
     text = """\
         # A DAG with a typo in a dependency.
@@ -602,7 +670,7 @@ def test_full_example_loads_with_defaults_applied() -> None:
     )
     assert (spec.schedule, spec.timezone, spec.catchup) == ("0 0 * * * *", "Europe/Berlin", True)
     assert (spec.max_active_runs, spec.max_active_tasks, spec.run_timeout_secs) == (1, 4, 7200.0)
-    assert spec.params == {"region": "eu", "batch": 500, "dry_run": False}
+    assert spec.params == {"region": "eu", "batch": "500", "dry_run": "false"}
     assert (spec.default_retries, spec.default_timeout_secs) == (3, 3600.0)
     assert spec.env == {"STAGE": "prod", "DEBUG": "true", "RATIO": "0.5"}
     assert spec.tags == ("etl", "nightly")
@@ -670,11 +738,36 @@ def test_bytes_with_bom_load() -> None:
     assert load_dag(b"\xef\xbb\xbfid: d\ntasks: [{id: a, command: x}]\n").id == "d"
 
 
-def test_yaml_11_words_and_numbers_read_like_safe_load() -> None:
+def test_params_and_env_are_taken_as_written_not_as_yaml_11_reads_them() -> None:
+    text = """\
+        id: d
+        params: {a: yes, b: ~, c: 0x10, d: 1_000, e: '5', f: 2026-01-01, g: no, h: 0755}
+        env: {MODE: 0755, VERSION: 1.10, AT: 12:30, FLAG: on, OFF: off, EXP: 1e3, Q: "0755"}
+        tasks: [{id: a, command: x, env: {N: 007, NULLISH: ''}}]
+        """
+    spec = load_dag(dedent(text))
+    assert spec.params == {
+        "a": "yes", "b": None, "c": "0x10", "d": "1_000", "e": "5", "f": "2026-01-01", "g": "no", "h": "0755",
+    }  # fmt: skip
+    assert spec.env == {
+        "MODE": "0755", "VERSION": "1.10", "AT": "12:30", "FLAG": "on", "OFF": "off", "EXP": "1e3", "Q": "0755",
+    }  # fmt: skip
+    assert spec.tasks[0].env == {"N": "007", "NULLISH": ""}
+
+
+def test_typed_fields_still_read_yaml_words_and_numbers() -> None:
     spec = load_dag(
-        "id: d\nparams: {a: yes, b: ~, c: 0x10, d: 1_000, e: '5', f: 2026-01-01}\ntasks: [{id: a, command: x}]\n"
+        "id: d\ncatchup: yes\ndefault_retries: 0x3\nmax_active_runs: 1_0\ntasks: [{id: a, command: x}]\n"
     )
-    assert spec.params == {"a": True, "b": None, "c": 16, "d": 1000, "e": "5", "f": "2026-01-01"}
+    assert (spec.catchup, spec.default_retries, spec.max_active_runs) == (True, 3, 10)
+
+
+def test_keys_are_read_as_written() -> None:
+    """`on:` is the key 'on' (an unknown key), not True; env names such as ON or NULL are names."""
+    found = problems("id: d\non: push\ntasks: [{id: a, command: x}]\n")
+    assert [(p.field, p.line, p.message.split(";")[0]) for p in found] == [("on", 2, "unknown key 'on'")]
+    spec = load_dag("id: d\nenv: {ON: 1, No: 2, NULL: 3}\ntasks: [{id: a, command: x}]\n")
+    assert spec.env == {"ON": "1", "No": "2", "NULL": "3"}
 
 
 @pytest.mark.parametrize(("name", "tasks"), [("W1", 200), ("W2", 50), ("W3", 200), ("W4", 5000)])

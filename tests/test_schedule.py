@@ -41,6 +41,8 @@ def local(t: float, tz: ZoneInfo = BERLIN) -> str:
         "@midnight",
         "@annually",
         "@Daily",
+        "0 3 * MAR-APR FRI",  # month and day names with an R in them are not croniter's R
+        "0 3 * * THU,SAT",
     ],
 )
 def test_valid_schedules(expr: str) -> None:
@@ -60,6 +62,14 @@ def test_valid_schedules(expr: str) -> None:
         ("*/0 * * * *", "is not a valid cron expression"),
         ("@fortnightly", "unknown schedule shortcut '@fortnightly'"),
         ("0 0 30 2 *", "never matches a real date"),
+        # croniter's R picks a new random time whenever the schedule is read: `0 R * * *` ran 23 times a day.
+        ("0 R * * *", "uses R (random), which FlowForge does not support"),
+        ("r 0 * * *", "uses R (random)"),
+        ("0 R(1-5) * * *", "uses R (random)"),
+        ("0 0 1,R * *", "uses R (random)"),
+        ("0 0 * * * R/2", "uses R (random)"),
+        ("H 3 * * *", "uses H (hashed), which FlowForge does not support"),
+        ("0 " + ",".join(["1"] * 600) + " * * *", "a schedule has at most 1,000"),
     ],
 )
 def test_invalid_schedules(expr: str, phrase: str) -> None:

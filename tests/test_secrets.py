@@ -1,8 +1,15 @@
 """Secrets: which keys are secret, masking in answers, and in task logs even across chunk boundaries."""
 
-import pytest
+from __future__ import annotations
 
-from flowforge.core.secrets import LogMasker, is_secret_key, mask_mapping, secret_values
+from itertools import pairwise
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flowforge.core.secrets import MASK, LogMasker, SecretText, is_secret_key, mask_mapping, secret_values
+from flowforge.core.sourcemask import UNREADABLE, mask_source
 
 
 @pytest.mark.parametrize(
@@ -63,3 +70,64 @@ def test_log_masker_releases_a_held_back_prefix_that_was_not_a_secret():
 def test_log_masker_without_secrets_is_a_pass_through():
     masker = LogMasker([])
     assert masker.feed("anything") == "anything" and masker.flush() == ""
+
+
+# -- the masker reads each character once, and hides every part of every occurrence -----------------
+def reference_mask(text: str, secrets: list[str]) -> str:
+    """Every occurrence of every secret covered; overlapping occurrences become one ***."""
+    spans = sorted((i, i + len(s)) for s in secrets if s for i in range(len(text)) if text.startswith(s, i))
+    merged: list[list[int]] = []
+    for a, b in spans:
+        if merged and a < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    out, at = [], 0
+    for a, b in merged:
+        out += [text[at:a], MASK]
+        at = b
+    return "".join(out) + text[at:]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    secrets=st.lists(st.text("abc", min_size=1, max_size=6), min_size=1, max_size=5),
+    text=st.text("abcd", max_size=60),
+    cuts=st.lists(st.integers(0, 60), max_size=8),
+)
+def test_log_masker_matches_a_plain_search_whatever_the_chunks(secrets, text, cuts):
+    bounds = sorted({0, len(text), *(c for c in cuts if c <= len(text))})
+    chunks = [text[a:b] for a, b in pairwise(bounds)]
+    assert feed_all(LogMasker(secrets), chunks) == reference_mask(text, secrets)
+
+
+def test_overlapping_secrets_leave_no_part_visible():
+    # A longer secret that starts inside a shorter one, and one that ends inside the next.
+    assert feed_all(LogMasker(["bc", "abcd"]), ["xabcdx"]) == "x***x"
+    assert feed_all(LogMasker(["abc", "cde"]), ["abcde"]) == "***"
+    assert feed_all(LogMasker(["abc", "def"]), ["abcdef"]) == "******"  # touching, not overlapping
+
+
+def test_log_masker_holds_back_only_what_may_still_be_a_secret():
+    masker = LogMasker(["b" + "a" * 1000])
+    assert masker.feed("a" * 5000) == "a" * 5000  # no `b`: nothing can start a secret
+    assert masker.feed("xb" + "a" * 10) == "x"
+    assert masker.feed("a" * 990) == MASK
+    assert masker.flush() == ""
+
+
+def test_secret_text_masks_values_wherever_text_shows_them():
+    secrets = SecretText(["hunter22"])
+    assert secrets.text("psql -p hunter22 db") == "psql -p *** db"
+    assert secrets.text(5) == 5
+    assert secrets.mapping({"DB_PASSWORD": "x", "COPY": "hunter22", "STAGE": "prod"}) == {
+        "DB_PASSWORD": MASK,
+        "COPY": MASK,
+        "STAGE": "prod",
+    }
+    assert SecretText([]).text("hunter22") == "hunter22"
+
+
+def test_a_source_the_parser_cannot_read_is_not_shown():
+    assert mask_source("env: {DB_PASSWORD: [unclosed\n") == UNREADABLE
+    assert mask_source("id: plain\n") == "id: plain\n"  # no secret-named key: returned as it is

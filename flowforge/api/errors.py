@@ -24,6 +24,7 @@ _STATUS_CODES = {
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    421: "misdirected_request",
     422: "invalid_request",
     503: "unavailable",
 }
@@ -106,9 +107,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DagValidationError)
     def _invalid_dag(request: Request, exc: DagValidationError) -> JSONResponse:
-        n = len(exc.problems)
+        n = exc.total  # every problem found; `problems` lists the first of them
         return error_response(
-            422, "invalid_dag", f"DAG is invalid: {n} problem(s)", [p.to_dict() for p in exc.problems]
+            422, "invalid_dag", f"DAG is invalid: {n:,} problem(s)", [p.to_dict() for p in exc.problems]
         )
 
     @app.exception_handler(RequestValidationError)

@@ -7,8 +7,8 @@ derived fields added (a DAG's `next_run` and `task_count`, ISO dates of a backfi
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import asdict
+from functools import lru_cache
 from typing import Any
 
 from flowforge.api.models import (
@@ -27,25 +27,22 @@ from flowforge.api.models import (
     TaskSpecOut,
     TriggeredRun,
 )
-from flowforge.core.model import TaskSpec
+from flowforge.core.model import DagSpec, TaskSpec
 from flowforge.core.records import DagRecord, Run, TaskInstance, WorkerInfo
 from flowforge.core.schedule import iso_utc, next_fire
-from flowforge.core.secrets import MASK, SECRET_KEY_WORDS, mask_mapping
+from flowforge.core.secrets import SecretText, mask_mapping, secret_values
+from flowforge.core.sourcemask import mask_source
 from flowforge.operations import Backfill, LogExcerpt, Retry, RunSnapshot, Submission, TaskHistory, Trigger
 
 log = logging.getLogger(__name__)
 
-# `SOME_TOKEN: value` in the YAML source, block or flow style; best effort, keys only as written.
-_SECRET_LINE = re.compile(
-    rf"(?P<key>\b[A-Za-z0-9_]*(?:{SECRET_KEY_WORDS})[A-Za-z0-9_]*[\"']?)"
-    r"(?P<sep>[ \t]*:[ \t]+)(?P<value>[^\s,}#][^,}\n#]*)",
-    re.IGNORECASE,
-)
 
-
-def mask_source(source: str) -> str:
-    """The YAML source with the values of secret-looking keys replaced by `***`."""
-    return _SECRET_LINE.sub(lambda m: f"{m['key']}{m['sep']}'{MASK}'", source)
+# A stored version's source never changes, and masking a large one costs a parse: the latest
+# few are kept, so polling a DAG's page does not parse its source again on every request.
+@lru_cache(maxsize=16)
+def masked_source(source: str) -> str:
+    """The YAML source with its secret values masked (`core.sourcemask`)."""
+    return mask_source(source)
 
 
 def next_run(record: DagRecord, now: float) -> str | None:
@@ -61,16 +58,27 @@ def next_run(record: DagRecord, now: float) -> str | None:
 
 
 # -- DAGs --------------------------------------------------------------------------------------------
-def task_spec_out(task: TaskSpec) -> TaskSpecOut:
-    """A task as its DAG declares it, with its env masked."""
+def dag_secrets(spec: DagSpec) -> SecretText:
+    """What masks a DAG's secret values (those of its secret-named env and params) in its text."""
+    return SecretText(secret_values(spec.env, spec.params, *(t.env for t in spec.tasks)))
+
+
+def task_spec_out(task: TaskSpec, secrets: SecretText | None = None) -> TaskSpecOut:
+    """A task as its DAG declares it, with its env masked, and secret values in its text."""
+    secrets = secrets or SecretText(secret_values(task.env))
     d = task.to_dict()
-    return TaskSpecOut(**{**d, "env": mask_mapping(d.get("env", {}))})
+    d.update(name=secrets.text(d["name"]), command=secrets.text(d["command"]), env=secrets.mapping(d["env"]))
+    return TaskSpecOut(**d)
 
 
 def _dag_fields(record: DagRecord, now: float) -> dict[str, Any]:
     d = record.to_dict()
-    d["env"] = mask_mapping(d.get("env", {}))
-    d["tasks"] = [task_spec_out(t) for t in record.spec.tasks]
+    secrets = dag_secrets(record.spec)
+    for key in ("name", "description"):
+        d[key] = secrets.text(d[key])
+    d["tags"] = [secrets.text(t) for t in d["tags"]]
+    d["env"], d["params"] = secrets.mapping(d["env"]), secrets.mapping(d["params"])
+    d["tasks"] = [task_spec_out(t, secrets) for t in record.spec.tasks]
     d["next_run"] = next_run(record, now)
     d["task_count"] = len(record.spec.tasks)
     return d
@@ -83,14 +91,14 @@ def dag_summary(record: DagRecord, now: float) -> DagSummary:
 
 def dag_detail(record: DagRecord, now: float) -> DagDetail:
     """One DAG, with its YAML source masked too."""
-    return DagDetail(**_dag_fields(record, now), source=mask_source(record.source))
+    return DagDetail(**_dag_fields(record, now), source=masked_source(record.source))
 
 
 def dag_submitted(submission: Submission, now: float) -> DagSubmitted:
     """The stored DAG after a submit, and whether it was new or changed."""
     return DagSubmitted(
         **_dag_fields(submission.record, now),
-        source=mask_source(submission.record.source),
+        source=masked_source(submission.record.source),
         created=submission.created,
         changed=submission.changed,
     )

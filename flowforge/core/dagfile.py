@@ -2,7 +2,8 @@
 
 The schema is the README's "The DAG file". Reading (tags, aliases, syntax) lives in `yamlnodes`; this module checks
 what the values mean. Problems are collected rather than raised one at a time, so a user fixes a
-file in one pass.
+file in one pass; an answer lists at most `MAX_PROBLEMS` of them, each quoting at most a few dozen
+characters of a value, so a hostile file cannot make its answer larger than itself.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 from os import PathLike
 from typing import Any
 
-from flowforge.core.errors import DagValidationError, Problem
-from flowforge.core.fields import Reader, did_you_mean, what_it_is
+from flowforge.core.errors import DagValidationError, Problem, Problems, shown
+from flowforge.core.fields import MAX_COUNT, MAX_RETRIES, NUL_RULE, Reader, closest, did_you_mean, what_it_is
 from flowforge.core.graph import find_cycles
 from flowforge.core.model import DagSpec, TaskSpec, TriggerRule
 from flowforge.core.retry import DEFAULT_MAX_RETRY_DELAY_SECS, DEFAULT_RETRY_DELAY_SECS
@@ -32,6 +33,14 @@ TASK_KEYS = (
 )  # fmt: skip
 
 _RULES = tuple(rule.value for rule in TriggerRule)
+# Airflow's rules that FlowForge does not have: named as such, never "corrected" to a rule of ours
+# (the closest spelling, e.g. none_skipped → none_failed, often means the opposite).
+AIRFLOW_ONLY_RULES = (
+    "always", "dummy", "one_done", "none_skipped", "all_skipped", "none_failed_or_skipped",
+    "none_failed_min_one_success", "all_done_setup_success", "all_done_min_one_success",
+)  # fmt: skip
+# A cycle through more tasks than this is named by its first and last ones.
+_MAX_CYCLE_NAMES = 12
 # Working out suggestions is quadratic; past this many unknown dependencies, stop suggesting.
 _MAX_SUGGESTIONS = 25
 
@@ -51,7 +60,7 @@ def load_dag(
         except UnicodeDecodeError as e:
             line = raw.count(b"\n", 0, e.start) + 1
             raise DagValidationError([Problem("the file is not UTF-8 text", "", line)], source) from None
-    root, problems = read_yaml(text)
+    root, problems = read_yaml(text, problems=Problems())
     if root is None and not problems:
         problems.append(Problem("the file is empty; a DAG file needs at least 'id' and 'tasks'"))
     elif root is not None and root.kind != MAP:
@@ -67,8 +76,7 @@ def load_dag(
         spec = _dag(root, Reader(problems), max_tasks) if root is not None else None
         if spec is not None and not problems:
             return spec
-    # Reading order: the line a user will look at first comes first.
-    problems.sort(key=lambda p: (p.line is None, p.line or 0, p.column or 0))
+    # Reading order (the line a user will look at first comes first), at most MAX_PROBLEMS of them.
     raise DagValidationError(problems, source)
 
 
@@ -95,8 +103,8 @@ def _dag(root: YNode, r: Reader, max_tasks: int) -> DagSpec | None:
         "description": r.text(root, "description", ""),
         "timezone": tz,
         "catchup": r.boolean(root, "catchup", ""),
-        "max_active_runs": r.integer(root, "max_active_runs", "", 1),
-        "max_active_tasks": r.integer(root, "max_active_tasks", "", 1),
+        "max_active_runs": r.integer(root, "max_active_runs", "", 1, MAX_COUNT),
+        "max_active_tasks": r.integer(root, "max_active_tasks", "", 1, MAX_COUNT),
         "run_timeout_secs": r.seconds(root, "run_timeout_secs", ""),
         "params": r.params(root),
         "default_timeout_secs": r.seconds(root, "default_timeout_secs", ""),
@@ -110,7 +118,7 @@ def _dag(root: YNode, r: Reader, max_tasks: int) -> DagSpec | None:
             r.add(why, "schedule", root.value["schedule"])
         kw["schedule"] = schedule
     defaults = {
-        "retries": r.integer(root, "default_retries", "", 0) or 0,
+        "retries": r.integer(root, "default_retries", "", 0, MAX_RETRIES) or 0,
         "timeout_secs": kw["default_timeout_secs"],
         "retry_delay_secs": r.seconds(root, "retry_delay_secs", "") or DEFAULT_RETRY_DELAY_SECS,
         "max_retry_delay_secs": r.seconds(root, "max_retry_delay_secs", "") or DEFAULT_MAX_RETRY_DELAY_SECS,
@@ -186,17 +194,14 @@ def _task(
     command = r.text(t, "command", path, required="the shell command the task runs")
     if command is not None and not command.strip():
         r.add("'command' is empty", path + "command", t.value["command"])
+    elif command is not None and "\x00" in command:
+        r.add(f"'command' {NUL_RULE}", path + "command", t.value["command"])
     depends_on = r.strings(t, "depends_on", path, "task ids this task waits for")
     rule = r.text(t, "trigger_rule", path)
     if rule is not None and rule not in _RULES:
-        hint = did_you_mean(rule, list(_RULES))
-        r.add(
-            f"unknown trigger_rule '{rule}'; use one of {', '.join(_RULES)}{hint}",
-            path + "trigger_rule",
-            t.value["trigger_rule"],
-        )
+        r.add(_unknown_rule(rule), path + "trigger_rule", t.value["trigger_rule"])
         rule = None
-    retries = r.integer(t, "retries", path, 0)
+    retries = r.integer(t, "retries", path, 0, MAX_RETRIES)
     # An explicit `timeout_secs: null` means no limit, even when the DAG sets a default.
     timeout = r.seconds(t, "timeout_secs", path) if "timeout_secs" in t.value else defaults["timeout_secs"]
     delay = r.seconds(t, "retry_delay_secs", path)
@@ -220,6 +225,29 @@ def _task(
     return task_id, depends_on, spec
 
 
+def _unknown_rule(rule: str) -> str:
+    """Why a trigger rule is refused: a typo of one of ours, or one of Airflow's that we lack."""
+    supported = f"the rules FlowForge supports are {', '.join(_RULES)}"
+    near = closest(rule, [*_RULES, *AIRFLOW_ONLY_RULES])
+    if near == rule:
+        return f"trigger_rule '{rule}' is an Airflow rule that FlowForge does not support; {supported}"
+    if near in AIRFLOW_ONLY_RULES:  # a typo of one: FlowForge lacks the rule it was meant to be
+        return (
+            f"unknown trigger_rule '{shown(rule)}' (Airflow's '{near}' is not supported either); {supported}"
+        )
+    hint = f"; did you mean '{near}'?" if near is not None else ""
+    return f"unknown trigger_rule '{shown(rule)}'; {supported}{hint}"
+
+
+def _cycle_names(cycle: list[str]) -> str:
+    """`a → b → c → a`; a long cycle keeps its first and last tasks and says how many it leaves out."""
+    if len(cycle) > _MAX_CYCLE_NAMES:
+        half = _MAX_CYCLE_NAMES // 2
+        cut = len(cycle) - 2 * half
+        cycle = [*cycle[:half], f"… ({cut:,} more tasks) …", *cycle[-half:]]
+    return " → ".join([*cycle, cycle[0]])
+
+
 def _check_dependencies(
     r: Reader, deps: list[tuple[int, str, list[tuple[str, YNode]]]], ids: list[str]
 ) -> None:
@@ -239,14 +267,14 @@ def _check_dependencies(
             if dep == task_id:
                 r.add(f"task '{task_id}' depends on itself", field, dnode)
             elif dep in seen:
-                r.add(f"'{dep}' is listed more than once in depends_on", field, dnode)
+                r.add(f"'{shown(dep)}' is listed more than once in depends_on", field, dnode)
             else:
                 hint = ""
                 if r.suggestions < _MAX_SUGGESTIONS:
                     r.suggestions += 1
                     hint = did_you_mean(dep, ids)
                 r.add(
-                    f"task '{task_id}' depends on '{dep}', which is not a task of this DAG{hint}",
+                    f"task '{task_id}' depends on '{shown(dep)}', which is not a task of this DAG{hint}",
                     field,
                     dnode,
                 )
@@ -257,9 +285,8 @@ def _check_dependencies(
         cycle = cycle[k:] + cycle[:k]
         row, entries = rows[cycle[0]]
         j = next(j for j, (dep, _) in enumerate(entries) if dep == cycle[-1])
-        names = " → ".join([*cycle, cycle[0]])
         r.add(
-            f"dependency cycle: {names} (each task must finish before the next one starts), "
+            f"dependency cycle: {_cycle_names(cycle)} (each task must finish before the next one starts), "
             "so none of these tasks can ever run",
             f"tasks[{row}].depends_on[{j}]",
             entries[j][1],

@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+# One answer lists at most this many problems (the first in reading order) and counts the rest:
+# a file whose every line is wrong must not make an answer larger than the file itself.
+MAX_PROBLEMS = 50
+# A value quoted in a message is cut to this many characters: a 100 KB key (or an alias of one,
+# repeated on every task) would otherwise be copied into every problem that names it.
+QUOTE_CHARS = 60
+_MAX_MESSAGE, _MAX_FIELD = 600, 200
+
+
+def shown(value: object, limit: int = QUOTE_CHARS) -> str:
+    """A user's value as a message quotes it: its text, cut to `limit` characters with '…'."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class FlowForgeError(Exception):
@@ -18,6 +34,13 @@ class Problem:
     line: int | None = None  # 1-based
     column: int | None = None  # 1-based
 
+    def __post_init__(self) -> None:
+        # A safety net under `shown`: whatever a message quotes, one problem stays small.
+        if len(self.message) > _MAX_MESSAGE:
+            object.__setattr__(self, "message", shown(self.message, _MAX_MESSAGE))
+        if len(self.field) > _MAX_FIELD:
+            object.__setattr__(self, "field", shown(self.field, _MAX_FIELD))
+
     def format(self, source: str = "") -> str:
         """`file:line:column: field: message`, leaving out what is unknown."""
         where = source or "<dag>"
@@ -32,10 +55,58 @@ class Problem:
         return {"field": self.field, "line": self.line, "column": self.column, "message": self.message}
 
 
-class DagValidationError(FlowForgeError):
-    """A DAG file was rejected; `problems` lists every located problem found."""
+class Problems:
+    """The problems found in one DAG file: the first `limit` in reading order kept, the others counted.
 
-    def __init__(self, problems: list[Problem], source: str = "") -> None:
+    Collecting stays bounded in memory however many problems a file has, and `listing` ends with
+    a line saying how many more there are.
+    """
+
+    def __init__(self, limit: int = MAX_PROBLEMS) -> None:
+        self.limit = limit
+        self.total = 0
+        # A max-heap (by negated place) of the problems that come first in the file.
+        self._kept: list[tuple[tuple[int, int, int, int], Problem]] = []
+
+    def append(self, problem: Problem) -> None:
+        """Count a problem, and keep it while it is among the first `limit` by line and column."""
+        self.total += 1
+        line, column = problem.line, problem.column
+        key = (-(line is None), -(line or 0), -(column or 0), -self.total)
+        if len(self._kept) < self.limit:
+            heapq.heappush(self._kept, (key, problem))
+        elif key > self._kept[0][0]:
+            heapq.heapreplace(self._kept, (key, problem))
+
+    def extend(self, problems: Iterable[Problem]) -> None:
+        """`append` each of them."""
+        for p in problems:
+            self.append(p)
+
+    def __len__(self) -> int:
+        return self.total
+
+    def listing(self) -> list[Problem]:
+        """The kept problems in reading order, then how many more there are, if any."""
+        kept = [p for _, p in sorted(self._kept, key=lambda kp: kp[0], reverse=True)]
+        more = self.total - len(kept)
+        if more:
+            kept.append(Problem(f"… and {more:,} more problem{'s' if more != 1 else ''} (not listed)"))
+        return kept
+
+
+class DagValidationError(FlowForgeError):
+    """A DAG file was rejected; `problems` lists the located problems found (at most MAX_PROBLEMS).
+
+    `total` counts every problem found, also those not listed.
+    """
+
+    def __init__(self, problems: list[Problem] | Problems, source: str = "") -> None:
+        if isinstance(problems, Problems):
+            self.total = problems.total
+            problems = problems.listing()
+        else:
+            self.total = len(problems)
         self.problems = problems
         self.source = source
         super().__init__("\n".join(p.format(source) for p in problems))

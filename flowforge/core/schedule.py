@@ -10,12 +10,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
+from flowforge.core.errors import shown
+
 SHORTCUTS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
 FORMS = (
     "5 fields (minute hour day-of-month month day-of-week), "
     "6 fields with seconds first (second minute hour day-of-month month day-of-week), "
     f"or one of {', '.join(SHORTCUTS)}"
 )
+# The scheduler reads every schedule on every tick: a cron line has no use for more.
+MAX_SCHEDULE_CHARS = 1000
+# croniter's own extensions that make a schedule move: `R` picks a new random time each time it
+# is read (a daily `0 R * * *` ran 23 times a day), `H` needs a hash key FlowForge does not give.
+_MOVING = {"R": "R (random)", "H": "H (hashed)"}
 
 
 def _normalise(expr: str) -> str:
@@ -32,33 +39,51 @@ def _iter(expr: str, timezone: str, start: float) -> croniter:
     return croniter(_normalise(expr), begin, second_at_beginning=True)
 
 
+def _moving_part(fields: list[str]) -> str | None:
+    """The R or H (with its range or step) in a cron expression's fields, or None."""
+    for f in fields:
+        for part in f.split(","):
+            head = part.split("/", 1)[0].upper()
+            for letter, what in _MOVING.items():
+                if head == letter or head.startswith(letter + "("):
+                    return what
+    return None
+
+
 def validate_schedule(expr: str, timezone: str = "UTC") -> str | None:
     """None when `expr` is a schedule FlowForge accepts, else a plain sentence saying why not."""
     if not isinstance(expr, str) or not expr.strip():
         return f"a schedule must be a cron expression: {FORMS}"
+    if len(expr) > MAX_SCHEDULE_CHARS:
+        return f"the schedule is {len(expr):,} characters long; a schedule has at most {MAX_SCHEDULE_CHARS:,}"
     text = _normalise(expr)
     if text.startswith("@"):
         if text not in SHORTCUTS:
-            return (
-                f"unknown schedule shortcut '{expr.strip()}'; use {', '.join(SHORTCUTS)} or a cron expression"
-            )
+            return f"unknown schedule shortcut '{shown(expr.strip())}'; use {', '.join(SHORTCUTS)} or a cron expression"
     else:
-        n = len(text.split(" "))
-        if n not in (5, 6):
+        fields = text.split(" ")
+        if len(fields) not in (5, 6):
             # croniter would read a 7th field as a year; a DAG file's schedule has 5 or 6 fields.
-            return f"'{text}' has {n} field{'s' if n != 1 else ''}; a schedule must have {FORMS}"
+            n = len(fields)
+            return f"'{shown(text)}' has {n} field{'s' if n != 1 else ''}; a schedule must have {FORMS}"
+        moving = _moving_part(fields)
+        if moving:
+            return (
+                f"'{shown(text)}' uses {moving}, which FlowForge does not support: a schedule fires at "
+                "fixed times; write the minute and hour you want (e.g. '17 3 * * *')"
+            )
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: e.g. a directory such as "Europe"
-        return f"unknown timezone '{timezone}'"
+        return f"unknown timezone '{shown(timezone)}'"
     try:
         # 2001-01-01: a fixed start keeps validation pure and repeatable.
         _iter(text, timezone, 978307200.0).get_next(float)
     except CroniterBadDateError:
-        return f"'{text}' never matches a real date (for example 30 February)"
+        return f"'{shown(text)}' never matches a real date (for example 30 February)"
     except (CroniterError, ValueError, KeyError, IndexError) as e:
         # croniter's own wording ("[61 * * * *] is not acceptable, out of range") names the bad part.
-        return f"'{text}' is not a valid cron expression: {e}; a schedule must have {FORMS}"
+        return f"'{shown(text)}' is not a valid cron expression: {shown(str(e), 200)}; a schedule must have {FORMS}"
     return None
 
 

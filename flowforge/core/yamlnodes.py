@@ -3,8 +3,11 @@
 We build the value tree straight from the parser's events instead of letting PyYAML compose
 and construct it:
 - nothing is ever constructed from a tag, so `!!python/object…` or `!custom` is only reported;
-- anchors and aliases share one built node, and the *expanded* size is counted, so an alias
-  bomb ("billion laughs") is rejected without being expanded;
+- anchors and aliases share one built node, and the *expanded* size is counted (values and bytes),
+  so an alias bomb ("billion laughs"), or a few aliases of one large value, is rejected without
+  being expanded;
+- a scalar read as a number, true/false or null keeps the text it was written as (`YNode.text`),
+  and mapping keys are always that text: `on:` is the key 'on', not True;
 - the tree is built with an explicit stack: the C composer recurses once per nesting level and
   crashes the interpreter (a segfault, not an exception) on ~100,000 nested `[`;
 - it is faster than `yaml.compose`, because implicit tags are resolved with a lean lookup.
@@ -12,8 +15,9 @@ and construct it:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, NoReturn
 
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
@@ -27,25 +31,35 @@ from yaml.events import (
     SequenceEndEvent,
     StreamEndEvent,
 )
-from yaml.resolver import Resolver
 
-from flowforge.core.errors import Problem
+from flowforge.core.errors import Problem, Problems, shown
+from flowforge.core.yamltags import (
+    BOOL,
+    FLOAT,
+    INT,
+    KNOWN_STD,
+    MAP_TAG,
+    MAX_NUMBER_CHARS,
+    MERGE,
+    NULL,
+    SEQ_TAG,
+    STR,
+    TIMESTAMP,
+    UNSUPPORTED_STD,
+    resolve,
+    show_tag,
+)
 
 # The C parser when libyaml is there (several times faster); the events are the same.
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 SCALAR, SEQ, MAP = "scalar", "seq", "map"
-_STD = "tag:yaml.org,2002:"
-_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP = (
-    _STD + t for t in ("str", "int", "float", "bool", "null", "timestamp")
-)
-_MERGE, _SEQ_TAG, _MAP_TAG = _STD + "merge", _STD + "seq", _STD + "map"
-# Standard tags a DAG file has no use for: reported, never constructed.
-_UNSUPPORTED_STD = {_STD + t for t in ("binary", "omap", "pairs", "set", "value", "yaml")}
-_KNOWN_STD = {_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP, _MERGE, _SEQ_TAG, _MAP_TAG}
 
 MAX_DEPTH = 64
 MAX_EXPANDED_NODES = 1_000_000
+# The document with every alias written out: 4 MiB, four times the file limit, so anchors may
+# share a block of defaults over thousands of tasks, but cannot turn a small file into a huge DAG.
+MAX_EXPANDED_BYTES = 4 * 1_048_576
 
 
 @dataclass(slots=True, eq=False)
@@ -56,6 +70,7 @@ class YNode:
     value: Any  # scalar: str/int/float/bool/None; SEQ: list[YNode]; MAP: dict[key, YNode]
     line: int
     column: int
+    text: str | None = None  # a scalar read as a number, bool or null: the text as written
     keys: dict[Any, YNode] | None = None  # MAP: each key's own node, to point at problems with keys
     size: int = 1  # nodes this value stands for once aliases are expanded
     merge: bool = False  # the `<<` merge key
@@ -70,17 +85,14 @@ class _Abort(Exception):
         self.problem = problem
 
 
-def show_tag(tag: str) -> str:
-    """A tag as the user wrote it: `!!python/object` rather than `tag:yaml.org,2002:python/object`."""
-    return "!!" + tag[len(_STD) :] if tag.startswith(_STD) else tag
-
-
 @dataclass(slots=True)
 class _Frame:
     """A sequence or mapping whose end event has not come yet."""
 
     node: YNode
     anchor: str | None
+    start: int = 0  # character index where the collection starts in the text
+    aliased: int = 0  # bytes added by aliases before it started
     pairs: list[tuple[YNode, YNode]] = field(default_factory=list)
     merges: list[YNode] = field(default_factory=list)
     key: YNode | None = None  # MAP: a key waiting for its value
@@ -89,13 +101,19 @@ class _Frame:
 class _Builder:
     """Turns the parser's event stream into a YNode tree, collecting non-fatal problems."""
 
-    def __init__(self, max_nodes: int) -> None:
-        self.problems: list[Problem] = []
+    def __init__(self, text: str, problems: Problems, max_nodes: int, max_bytes: int) -> None:
+        self.text = text
+        self.problems = problems
         self.anchors: dict[str, YNode] = {}
+        self.anchor_bytes: dict[str, int] = {}  # the expanded size of each anchored value
         self.stack: list[_Frame] = []
         self.root: YNode | None = None
         self.expanded = 0
         self.max_nodes = max_nodes
+        # Bytes of the document with its aliases written out: the text, plus each alias's value.
+        self.size = len(text.encode("utf-8", "surrogatepass"))
+        self.aliased = 0
+        self.max_bytes = max_bytes
         self.constructor = SafeConstructor()
 
     def path(self) -> str:
@@ -105,33 +123,41 @@ class _Builder:
             if f.node.kind == SEQ:
                 out += f"[{len(f.node.value)}]"
             elif f.key is not None:
-                out += f".{f.key.value}" if out else str(f.key.value)
+                key = shown(_key_of(f.key))
+                out += f".{key}" if out else key
         return out
 
     def problem(self, message: str, line: int, column: int, path: str | None = None) -> None:
         self.problems.append(Problem(message, self.path() if path is None else path, line, column))
 
+    def abort(self, message: str, line: int, column: int) -> NoReturn:
+        """Stop reading: `message` is the one problem to report, at the value being read."""
+        raise _Abort(Problem(message, self.path(), line, column))
+
     def count(self, n: int, line: int, column: int) -> None:
         self.expanded += n
         if self.expanded > self.max_nodes:
-            raise _Abort(
-                Problem(
-                    f"the document expands to more than {self.max_nodes:,} values through "
-                    "aliases (*name); this looks like an alias bomb and is rejected",
-                    self.path(),
-                    line,
-                    column,
-                )
+            self.abort(
+                f"the document expands to more than {self.max_nodes:,} values through "
+                "aliases (*name); this looks like an alias bomb and is rejected",
+                line,
+                column,
             )
 
     def start_collection(self, ev: Any, is_map: bool, line: int, column: int) -> None:
         """A sequence or mapping begins: counted, depth-checked, and open until its end event."""
         self.count(1, line, column)
         if len(self.stack) >= MAX_DEPTH:
-            raise _Abort(Problem(_too_deep(), self.path(), line, column))
-        bad = self.check_tag(ev.tag, _MAP_TAG if is_map else _SEQ_TAG, line, column)
+            self.abort(_too_deep(), line, column)
+        bad = self.check_tag(ev.tag, MAP_TAG if is_map else SEQ_TAG, line, column)
         node = YNode(MAP if is_map else SEQ, {} if is_map else [], line, column, bad=bad)
-        self.stack.append(_Frame(node, ev.anchor))
+        self.stack.append(_Frame(node, ev.anchor, ev.start_mark.index, self.aliased))
+
+    def anchored(self, anchor: str, start: int, end: int, aliased_before: int) -> None:
+        """Remember what an alias of `anchor` adds: its text, with the aliases inside it expanded."""
+        span = self.text[start:end]
+        size = len(span) if span.isascii() else len(span.encode("utf-8", "surrogatepass"))
+        self.anchor_bytes[anchor] = size + self.aliased - aliased_before
 
     def alias(self, anchor: str, line: int, column: int) -> None:
         """`*name`: the anchored node again, counted at its expanded size."""
@@ -139,25 +165,35 @@ class _Builder:
         if target is None:
             # Anchors are registered when their node ends, so this also catches an alias
             # inside the node it names (a recursive structure).
-            raise _Abort(
-                Problem(
-                    f"the alias *{anchor} refers to no anchor &{anchor} defined before it "
-                    "(or to a value that contains the alias itself)",
-                    self.path(),
-                    line,
-                    column,
-                )
+            self.abort(
+                f"the alias *{shown(anchor)} refers to no anchor &{shown(anchor)} defined before it "
+                "(or to a value that contains the alias itself)",
+                line,
+                column,
             )
         self.count(target.size, line, column)
+        self.aliased += self.anchor_bytes[anchor]
+        if self.size + self.aliased > self.max_bytes:
+            self.abort(
+                f"with its aliases (*name) written out the document would be more than "
+                f"{self.max_bytes:,} bytes; the alias *{shown(anchor)} is where it crosses "
+                "the limit (write the values out, or share less)",
+                line,
+                column,
+            )
+        f = self.stack[-1] if self.stack else None
+        if f is not None and f.node.kind == MAP and f.key is None and target.kind == SCALAR:
+            # A key is reported where the alias stands (a duplicate key, say), not at its anchor.
+            target = replace(target, line=line, column=column)
         self.add(target, None)
 
     def check_tag(self, tag: str | None, default: str, line: int, column: int) -> bool:
         """Report a tag a DAG file cannot use on this kind of value; True when one was reported."""
         if tag is None or tag == "!" or tag == default:
             return False
-        if tag in _UNSUPPORTED_STD:
+        if tag in UNSUPPORTED_STD:
             self.problem(f"the YAML tag {show_tag(tag)} is not supported in a DAG file", line, column)
-        elif tag not in _KNOWN_STD:  # `!!python/…` too: it only looks standard
+        elif tag not in KNOWN_STD:  # `!!python/…` too: it only looks standard
             self.problem(
                 f"the YAML tag {show_tag(tag)} is not allowed: a DAG file holds plain data only, "
                 "so custom and language-specific tags are refused (nothing was run)",
@@ -165,30 +201,33 @@ class _Builder:
                 column,
             )
         else:
-            what = {_STR: "a plain value", _SEQ_TAG: "a list", _MAP_TAG: "a mapping"}[default]
+            what = {STR: "a plain value", SEQ_TAG: "a list", MAP_TAG: "a mapping"}[default]
             self.problem(f"the YAML tag {show_tag(tag)} cannot be used on {what}", line, column)
         return True
 
     def scalar(self, ev: ScalarEvent, line: int, column: int) -> YNode:
         tag, text = ev.tag, ev.value
         if tag is None or tag == "!":
-            tag = _resolve(text) if ev.implicit[0] else _STR
+            tag = resolve(text) if ev.implicit[0] else STR
         value: Any = text
         bad = False
-        if tag in (_STR, _MERGE, _TIMESTAMP):
+        if tag in (STR, MERGE, TIMESTAMP):
             pass  # timestamps stay text: no DAG field is a date, and str(date) would differ
-        elif tag == _NULL:
+        elif tag == NULL:
             value = None
-        elif tag in (_INT, _FLOAT, _BOOL):
+        elif tag in (INT, FLOAT) and len(text) > MAX_NUMBER_CHARS:
+            value = -math.inf if text.startswith("-") else math.inf
+        elif tag in (INT, FLOAT, BOOL):
             fn = self.constructor.yaml_constructors[tag]
             try:
                 value = fn(self.constructor, yaml.ScalarNode(tag, text))
             except (ValueError, KeyError, ConstructorError):
-                self.problem(f"'{text}' cannot be read as {show_tag(tag)}", line, column)
+                self.problem(f"'{shown(text)}' cannot be read as {show_tag(tag)}", line, column)
                 bad = True
         else:
-            bad = self.check_tag(tag, _STR, line, column)
-        return YNode(SCALAR, value, line, column, merge=tag == _MERGE, bad=bad)
+            bad = self.check_tag(tag, STR, line, column)
+        written = None if isinstance(value, str) else text
+        return YNode(SCALAR, value, line, column, text=written, merge=tag == MERGE, bad=bad)
 
     def add(self, node: YNode, anchor: str | None) -> None:
         """Attach a finished node to its parent (or make it the root)."""
@@ -233,15 +272,15 @@ class _Builder:
         for k, v in f.pairs:
             if k.kind != SCALAR:
                 continue  # reported in add(); keeping it would only add an "unknown key" problem
-            key = k.value
+            key = k.value if k.text is None else k.text  # `_key_of`, inline: once per key read
             if key in explicit:
                 where = self.path()
                 self.problem(
-                    f"duplicate key '{key}' (first at line {explicit[key].line}); "
+                    f"duplicate key '{shown(key)}' (first at line {explicit[key].line}); "
                     "YAML would silently keep only the last one",
                     k.line,
                     k.column,
-                    f"{where}.{key}" if where else str(key),
+                    f"{where}.{shown(key)}" if where else shown(key),
                 )
             explicit[key] = k
             values[key] = v
@@ -249,37 +288,31 @@ class _Builder:
         f.node.value, f.node.keys = values, keys
 
 
-# YAML 1.1 words that PyYAML's SafeLoader reads as true/false/null: a dict lookup is much faster
-# than its regexes for the many plain values (ids like `n0123`) that start with these letters.
-_WORDS = {
-    **dict.fromkeys(("yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"), _BOOL),
-    **dict.fromkeys(("no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"), _BOOL),
-    **dict.fromkeys(["~", "null", "Null", "NULL", ""], _NULL),
-}
-_WORD_STARTS = frozenset("yYnNtTfFoO~")
+def _key_of(node: YNode) -> Any:
+    """A mapping key as written: `on`, `0755` and `~` are the keys 'on', '0755' and '~'."""
+    return node.value if node.text is None else node.text
 
 
-def _resolve(text: str) -> str:
-    """The tag PyYAML's SafeLoader gives a plain (unquoted, untagged) scalar."""
-    if not text or text[0] in _WORD_STARTS:
-        return _WORDS.get(text, _STR)
-    for tag, regexp in Resolver.yaml_implicit_resolvers.get(text[0], ()):
-        if regexp.match(text):
-            return str(tag)
-    return _STR
+def read_yaml(
+    text: str,
+    *,
+    max_nodes: int = MAX_EXPANDED_NODES,
+    max_bytes: int = MAX_EXPANDED_BYTES,
+    problems: Problems | None = None,
+) -> tuple[YNode | None, Problems]:
+    """Parse one YAML document into a YNode tree; the root is None when reading had to stop.
 
-
-def read_yaml(text: str, *, max_nodes: int = MAX_EXPANDED_NODES) -> tuple[YNode | None, list[Problem]]:
-    """Parse one YAML document into a YNode tree; the root is None when reading had to stop."""
-    b = _Builder(max_nodes)
-    loader = _Loader(text)
+    Problems go to `problems` (a new collector when None), which is returned.
+    """
+    b = _Builder(text, Problems() if problems is None else problems, max_nodes, max_bytes)
+    loader = Loader(text)
     try:
         _build(loader, b)
     except yaml.MarkedYAMLError as e:
         b.problems.append(_syntax_problem(e))
         return None, b.problems
     except yaml.YAMLError as e:  # e.g. a control character the reader refuses, without a mark
-        b.problems.append(Problem(f"YAML error: {e}"))
+        b.problems.append(Problem(f"YAML error: {shown(str(e), 300)}"))
         return None, b.problems
     except _Abort as e:
         b.problems.append(e.problem)
@@ -302,7 +335,9 @@ def _build(loader: Any, b: _Builder) -> None:
             # Plain values are bounded by the file size, so only aliases need the limit check.
             b.expanded += 1
             value = ev.value
-            if ev.tag is None and (not ev.implicit[0] or _resolve(value) == _STR):
+            if ev.anchor is not None:
+                b.anchored(ev.anchor, mark.index, ev.end_mark.index, b.aliased)
+            if ev.tag is None and (not ev.implicit[0] or resolve(value) == STR):
                 b.add(YNode(SCALAR, value, line, column), ev.anchor)  # fast path: plain text
             else:
                 b.add(b.scalar(ev, line, column), ev.anchor)
@@ -310,6 +345,8 @@ def _build(loader: Any, b: _Builder) -> None:
             f = b.stack.pop()
             if cls is MappingEndEvent:
                 b.end_mapping(f)
+            if f.anchor is not None:
+                b.anchored(f.anchor, f.start, ev.end_mark.index, f.aliased)
             b.add(f.node, f.anchor)
         elif isinstance(ev, CollectionStartEvent):
             b.start_collection(ev, cls is MappingStartEvent, line, column)
