@@ -2,7 +2,8 @@
 
 JSON when FLOWFORGE_LOG_FORMAT=json, or when stderr is not a terminal (a service manager, a
 container, a pipe); Rich console lines on a terminal. Context given with `extra=` (run_id,
-task_id, attempt, worker_id, dag_id …) becomes fields of the JSON object.
+task_id, attempt, worker_id, dag_id …) becomes fields of the JSON object. A password in a
+message or a traceback (a database or queue URL or DSN, `password=…`) is shown as `***`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from flowforge.core.secrets import MASK, SECRET_KEY_WORDS
+from flowforge.settings import redact_url
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is context.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -43,11 +45,11 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact_url(record.getMessage()),
         }
         entry.update(context_of(record))
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = redact_url(self.formatException(record.exc_info))
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
@@ -61,7 +63,7 @@ class ConsoleFormatter(logging.Formatter):
         line = f"{text}  {context}" if context else text
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact_url(line)
 
 
 def wants_json(stream: TextIO, env: dict[str, str] | None = None) -> bool:

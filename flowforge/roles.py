@@ -7,8 +7,11 @@ when asked, and closes everything on the way out.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import resource
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,9 +20,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+import h11
 import uvicorn
 from prometheus_client import CollectorRegistry
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from flowforge import __version__
 from flowforge.core.errors import DagValidationError
 from flowforge.engine.scheduler import Scheduler
 from flowforge.engine.worker import Worker, new_worker_id
@@ -27,13 +33,17 @@ from flowforge.metrics import SchedulerMetrics, WorkerMetrics, process_registry,
 from flowforge.operations import submit_dag_file
 from flowforge.services import Services, build_services
 from flowforge.services import StartupError as StartupError  # the CLI catches it from here
-from flowforge.settings import Settings, redact_url
+from flowforge.settings import Settings, is_loopback, redact_url
 from flowforge.store import Store
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
+
+HEADER_TIMEOUT_SECS = 10.0  # from a connection's start (or its last answer) to a request's headers
+KEEP_ALIVE_SECS = 5  # an idle kept-alive connection is closed after this
+LISTEN_BACKLOG = 2048
 
 
 def make_worker(
@@ -48,6 +58,7 @@ def make_worker(
         worker_id=worker_id,
         kill_grace=s.kill_grace_secs,
         heartbeat_secs=s.heartbeat_secs,
+        max_log_bytes=s.max_log_bytes,
         metrics=WorkerMetrics(registry) if registry is not None else None,
     )
 
@@ -58,6 +69,7 @@ def make_scheduler(services: Services, registry: CollectorRegistry | None = None
         services.store,
         services.queue,
         worker_dead_after=services.settings.heartbeat_secs * 3,
+        max_lost_attempts=services.settings.max_lost_attempts,
         metrics=SchedulerMetrics(registry) if registry is not None else None,
     )
 
@@ -75,6 +87,14 @@ def metrics_endpoint(settings: Settings, registry: CollectorRegistry) -> Iterato
         reason = exc.strerror or str(exc)
         raise StartupError(f"--metrics-port {port}: cannot listen on {host}:{port} ({reason})", 2) from None
     log.info("metrics on http://%s:%d/metrics", host, port)
+    if not is_loopback(host):
+        log.warning(
+            "--metrics-host %s: the metrics on port %d answer anyone who can reach this address, with no "
+            "token; they hold no secret but name DAGs and counts. Keep the port behind a firewall or "
+            "network policy, or bind 127.0.0.1.",
+            host,
+            port,
+        )
     try:
         yield
     finally:
@@ -109,8 +129,82 @@ def mark_other_workers_dead(store: Store, own_id: str) -> None:
 def _api_app(services: Services, registry: CollectorRegistry) -> FastAPI:
     """The API app; imported only here, so that a scheduler or worker process does not load it."""
     from flowforge.api.app import create_app
+    from flowforge.api.hosts import HostPolicy
 
-    return create_app(services, registry=registry)
+    s = services.settings
+    hosts = HostPolicy.for_server(s.host, s.allowed_hosts, token_required=bool(s.api_token))
+    return create_app(services, registry=registry, hosts=hosts)
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 connection, closed when a request's headers do not arrive in time.
+
+    uvicorn waits for them forever: a client could hold any number of connections open by
+    sending nothing, or a header a minute. The clock starts when the connection opens and again
+    after each answer; a request in progress is never cut.
+    """
+
+    _header_clock: object = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Start the clock for the first request's headers."""
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._start_header_clock()
+
+    def on_response_complete(self) -> None:
+        """Start the clock for the next request's headers on a kept-alive connection."""
+        super().on_response_complete()
+        self._start_header_clock()
+
+    def _start_header_clock(self) -> None:
+        clock = self._header_clock = object()
+        self.loop.call_later(HEADER_TIMEOUT_SECS, self._headers_due, clock)
+
+    def _headers_due(self, clock: object) -> None:
+        waiting = self.cycle is None or self.cycle.response_complete
+        if clock is not self._header_clock or not waiting or self.transport.is_closing():
+            return
+        try:
+            self.conn.send(h11.ConnectionClosed())
+        except h11.LocalProtocolError:
+            pass
+        self.transport.close()
+
+
+def bind_api_socket(settings: Settings) -> socket.socket:
+    """The API's listening socket, bound before anything else starts; StartupError (exit 2) when it cannot be."""
+    host = settings.host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP named, so that asyncio sets TCP_NODELAY on its connections (else Nagle adds 40 ms)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, settings.port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise StartupError(
+            f"--port {settings.port}: cannot listen on {settings.host}:{settings.port} ({reason})", 2
+        ) from None
+    return sock
+
+
+def raise_open_file_limit(settings: Settings) -> None:
+    """Lift this process's open-file limit to what --max-connections needs, as far as the hard limit allows."""
+    wanted = settings.max_connections + 256 + 4 * settings.concurrency  # the store, task pipes, streams
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
+    if target < wanted:
+        log.warning(
+            "the open-file limit is %d, too low for --max-connections %d; raise it (ulimit -n) or lower "
+            "--max-connections",
+            target,
+            settings.max_connections,
+        )
 
 
 def api_server(app: object, settings: Settings, stopping: threading.Event) -> uvicorn.Server:
@@ -118,7 +212,8 @@ def api_server(app: object, settings: Settings, stopping: threading.Event) -> uv
 
     Plain uvicorn re-raises the signal once it has shut down, which would kill the process
     before the scheduler and workers could stop gracefully. `stopping` is set on the signal,
-    so that open event streams end at once.
+    so that open event streams end at once. Past --max-connections open connections (or
+    requests in progress), uvicorn answers 503.
     """
 
     class _Server(uvicorn.Server):
@@ -136,13 +231,27 @@ def api_server(app: object, settings: Settings, stopping: threading.Event) -> uv
         log_config=None,  # uvicorn's records go through the process's logging (JSON or console)
         # Open event streams would otherwise hold a shutdown up for as long as clients stay.
         timeout_graceful_shutdown=3,
+        http=HeaderTimeoutProtocol,
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=KEEP_ALIVE_SECS,
+        backlog=LISTEN_BACKLOG,
     )
+    raise_open_file_limit(settings)
     return _Server(config)
 
 
 def run_all_in_one(settings: Settings, examples: list[Path]) -> None:
-    """`flowforge up`: API, page, scheduler and workers in one process until SIGINT/SIGTERM."""
-    services = build_services(settings)
+    """`flowforge up`: API, page, scheduler and workers in one process until SIGINT/SIGTERM.
+
+    The API's port is bound first: when it is taken, nothing else has started (no scheduler
+    took the leader lease, no worker registered).
+    """
+    sock = bind_api_socket(settings)
+    try:
+        services = build_services(settings)
+    except BaseException:
+        sock.close()
+        raise
     stop = threading.Event()
     try:
         for line in submit_examples(services, examples):
@@ -158,17 +267,19 @@ def run_all_in_one(settings: Settings, examples: list[Path]) -> None:
             ),
             threading.Thread(target=worker.run, args=(stop, settings.grace_secs), name="worker", daemon=True),
         ]
+        server = api_server(_api_app(services, registry), settings, services.stopping)
         for t in threads:
             t.start()
-        server = api_server(_api_app(services, registry), settings, services.stopping)
         log.info(
-            "FlowForge is up on http://%s:%d (%d worker slots, store %s)",
+            "FlowForge %s is up on http://%s:%d (%d worker slots, data in %s, store %s); Ctrl-C to stop",
+            __version__,
             settings.host,
             settings.port,
             settings.concurrency,
+            settings.home,
             redact_url(settings.db_url),
         )
-        server.run()
+        server.run(sockets=[sock])
         log.info("shutting down: waiting up to %.0fs for running tasks", settings.grace_secs)
         stop.set()
         services.queue.close()
@@ -176,6 +287,7 @@ def run_all_in_one(settings: Settings, examples: list[Path]) -> None:
             t.join(settings.grace_secs + 10)
     finally:
         stop.set()
+        sock.close()
         services.close()
 
 
@@ -192,18 +304,26 @@ def stop_on_signals(stop: threading.Event) -> None:
 
 
 def run_api(settings: Settings) -> None:
-    """`flowforge api`: the REST API and the page until SIGINT/SIGTERM."""
-    services = build_services(settings)
+    """`flowforge api`: the REST API and the page until SIGINT/SIGTERM; its port is bound first."""
+    sock = bind_api_socket(settings)
     try:
+        services = build_services(settings)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        server = api_server(_api_app(services, process_registry()), settings, services.stopping)
         log.info(
-            "FlowForge API on http://%s:%d (store %s, queue %s)",
+            "FlowForge %s API on http://%s:%d (store %s, queue %s)",
+            __version__,
             settings.host,
             settings.port,
             redact_url(settings.db_url),
             redact_url(settings.queue_url),
         )
-        api_server(_api_app(services, process_registry()), settings, services.stopping).run()
+        server.run(sockets=[sock])
     finally:
+        sock.close()
         services.close()
 
 

@@ -12,10 +12,32 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowforge.core.errors import Unavailable
-from flowforge.queues import Queue, open_queue
+from flowforge.queues import Queue, check_queue_url, open_queue
 from flowforge.settings import Settings, redact_url
 from flowforge.store import Store, open_store
 from flowforge.store.schema import SchemaTooNew
+
+
+class StreamSlots:
+    """How many live streams (event streams, followed logs) the API holds open at once, at most."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Take a slot for a new stream; False when every slot is taken."""
+        with self._lock:
+            if self.open >= self.limit:
+                return False
+            self.open += 1
+            return True
+
+    def give_back(self) -> None:
+        """A stream has ended."""
+        with self._lock:
+            self.open -= 1
 
 
 @dataclass
@@ -27,6 +49,10 @@ class Services:
     queue: Queue
     # Set when the process begins to shut down: live streams end instead of holding it up.
     stopping: threading.Event = field(default_factory=threading.Event)
+    streams: StreamSlots = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.streams = StreamSlots(self.settings.max_streams)
 
     def close(self) -> None:
         """Close the queue, then the store."""
@@ -44,13 +70,16 @@ class StartupError(Exception):
 
 
 def _open(setting: str, url: str, opener: Callable[[], Any]) -> Any:
-    """Run `opener`, turning a bad URL or an unreachable service into a StartupError about `setting`."""
+    """Run `opener`, turning a bad URL or an unreachable service into a StartupError about `setting`.
+
+    The whole line is redacted: the reason may quote part of the URL (a DSN's `password=…`).
+    """
     try:
         return opener()
     except (ValueError, SchemaTooNew) as exc:
-        raise StartupError(f"{setting}={redact_url(url)}: {exc}", 2) from None
+        raise StartupError(redact_url(f"{setting}={url}: {exc}"), 2) from None
     except Unavailable as exc:
-        raise StartupError(f"{setting}={redact_url(url)}: {exc}", 3) from None
+        raise StartupError(redact_url(f"{setting}={url}: {exc}"), 3) from None
 
 
 def build_services(settings: Settings, *, consumer: str | None = None) -> Services:
@@ -62,6 +91,8 @@ def build_services(settings: Settings, *, consumer: str | None = None) -> Servic
         settings.home.mkdir(parents=True, exist_ok=True)
     # Every worker slot and API thread may hold a connection at once; a few more for heartbeats.
     pool_size = max(10, settings.concurrency + 4)
+    # A bad queue URL (or Redis without its extra) is said before the store is opened and migrated.
+    _open("FLOWFORGE_QUEUE", settings.queue_url, lambda: check_queue_url(settings.queue_url))
     store = _open("FLOWFORGE_DB", settings.db_url, lambda: open_store(settings.db_url, pool_size=pool_size))
     try:
         queue = _open(

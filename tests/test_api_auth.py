@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from starlette.routing import Mount, Route
 
 from flowforge.api import create_app
+from flowforge.api.hosts import HostPolicy
 from flowforge.services import Services, build_services
 from flowforge.settings import Settings, read_token_file
 
@@ -235,3 +236,27 @@ def test_read_token_alone_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("FLOWFORGE_API_TOKEN", TOKEN)
     settings = Settings.from_env(home=tmp_path)
     assert (settings.api_token, settings.api_read_token) == (TOKEN, READ_TOKEN)
+
+
+def test_a_write_from_another_origin_cannot_change_anything(services: Services) -> None:
+    with TestClient(create_app(services, api_token="", api_read_token="")) as c:  # Host: testserver
+        for origin in ("http://evil.example", "null", "http://testserver.evil.example", "ftp://testserver"):
+            resp = c.post("/api/v1/dags", json={"yaml": DEMO}, headers={"Origin": origin})
+            assert resp.status_code == 403 and "origin" in resp.json()["error"]["message"], origin
+        assert c.get("/api/v1/dags", headers={"Origin": "http://evil.example"}).json()["dags"] == []
+        assert (
+            c.post("/api/v1/dags", json={"yaml": DEMO}, headers={"Origin": "http://testserver"}).status_code
+            == 201
+        )
+
+
+def test_a_server_app_answers_only_its_host_names(services: Services) -> None:
+    hosts = HostPolicy.for_server("127.0.0.1", ("flowforge.test",), token_required=False)
+    app = create_app(services, api_token=TOKEN, hosts=hosts)
+    with TestClient(app, base_url="http://attacker.example") as c:
+        for method, path in (("GET", "/health"), ("POST", "/api/v1/dags"), ("GET", "/api/v1/status")):
+            resp = c.request(method, path, headers=auth(TOKEN))
+            assert resp.status_code == 421 and resp.json()["error"]["code"] == "misdirected_request", path
+    for base in ("http://localhost:8080", "http://flowforge.test", "http://[::1]:8080"):
+        with TestClient(app, base_url=base) as c:
+            assert c.get("/api/v1/status", headers=auth(TOKEN)).status_code == 200, base

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from flowforge.core.dagfile import load_dag
 from flowforge.core.model import TaskState
 from flowforge.core.records import WorkerInfo
 from flowforge.services import Services
-from flowforge.store import Store
+from flowforge.store import Store, open_store
 from tests.harness import FlowForgeProcess, clean_env, free_port
 
 DEMO = "id: demo\ntasks:\n  - {id: a, command: 'true'}\n"
@@ -197,7 +199,7 @@ def test_bad_token_file_exits_2_with_one_line(tmp_path: Path, content: str | Non
 @e2e
 def test_public_bind_with_a_token_file_guards_the_api(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
-    token_file.write_text("tok-from-file\n")
+    token_file.write_text("tok-from-file-5d1e7a90\n")
     port = free_port()
     proc = FlowForgeProcess(
         [
@@ -214,7 +216,7 @@ def test_public_bind_with_a_token_file_guards_the_api(tmp_path: Path) -> None:
             "1",
         ],
         port=port,
-        env=clean_env(FLOWFORGE_API_READ_TOKEN="tok-read"),
+        env=clean_env(FLOWFORGE_API_READ_TOKEN="tok-read-8c2f4b61a7"),
         log_path=tmp_path / "up.log",
     )
     try:
@@ -222,11 +224,11 @@ def test_public_bind_with_a_token_file_guards_the_api(tmp_path: Path) -> None:
         assert httpx.get(f"{proc.url}/api/v1/status").status_code == 401
         assert (
             httpx.get(
-                f"{proc.url}/api/v1/status", headers={"Authorization": "Bearer tok-from-file"}
+                f"{proc.url}/api/v1/status", headers={"Authorization": "Bearer tok-from-file-5d1e7a90"}
             ).status_code
             == 200
         )
-        read = {"Authorization": "Bearer tok-read"}
+        read = {"Authorization": "Bearer tok-read-8c2f4b61a7"}
         assert httpx.get(f"{proc.url}/api/v1/dags", headers=read).status_code == 200
         resp = httpx.post(f"{proc.url}/api/v1/dags", json={"yaml": DEMO}, headers=read)
         assert resp.status_code == 403 and resp.json()["error"]["code"] == "forbidden"
@@ -281,3 +283,25 @@ def test_a_body_over_1_mib_gets_413_from_a_real_server(open_server: FlowForgePro
     resp = httpx.post(f"{open_server.url}/api/v1/dags", content=chunks(), headers=headers, timeout=30)
     assert resp.status_code == 413 and resp.json()["error"]["code"] == "payload_too_large"
     assert httpx.get(f"{open_server.url}/health").status_code == 200  # and it carries on
+
+
+@e2e
+@pytest.mark.parametrize("command", ["up", "api"])
+def test_a_port_in_use_is_one_line_and_nothing_starts(tmp_path: Path, command: str) -> None:
+    home = tmp_path / "home"
+    store = open_store(f"sqlite:///{home / 'flowforge.db'}")  # an existing database, as after earlier use
+    store.close()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = FlowForgeProcess(
+            [command, "--port", str(port), "--home", str(home)], log_path=tmp_path / "out.log"
+        )
+        code, out = finished(proc)
+    assert code == 2, out
+    [line] = out.strip().splitlines()
+    assert line == f"error: --port {port}: cannot listen on 127.0.0.1:{port} (Address already in use)"
+    with sqlite3.connect(home / "flowforge.db") as db:  # rows, not the API: a released lease still shows
+        assert db.execute("SELECT count(*) FROM leases").fetchone()[0] == 0, "a scheduler took the lease"
+        assert db.execute("SELECT count(*) FROM workers").fetchone()[0] == 0, "a worker registered"

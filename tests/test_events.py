@@ -152,3 +152,29 @@ tasks:
     assert follower.returncode == 0, err
     assert first + out == "try 1\ntry 2\n"
     assert "--- attempt 2 ---" in err
+
+
+def test_last_event_id_wins_over_after(up):
+    """A reconnecting EventSource sends Last-Event-ID, and its URL may still say `after`: the header wins."""
+    submit(
+        up.url,
+        "id: resume\ntasks:\n  - {id: a, command: 'true'}\n  - {id: b, command: 'true', depends_on: [a]}\n",
+    )
+    box: dict = {}
+
+    def trigger():
+        box["run"] = httpx.post(f"{up.url}/api/v1/runs", json={"dag_id": "resume"}).json()["run_id"]
+
+    def run_over(events):
+        return any(e["event"] == "run" and e["data"]["state"] == "success" for e in events)
+
+    first = read_events(up.url, {"dag_id": "resume"}, run_over, on_open=trigger)
+    mine = [e for e in first if e["data"]["run_id"] == box["run"]]
+    middle = mine[len(mine) // 2]["id"]
+    replay = read_events(
+        up.url,
+        {"run_id": box["run"], "after": mine[0]["id"] - 1},  # the URL the stream was first opened with
+        run_over,
+        headers={"Last-Event-ID": str(middle)},
+    )
+    assert [e["id"] for e in replay] == [e["id"] for e in mine if e["id"] > middle]

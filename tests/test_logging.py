@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from flowforge.logsetup import JsonFormatter, setup_logging, wants_json
-from tests.harness import FlowForgeProcess, clean_env, free_port, start_up
+from flowforge.logsetup import ConsoleFormatter, JsonFormatter, setup_logging, wants_json
+from flowforge.settings import redact_url
+from tests.harness import FlowForgeProcess, clean_env, free_port, start_up, wait_until
 
 
 class Tty(io.StringIO):
@@ -203,3 +204,109 @@ def test_an_unknown_log_level_exits_2_with_one_line(tmp_path: Path) -> None:
         proc.stop()
     [line] = proc.output().strip().splitlines()
     assert code == 2 and line.startswith("error: log level must be one of") and "'loud'" in line
+
+
+# -- redaction: every form of a database or queue string, one function ---------------------------
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgresql://ff:pw@db:5432/ff", "postgresql://ff:***@db:5432/ff"),
+        ("postgresql://ff:p@ss/w@db/ff", "postgresql://ff:***@db/ff"),  # unescaped "@" and "/" too
+        (
+            "postgresql://ff@db/ff?sslpassword=pw&sslmode=require",
+            "postgresql://ff@db/ff?sslpassword=***&sslmode=require",
+        ),
+        ("postgres://db/ff?password=pw", "postgres://db/ff?password=***"),
+        ("host=db user=ff password=pw dbname=ff", "host=db user=ff password=*** dbname=ff"),
+        ("host=db password = 'p w\\'x' dbname=ff", "host=db password = *** dbname=ff"),
+        ("redis://:pw@cache:6379/0?prefix=ff", "redis://:***@cache:6379/0?prefix=ff"),
+        ("rediss://default:pw@cache:6380/0", "rediss://default:***@cache:6380/0"),
+        ("redis://cache:6379/0?password=pw", "redis://cache:6379/0?password=***"),
+        (
+            "store postgresql://a:pw@db/ff, queue redis://:pw@r/0",
+            "store postgresql://a:***@db/ff, queue redis://:***@r/0",
+        ),
+        ("sqlite:////var/lib/flowforge.db", "sqlite:////var/lib/flowforge.db"),
+        ("postgresql://ff@db:5432/ff", "postgresql://ff@db:5432/ff"),
+        ("memory://", "memory://"),
+    ],
+)
+def test_redact_url_hides_every_password_form(text: str, shown: str) -> None:
+    assert redact_url(text) == shown
+
+
+def test_log_lines_redact_passwords_in_messages_and_tracebacks() -> None:
+    error = ValueError("cannot connect to postgresql://ff:hunter2@db/ff")
+    exc_info = (ValueError, error, None)
+    record = logging.makeLogRecord(
+        {
+            "name": "x",
+            "levelname": "ERROR",
+            "msg": "store %s",
+            "args": ("host=db password=hunter2",),
+            "exc_info": exc_info,
+        }
+    )
+    for formatter in (JsonFormatter(), ConsoleFormatter()):
+        line = formatter.format(record)
+        assert "hunter2" not in line and "password=***" in line and "ff:***@db" in line
+
+
+def one_line_exit(tmp_path: Path, args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    proc = FlowForgeProcess(args, env=env, log_path=tmp_path / "out.log")
+    try:
+        code = proc.proc.wait(60)
+    finally:
+        proc.stop()
+    lines = proc.output().strip().splitlines()
+    assert len(lines) == 1, lines
+    return code, lines[0]
+
+
+@pytest.mark.e2e
+def test_a_dsn_with_a_password_is_redacted_in_the_start_up_error(tmp_path: Path) -> None:
+    env = clean_env(FLOWFORGE_DB="host=db.example user=ff password=dsn-pw-1f2e dbname=ff")
+    args = ["up", "--port", str(free_port()), "--home", str(tmp_path / "home")]
+    code, line = one_line_exit(tmp_path, args, env)
+    assert code == 2 and line.startswith("error: FLOWFORGE_DB=host=db.example user=ff password=***")
+    assert "dsn-pw-1f2e" not in line
+
+
+@pytest.mark.e2e
+def test_an_unreachable_database_url_is_redacted_in_the_start_up_error(
+    tmp_path: Path, redis_url: str
+) -> None:
+    env = clean_env(
+        FLOWFORGE_DB="postgresql://ff:url-pw-9c8b@127.0.0.1:1/ff?sslpassword=ssl-pw-7a6d&connect_timeout=2",
+        FLOWFORGE_QUEUE=redis_url,
+    )
+    args = ["scheduler", "--home", str(tmp_path / "home"), "--log-level", "warning"]
+    code, line = one_line_exit(tmp_path, args, env)
+    assert code == 3 and line.startswith(
+        "error: FLOWFORGE_DB=postgresql://ff:***@127.0.0.1:1/ff?sslpassword=***"
+    )
+    assert "url-pw-9c8b" not in line and "ssl-pw-7a6d" not in line
+
+
+@pytest.mark.e2e
+def test_a_running_scheduler_logs_its_backends_redacted(tmp_path: Path, pg_url: str, redis_url: str) -> None:
+    db = pg_url.replace("://postgres@", "://postgres:db-pw-5e4f@", 1) + "?sslpassword=ssl-pw-3c2b"
+    queue = redis_url.replace("redis://", "redis://:q-pw-1a0f@", 1)
+    assert "db-pw-5e4f" in db and "q-pw-1a0f" in queue
+    env = clean_env(FLOWFORGE_DB=db, FLOWFORGE_QUEUE=queue)
+    proc = FlowForgeProcess(
+        ["scheduler", "--home", str(tmp_path / "home")], env=env, log_path=tmp_path / "out.log"
+    )
+    try:
+        wait_until(
+            "the scheduler to log its backends",
+            lambda: "FlowForge scheduler" in proc.output(),
+            30,
+            alive=proc.check_alive,
+        )
+    finally:
+        assert proc.stop() == 0
+    out = proc.output()
+    assert "sslpassword=***" in out and "postgres:***@" in out and "redis://:***@" in out
+    for password in ("db-pw-5e4f", "ssl-pw-3c2b", "q-pw-1a0f"):
+        assert password not in out

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from flowforge import __version__
 from flowforge.api.errors import install_error_handlers
+from flowforge.api.hosts import HostPolicy
 from flowforge.api.middleware import MAX_BODY_BYTES, PUBLIC_PATHS, middleware_stack
 from flowforge.api.models import describe_auth_and_errors
 from flowforge.api.routes_dags import build_dag_router
@@ -30,10 +31,13 @@ def create_app(
     api_token: str | None = None,
     api_read_token: str | None = None,
     registry: CollectorRegistry | None = None,
+    hosts: HostPolicy | None = None,
 ) -> FastAPI:
     """Build the API app over these services; `api_token` and `api_read_token` override the configured ones.
 
     Its metrics go on `registry` (`up` shares one with its scheduler and worker), else on a new one.
+    A server passes the host names it answers (`hosts`, see `HostPolicy.for_server`); an app
+    called in-process, with no network in between, answers every Host.
     """
     # Per app unless given: two apps in one process never share series.
     registry = registry if registry is not None else CollectorRegistry()
@@ -57,6 +61,7 @@ def create_app(
             token=token,
             read_token=read_token,
             max_body=max(MAX_BODY_BYTES, services.settings.max_yaml_bytes),
+            hosts=hosts,
         ),
     )
     app.state.services = services

@@ -2,8 +2,9 @@
 
 Outermost first: request metrics (so that answers given by the others count too), security
 headers (so that every answer, even a 500 or a 401, gets them), the catch-all that turns an
-unhandled exception into a JSON 500, the refusal of cross-site writes, bearer-token auth, and
-the request body limit.
+unhandled exception into a JSON 500, the Host check (a server answers only the names it is
+served under), the refusal of cross-site writes, bearer-token auth, the request body limit,
+and the nesting limit of JSON bodies.
 
 There is no CORS middleware, so no other site's page can read an answer; CrossSiteWriteMiddleware
 refuses their requests that would change something.
@@ -19,10 +20,13 @@ from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flowforge.api.bodies import is_json, json_nesting_over, read_body
 from flowforge.api.errors import BodyTooLarge, error_response
+from flowforge.api.hosts import HostPolicy, origin_matches_host, split_host
 from flowforge.metrics import ApiMetrics
 
 log = logging.getLogger(__name__)
@@ -37,19 +41,27 @@ _NO_CSP_PREFIXES = ("/docs", "/redoc")
 PAGE_CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 _READ_METHODS = frozenset({"GET", "HEAD"})
 UNMATCHED_ROUTE = "unmatched"
+MAX_JSON_DEPTH = 64  # arrays and objects inside each other in a request body
 
 
 def middleware_stack(
-    metrics: ApiMetrics, *, token: str | None, read_token: str | None, max_body: int
+    metrics: ApiMetrics,
+    *,
+    token: str | None,
+    read_token: str | None,
+    max_body: int,
+    hosts: HostPolicy | None = None,
 ) -> list[Middleware]:
-    """The API's middleware, outermost first."""
+    """The API's middleware, outermost first; without `hosts`, every Host is answered."""
     return [
         Middleware(RequestMetricsMiddleware, metrics=metrics),
         Middleware(SecurityHeadersMiddleware),
         Middleware(CatchAllMiddleware),
+        Middleware(HostCheckMiddleware, policy=hosts),
         Middleware(CrossSiteWriteMiddleware),
         Middleware(TokenAuthMiddleware, token=token, read_token=read_token),
         Middleware(BodyLimitMiddleware, max_bytes=max_body),
+        Middleware(JsonDepthMiddleware, max_depth=MAX_JSON_DEPTH),
     ]
 
 
@@ -199,12 +211,43 @@ class TokenAuthMiddleware:
         await response(scope, receive, send)
 
 
-class CrossSiteWriteMiddleware:
-    """Refuses a browser's cross-site request that would change something (403), token or not.
+class HostCheckMiddleware:
+    """Answers 421 to a request addressed to a host name the server is not served under.
 
-    Without a token on loopback, any web page the user opens could otherwise POST to the API
-    (a "simple" request needs no CORS preflight). Browsers say where a request comes from in
-    `Sec-Fetch-Site`, which proxies leave alone; clients that are not browsers do not send it.
+    Before any route runs: a page that rebinds its own name to this server's address gets
+    nothing but this refusal. A request without a Host header (HTTP/1.0) comes from no browser.
+    """
+
+    def __init__(self, app: ASGIApp, policy: HostPolicy | None) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        header = Headers(scope=scope).get("host") if scope["type"] == "http" else None
+        if self.policy is None or header is None:
+            await self.app(scope, receive, send)
+            return
+        host = split_host(header)
+        if host is None or not self.policy.allows(host[0]):
+            name = host[0] if host else header
+            message = (
+                f"this server does not answer for host {header!r}; if that is one of its names, "
+                f"start it with --allowed-host {name} (or FLOWFORGE_ALLOWED_HOSTS)"
+            )
+            await error_response(421, "misdirected_request", message)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class CrossSiteWriteMiddleware:
+    """Refuses a browser's request from another site or origin that would change something (403).
+
+    Token or not: without a token on loopback, any web page the user opens could otherwise POST
+    to the API (a "simple" request needs no CORS preflight). Browsers say where a request comes
+    from in `Sec-Fetch-Site`, and older ones at least in `Origin`: a write whose Origin is not
+    the origin it was sent to (scheme://host:port of its Host header) is refused. Clients that
+    are not browsers send neither.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -213,12 +256,25 @@ class CrossSiteWriteMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
         if scope["type"] == "http" and scope["method"] not in _READ_METHODS:
-            site = Headers(scope=scope).get("sec-fetch-site", "same-origin").lower()
+            headers = Headers(scope=scope)
+            site = headers.get("sec-fetch-site", "same-origin").lower()
+            origin = headers.get("origin")
             if site not in ("same-origin", "none"):
-                message = f"a {site} browser request may not {scope['method']} {scope['path']}"
-                await error_response(403, "forbidden", message)(scope, receive, send)
+                refused = f"a {site} browser request"
+            elif origin is not None and not _same_origin(origin, headers.get("host", "")):
+                refused = f"a request from origin {origin[:200]!r}"
+            else:
+                await self.app(scope, receive, send)
                 return
+            message = f"{refused} may not {scope['method']} {scope['path']}"
+            await error_response(403, "forbidden", message)(scope, receive, send)
+            return
         await self.app(scope, receive, send)
+
+
+def _same_origin(origin: str, host_header: str) -> bool:
+    host = split_host(host_header)
+    return host is not None and origin_matches_host(origin, host)
 
 
 class SecurityHeadersMiddleware:
@@ -272,6 +328,9 @@ class CatchAllMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            # The client left before sending its whole request: nobody to answer, nothing wrong here.
+            log.debug("client went away during %s %s", scope.get("method"), scope.get("path"))
         except Exception:
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if started:
@@ -279,3 +338,44 @@ class CatchAllMiddleware:
                 return
             response = error_response(500, "internal_error", "internal server error; see the server log")
             await response(scope, receive, send)
+
+
+class JsonDepthMiddleware:
+    """Refuses a JSON body nested deeper than `max_depth` with 422, before anything parses it.
+
+    Python's JSON parser recurses once per level: a body of a million `[` would otherwise end in
+    a RecursionError. The body (already bounded by BodyLimitMiddleware) is read whole, checked,
+    and handed on; a client that leaves before sending it all gets no answer and a debug line.
+    """
+
+    def __init__(self, app: ASGIApp, max_depth: int) -> None:
+        self.app = app
+        self.max_depth = max_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] != "http" or scope["method"] in _READ_METHODS or not is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await read_body(receive)
+        except BodyTooLarge as exc:
+            await error_response(413, "payload_too_large", str(exc.detail))(scope, receive, send)
+            return
+        if body is None:
+            log.debug("client went away during %s %s", scope["method"], scope["path"])
+            return
+        if json_nesting_over(body, self.max_depth):
+            message = f"invalid request: the JSON body nests arrays and objects over {self.max_depth} deep"
+            await error_response(422, "invalid_request", message)(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # what comes after the body: a disconnect
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)

@@ -18,14 +18,16 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
+from flowforge.api.errors import error_response
 from flowforge.api.models import SAFE_INT_MAX, errors
 from flowforge.core.records import Event
 from flowforge.operations import attempt_ended
 from flowforge.store.base import Store
 
 if TYPE_CHECKING:
-    from flowforge.services import Services
+    from flowforge.services import Services, StreamSlots
 
 POLL_SECS = 0.2  # how soon a change reaches a connected client
 KEEPALIVE_SECS = 15.0  # a comment line keeps proxies from closing an idle stream
@@ -33,6 +35,32 @@ MAX_STREAM_SECS = 3600.0  # then the client reconnects (EventSource does so by i
 RECONNECT_MS = 2000
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 LOG_PAGE_BYTES = 1024 * 1024  # the most log text one answer (or one read of a followed log) carries
+
+
+class LimitedStream(StreamingResponse):
+    """A live stream that holds one of the API's stream slots while it runs, or answers 503 when none is free.
+
+    The slot is taken and given back around the whole answer, so that a stream whose client
+    left before it began still gives its slot back.
+    """
+
+    def __init__(self, slots: StreamSlots, content: AsyncIterator[str], media_type: str) -> None:
+        super().__init__(content, media_type=media_type, headers=SSE_HEADERS)
+        self.slots = slots
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if not self.slots.take():
+            message = (
+                f"too many open streams ({self.slots.limit}, the server's --max-streams): try again shortly"
+            )
+            refusal = error_response(503, "unavailable", message, headers={"Retry-After": "5"})
+            await refusal(scope, receive, send)
+            return
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slots.give_back()
 
 
 def _matches(event: Event, run_id: str | None, dag_id: str | None) -> bool:
@@ -122,16 +150,17 @@ def build_events_router(services: Services) -> APIRouter:
     ) -> StreamingResponse:
         """Server-sent events: one per change of a DAG, run or task instance, resumable by id.
 
-        Without `after` or a Last-Event-ID header the stream starts with the next change.
-        Each event's data is JSON: id, ts, kind (dag|run|task), dag_id, run_id, task_id, state, attempt.
+        A Last-Event-ID header (what EventSource sends when it reconnects) wins over `after`;
+        without either the stream starts with the next change. Each event's data is JSON: id, ts,
+        kind (dag|run|task), dag_id, run_id, task_id, state, attempt.
         """
         start = after
         resume = (last_event_id or "").strip()
-        if start is None and resume.isascii() and resume.isdigit() and int(resume) <= SAFE_INT_MAX:
+        if resume.isascii() and resume.isdigit() and int(resume) <= SAFE_INT_MAX:
             start = int(resume)
         if start is None:
             start = store.last_event_id()
         stream = sse_stream(StreamContext(request, services.stopping), store, start, run_id, dag_id)
-        return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+        return LimitedStream(services.streams, stream, "text/event-stream")
 
     return router

@@ -28,7 +28,7 @@ from flowforge.api.models import (
     TriggerRequest,
     errors,
 )
-from flowforge.api.routes_events import LOG_PAGE_BYTES, SSE_HEADERS, StreamContext, log_stream
+from flowforge.api.routes_events import LOG_PAGE_BYTES, LimitedStream, StreamContext, log_stream
 from flowforge.core.model import RunState
 
 if TYPE_CHECKING:  # services imports the engine; the API needs only the type
@@ -130,7 +130,7 @@ class RunRoutes:
         if follow and number:
             context = StreamContext(request, self.services.stopping)
             stream = log_stream(context, self.store, run_id, task_id, number, after)
-            return StreamingResponse(stream, media_type="text/plain; charset=utf-8", headers=SSE_HEADERS)
+            return LimitedStream(self.services.streams, stream, "text/plain; charset=utf-8")
         return views.log_page(ops.read_log_page(self.store, instance, number, after, LOG_PAGE_BYTES))
 
 

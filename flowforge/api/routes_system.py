@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from flowforge import __version__
 from flowforge.api.models import LIST_LIMIT_MAX, SAFE_INT_MAX, Health, Ready, Status, WorkerList, errors
 from flowforge.api.views import worker_summary
 from flowforge.operations import readiness
@@ -55,6 +56,7 @@ def build_system_router(services: Services, registry: CollectorRegistry) -> APIR
         counts = store.counts()
         workers = worker_summary(store.list_workers(), time.time(), settings.heartbeat_secs)
         return {
+            "version": __version__,
             "dags": counts.get("dags", {}),
             "runs": counts.get("runs", {}),
             "tasks": counts.get("tasks", {}),

@@ -5,9 +5,11 @@ They are registered on the app by `flowforge.cli`; each runs a process of `flowf
 
 from __future__ import annotations
 
-import ipaddress
 import logging
+import os
+import sys
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -68,6 +70,33 @@ HomeOpt = Annotated[
 InsecureOpt = Annotated[
     bool, typer.Option("--insecure", help="Allow a non-loopback --host without FLOWFORGE_API_TOKEN.")
 ]
+AllowedHostOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allowed-host",
+        help="A host name the API answers besides the address it is bound to (repeat for more; "
+        "*.example.com for every name under it); requests for other names get 421. Also "
+        "FLOWFORGE_ALLOWED_HOSTS=name,name.",
+    ),
+]
+MaxStreamsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-streams",
+        min=1,
+        help="Event streams and followed logs open at once; past it they get 503 "
+        "(default: 100; FLOWFORGE_MAX_STREAMS).",
+    ),
+]
+MaxConnectionsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-connections",
+        min=1,
+        help="Open connections to the API at once; past it requests get 503 "
+        "(default: 2048; FLOWFORGE_MAX_CONNECTIONS).",
+    ),
+]
 GraceOpt = Annotated[
     float | None,
     typer.Option(
@@ -92,33 +121,36 @@ def up(
     port: PortOpt = None,
     concurrency: ConcurrencyOpt = None,
     examples: Annotated[
-        bool, typer.Option("--examples/--no-examples", help="Also submit the example DAGs (examples/*.yaml).")
+        bool, typer.Option("--examples/--no-examples", help="Also submit the bundled example DAGs.")
     ] = False,
     home: HomeOpt = None,
     insecure: InsecureOpt = False,
     token_file: TokenFileOpt = None,
     grace: GraceOpt = None,
+    allowed_host: AllowedHostOpt = None,
+    max_streams: MaxStreamsOpt = None,
+    max_connections: MaxConnectionsOpt = None,
     log_level: LogLevelOpt = None,
 ) -> None:
     """Start everything in one process: API, web page, scheduler and workers. Ctrl-C stops it."""
     from flowforge.roles import run_all_in_one
 
     settings = _settings(
-        home=home, host=host, port=port, concurrency=concurrency, token_file=token_file, grace_secs=grace
+        home=home,
+        host=host,
+        port=port,
+        concurrency=concurrency,
+        token_file=token_file,
+        grace_secs=grace,
+        allowed_hosts=allowed_host,
+        max_streams=max_streams,
+        max_connections=max_connections,
     )
     _refuse_open_bind(settings, insecure)
     _logging(log_level)
     paths = find_examples() if examples else []
     if examples and not paths:
-        log.warning("no examples/*.yaml next to the package or in the current directory")
-    log.info(
-        "FlowForge %s: http://%s:%d (%d worker slots, data in %s); Ctrl-C to stop",
-        __version__,
-        settings.host,
-        settings.port,
-        settings.concurrency,
-        settings.home,
-    )
+        log.warning("no example DAGs found in the installed package (flowforge/examples)")
     _start(lambda: run_all_in_one(settings, paths))
 
 
@@ -128,17 +160,25 @@ def api(
     home: HomeOpt = None,
     insecure: InsecureOpt = False,
     token_file: TokenFileOpt = None,
+    allowed_host: AllowedHostOpt = None,
+    max_streams: MaxStreamsOpt = None,
+    max_connections: MaxConnectionsOpt = None,
     log_level: LogLevelOpt = None,
 ) -> None:
     """Serve the REST API and the web page (no scheduler, no workers). Ctrl-C stops it."""
     from flowforge.roles import run_api
 
-    settings = _settings(home=home, host=host, port=port, token_file=token_file)
+    settings = _settings(
+        home=home,
+        host=host,
+        port=port,
+        token_file=token_file,
+        allowed_hosts=allowed_host,
+        max_streams=max_streams,
+        max_connections=max_connections,
+    )
     _refuse_open_bind(settings, insecure)
     _logging(log_level)
-    log.info(
-        "FlowForge %s API: http://%s:%d (%s)", __version__, settings.host, settings.port, _backends(settings)
-    )
     _start(lambda: run_api(settings))
 
 
@@ -193,13 +233,27 @@ def _logging(level: str | None) -> None:
 
 
 def _settings(**overrides: Any) -> Settings:
-    """Settings from flags and environment; a bad value exits 2 with its one-line reason."""
-    from flowforge.settings import Settings
+    """Settings from flags and environment; a bad value exits 2 with its one-line reason.
+
+    Run as the `flowforge` program with secret settings in its environment, the process first
+    starts itself again without them (see `settings.exec_without_secrets`): tasks, and anything
+    else of the same user, can read a process's environment in /proc, never its memory's copy.
+    """
+    from flowforge.settings import Settings, exec_without_secrets, take_handed_over_secrets
 
     try:
-        return Settings.from_env(**overrides)
-    except ValueError as exc:
+        if _started_as_flowforge():
+            exec_without_secrets([sys.executable, *sys.orig_argv[1:]])
+        environ = {**os.environ, **take_handed_over_secrets()}
+        return Settings.from_env(environ, **overrides)
+    except (ValueError, OSError) as exc:
         fail(str(exc), EXIT_BAD_INPUT)
+
+
+def _started_as_flowforge() -> bool:
+    """True in the `flowforge` program (its script, or `python -m flowforge`), not in a caller of the CLI."""
+    main = Path(sys.argv[0])
+    return main.name == "flowforge" or (main.name == "__main__.py" and main.parent.name == "flowforge")
 
 
 def _backends(settings: Settings) -> str:
@@ -229,28 +283,34 @@ def _require_shared_queue(settings: Settings, role: str) -> None:
         )
 
 
+MIN_PUBLIC_TOKEN_CHARS = 16
+
+
 def _refuse_open_bind(settings: Settings, insecure: bool) -> None:
-    """Exit 2 rather than serve a remote shell to the network without a token (unless --insecure)."""
-    if not _is_loopback(settings.host) and not settings.api_token and not insecure:
+    """Exit 2 rather than serve a remote shell to the network without a token (unless --insecure),
+    or with a token short enough to guess."""
+    from flowforge.settings import is_loopback
+
+    if is_loopback(settings.host):
+        return
+    if not settings.api_token and not insecure:
         fail(
             f"refusing to serve on {settings.host} without FLOWFORGE_API_TOKEN: anyone who can reach it "
             "could run shell commands. Set a token (or --token-file PATH), or pass --insecure.",
             EXIT_BAD_INPUT,
         )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    tokens = (("API token", settings.api_token), ("FLOWFORGE_API_READ_TOKEN", settings.api_read_token))
+    for name, token in tokens:
+        if token and len(token) < MIN_PUBLIC_TOKEN_CHARS:
+            fail(
+                f"refusing to serve on {settings.host} with a {len(token)}-character {name}: on a "
+                f"non-loopback address it needs at least {MIN_PUBLIC_TOKEN_CHARS} characters "
+                "(make one with: openssl rand -hex 32)",
+                EXIT_BAD_INPUT,
+            )
 
 
 def find_examples() -> list[Path]:
-    """The example DAG files: `examples/` next to the package (a checkout), else in the cwd."""
-    for folder in (Path(__file__).resolve().parent.parent / "examples", Path.cwd() / "examples"):
-        if folder.is_dir():
-            return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
-    return []
+    """The example DAG files shipped inside the package (`flowforge/examples/*.yaml`)."""
+    folder = Path(str(resources.files("flowforge") / "examples"))
+    return sorted(folder.glob("*.yaml")) if folder.is_dir() else []
