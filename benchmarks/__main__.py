@@ -52,6 +52,11 @@ def parser() -> argparse.ArgumentParser:
         "--scale", action="store_true", help="API and scheduler latency with 100,000 task instances"
     )
     p.add_argument(
+        "--cli",
+        action="store_true",
+        help="the CLI's start-up against python -c pass (--cli --no-compare for only that)",
+    )
+    p.add_argument(
         "--scale-runs", type=int, default=500, help="finished W1 runs of history for --scale (500)"
     )
     p.add_argument(
@@ -99,6 +104,12 @@ def run_sections(
         from benchmarks.scale import run_scale
 
         results["scale"] = run_scale(folder / "scale", runs=args.scale_runs, progress=progress)
+    if args.cli:
+        from benchmarks.cli_startup import run_cli_startup
+
+        results["cli"] = run_cli_startup(
+            folder / "cli", args.runs, progress=progress, repo=args.repo.resolve()
+        )
     return results
 
 
@@ -125,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
-    if not (args.compare or args.profile or args.scale):
-        console.print("nothing to do: --no-compare without --profile or --scale")
+    if not (args.compare or args.profile or args.scale or args.cli):
+        console.print("nothing to do: --no-compare without --profile, --scale or --cli")
         return 2
     measured = commit(REPO_DIR)
     refused = why_not_saved(args)

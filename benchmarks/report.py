@@ -161,6 +161,26 @@ def scale_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def cli_lines(results: dict[str, Any]) -> list[str]:
+    """The CLI's start-up: each command's median and its ratio to `python -c pass` (benchmarks/cli_startup.py)."""
+    section = results.get("cli")
+    if not section:
+        return []
+    commands = section["commands"]
+    lines = [
+        f"CLI start-up, output to a pipe, medians of {section['meta'].get('runs', '?')} interleaved runs; "
+        f"{machine_text(section['meta'])}"
+    ]
+    for c in commands.values():
+        ratio, goal = c["ratio"], c.get("goal")
+        judged = _goal(None if goal is None or ratio is None else ratio <= goal, section)
+        target = f" (goal {goal:g}×)" if goal else ""
+        lines.append(
+            f"{c['what']}: {_f(c['seconds']['median'] * 1000, '.1f')} ms, {_f(ratio, '.1f')}×{judged}{target}"
+        )
+    return lines
+
+
 # -- outputs ----------------------------------------------------------------------------------------
 def print_report(results: dict[str, Any], console: Console | None = None) -> None:
     """A readable report on the terminal."""
@@ -190,7 +210,7 @@ def print_report(results: dict[str, Any], console: Console | None = None) -> Non
                         + (f" (CPU {cpu:.2f} ms/task)" if cpu is not None else "")
                     )
             console.print(f"  {name} spread (max-min)/median: " + ", ".join(spreads))
-    for line in memory_lines(results) + load_lines(results) + scale_lines(results):
+    for line in memory_lines(results) + load_lines(results) + scale_lines(results) + cli_lines(results):
         console.print(line)
 
 
@@ -220,7 +240,7 @@ def markdown(results: dict[str, Any]) -> str:
         out.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
         out += ["| " + " | ".join(row) + " |" for row in rows]
         out.append("")
-    extra = memory_lines(results) + load_lines(results) + scale_lines(results)
+    extra = memory_lines(results) + load_lines(results) + scale_lines(results) + cli_lines(results)
     out += [f"- {line}" for line in extra if not line.startswith("query ")]
     return "\n".join(out).rstrip() + "\n"
 

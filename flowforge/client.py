@@ -7,11 +7,16 @@ attributes; `model.model_dump(mode="json")` gives back the JSON the API sent.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+# httpx imports its own command line (click, pygments, rich's syntax and progress) on import,
+# only to offer `httpx.main`; this client never uses it. Marked absent, httpx puts a stub there.
+if "httpx" not in sys.modules:
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 import httpx
 from pydantic import BaseModel, ValidationError
 
@@ -110,9 +115,13 @@ def _reason(exc: httpx.TransportError) -> str:
 class ChangeWatcher:
     """Signals each change of one run, from the events stream in a background thread.
 
-    `wait(timeout)` returns True when something changed since the last call. When the stream
-    cannot be had (an older server, a proxy that buffers), `live` turns False and callers poll.
+    `wait(timeout)` returns True when something changed since the last call. A lost stream (the
+    API restarting) is reconnected with backoff and resumed after the last event seen, and counts
+    as a change (anything may have happened meanwhile). When the API refuses the stream (an
+    older server, a proxy that buffers), `live` turns False and callers poll.
     """
+
+    RETRY_FIRST_SECS, RETRY_MAX_SECS = 0.2, 5.0
 
     def __init__(self, client: ApiClient, run_id: str) -> None:
         self._changed = threading.Event()
@@ -124,15 +133,31 @@ class ChangeWatcher:
         self._thread.start()
 
     def _listen(self, run_id: str) -> None:
-        try:
-            while not self._stop.is_set():
-                for _ in self._client.events(run_id=run_id):
+        after: int | None = None  # the last event seen: a new stream resumes after it
+        delay = self.RETRY_FIRST_SECS
+        while not self._stop.is_set():
+            try:
+                for event in self._client.events(run_id=run_id, after=after):
+                    after, delay = int(event.get("id", after or 0)), self.RETRY_FIRST_SECS
                     self._changed.set()
                     if self._stop.is_set():
                         return
-        except (ApiError, ApiUnreachable, ValueError):
-            self.live = False
-            self._changed.set()
+            except (ApiUnreachable, ApiError) as exc:
+                # Refused outright (an older server, a proxy): poll instead. Away or busy: try again.
+                if isinstance(exc, ApiError) and exc.status not in (502, 503, 504):
+                    self.live = False
+                    self._changed.set()
+                    return
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, self.RETRY_MAX_SECS)
+            except Exception:  # not an events stream, or the client closed under it by close()
+                self.live = self._stop.is_set()
+                self._changed.set()
+                return
+            self._changed.set()  # the stream ended: look again, and reconnect after a breath
+            if self._stop.wait(self.RETRY_FIRST_SECS):
+                return
 
     def wait(self, timeout: float) -> bool:
         """Block until a change or `timeout`; True when there was a change."""

@@ -9,43 +9,28 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from flowforge.api import create_app
 from flowforge.cli import app
 from flowforge.core.model import RunState, TaskState
 from flowforge.services import Services
+from tests.cli_support import (
+    BAD,
+    CLEAN_ENV,
+    GOOD,
+    LiveApi,
+    served,
+    serving,
+    start_task,
+    wait_more,
+)
 from tests.harness import free_port
-
-GOOD = """\
-id: hello
-params: {who: world}
-tasks:
-  - id: greet
-    command: echo "hello $FLOWFORGE_PARAM_WHO"
-  - id: bye
-    command: echo bye
-    depends_on: [greet]
-"""
-
-BAD = """\
-id: bad
-tasks:
-  - id: a
-    command: echo a
-    depends_on: [missing]
-"""
-
-# The environment a user might have set must not leak into the tests.
-CLEAN_ENV = {"FLOWFORGE_API_URL": None, "FLOWFORGE_API_TOKEN": None, "COLUMNS": "200"}
 
 
 @pytest.fixture
@@ -65,50 +50,6 @@ def bad_file(tmp_path: Path) -> Path:
     path = tmp_path / "bad.yaml"
     path.write_text(BAD)
     return path
-
-
-@dataclass
-class LiveApi:
-    """A real uvicorn server over real services, and a way to run CLI commands against it."""
-
-    url: str
-    services: Services
-    runner: CliRunner
-
-    def cli(self, *args: str):
-        return self.runner.invoke(app, ["--api-url", self.url, *args])
-
-    def cli_json(self, *args: str):
-        result = self.cli("--json", *args)
-        assert result.exit_code == 0, result.output
-        return json.loads(result.stdout)
-
-
-@contextmanager
-def serving(asgi_app: Any) -> Iterator[str]:
-    """Serve an app with uvicorn in a thread on a free port; yields its URL once /health answers."""
-    port = free_port()
-    config = uvicorn.Config(
-        asgi_app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the API server did not start"
-            time.sleep(0.02)
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture
@@ -176,9 +117,14 @@ def test_token_is_sent(services: Services, runner: CliRunner) -> None:
 
 def test_the_app_loads_without_the_client_or_rich() -> None:
     # `flowforge --version` and `--help` start fast: httpx, the API models and Rich load when a command needs them.
-    code = "import sys, flowforge.cli; print(sorted({'httpx', 'rich', 'flowforge.client', 'flowforge.api'} & set(sys.modules)))"
+    heavy = "{'httpx', 'rich', 'pydantic', 'flowforge.client', 'flowforge.api'}"
+    code = f"import sys, flowforge.cli.application; print(sorted({heavy} & set(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+    # `flowforge --version` and `--help` are answered before Typer is imported at all.
+    code = "import sys, flowforge.cli; sys.argv[1:] = ['--help']; flowforge.cli.main(); print(sorted(m for m in sys.modules if m.startswith(('typer', 'click'))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.rstrip().endswith("[]") and "Usage: flowforge [OPTIONS] COMMAND" in out
 
 
 def test_help_lists_every_command(runner: CliRunner) -> None:
@@ -205,10 +151,9 @@ def test_help_lists_every_command(runner: CliRunner) -> None:
 def test_submit_and_dags(api: LiveApi, good_file: Path) -> None:
     first = api.cli("submit", "-f", str(good_file))
     assert first.exit_code == 0, first.output
-    assert first.stdout.strip() == "submitted DAG hello: version 1 (new DAG)"
-    assert (
-        api.cli("submit", "-f", str(good_file)).stdout.strip() == "submitted DAG hello: version 1 (unchanged)"
-    )
+    assert first.stdout.strip() == f"submitted DAG hello from {good_file}: version 1 (new DAG)"
+    again = api.cli("submit", str(good_file))
+    assert again.stdout.strip() == f"submitted DAG hello from {good_file}: version 1 (unchanged)"
     good_file.write_text(GOOD.replace("echo bye", "echo goodbye"))
     assert "version 2 (changed: new version)" in api.cli("submit", "-f", str(good_file)).stdout
     table = api.cli("dags")
@@ -252,37 +197,10 @@ def test_trigger_bad_input_exits_2(api: LiveApi, good_file: Path) -> None:
     assert api.cli("run", "no-such-run").exit_code == 2
 
 
-def _start(api: LiveApi, run_id: str, task_id: str, attempt: int = 1) -> None:
-    store, now = api.services.store, time.time()
-    assert store.queue_tasks(run_id, [(task_id, attempt - 1)], now)
-    assert store.claim_task(run_id, task_id, attempt, "w1", now)
-
-
-def _served(store: Any, method: str) -> Callable[[], int]:
-    """Count, from now on, the calls of `store.METHOD` made by other threads (the API serving the CLI)."""
-    me, calls, real = threading.current_thread(), [0], getattr(store, method)
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        if threading.current_thread() is not me:
-            calls[0] += 1
-        return real(*args, **kwargs)
-
-    setattr(store, method, counted)
-    return lambda: calls[0]
-
-
-def _wait_more(count: Callable[[], int], what: str) -> None:
-    """Wait until `count()` grows: the CLI has come back to the API since."""
-    before, deadline = count(), time.monotonic() + 10
-    while count() == before:
-        assert time.monotonic() < deadline, f"the CLI never came back for {what}"
-        time.sleep(0.01)
-
-
 def test_logs(api: LiveApi, good_file: Path) -> None:
     api.cli("submit", "-f", str(good_file))
     run_id = api.cli("trigger", "hello").stdout.strip()
-    _start(api, run_id, "greet")
+    start_task(api, run_id, "greet")
     api.services.store.append_log(run_id, "greet", 1, "hello you\n<b>raw</b> [red]text[/red]\n")
     result = api.cli("logs", run_id, "greet")
     assert result.exit_code == 0 and result.stdout == "hello you\n<b>raw</b> [red]text[/red]\n"
@@ -293,10 +211,10 @@ def test_logs(api: LiveApi, good_file: Path) -> None:
     store = api.services.store
 
     def finish_later() -> None:
-        reads = _served(store, "read_log")
-        _wait_more(reads, "the log")  # it follows now
+        reads = served(store, "read_log")
+        wait_more(reads, "the log")  # it follows now
         store.append_log(run_id, "greet", 1, "late line\n")
-        _wait_more(reads, "the log")
+        wait_more(reads, "the log")
         store.finish_task(run_id, "greet", 1, "w1", state=TaskState.SUCCESS, now=time.time(), exit_code=0)
 
     threading.Thread(target=finish_later).start()
@@ -329,10 +247,10 @@ def _play_run(api: LiveApi, outcome: TaskState) -> Callable[[], None]:
             time.sleep(0.02)
         run_id = runs[0].run_id
         store.set_run_state(run_id, [RunState.QUEUED], RunState.RUNNING, time.time())
-        _start(api, run_id, "greet")
-        fetches = _served(store, "task_instances")
+        start_task(api, run_id, "greet")
+        fetches = served(store, "task_instances")
         store.append_log(run_id, "greet", 1, "".join(f"line {i}\n" for i in range(30)))
-        _wait_more(fetches, "the running run")  # it draws a frame of it
+        wait_more(fetches, "the running run")  # it draws a frame of it
         store.finish_task(
             run_id,
             "greet",
@@ -344,7 +262,7 @@ def _play_run(api: LiveApi, outcome: TaskState) -> Callable[[], None]:
             error=None if outcome == TaskState.SUCCESS else "exit code 7",
         )
         if outcome == TaskState.SUCCESS:
-            _start(api, run_id, "bye")
+            start_task(api, run_id, "bye")
             store.finish_task(run_id, "bye", 1, "w1", state=TaskState.SUCCESS, now=time.time(), exit_code=0)
         else:
             store.set_task_states(
@@ -394,7 +312,7 @@ def test_the_client_models_give_back_the_json_the_api_sent(api: LiveApi, good_fi
 
     raw = httpx.Client(base_url=api.url)
     run_id = ApiClient(api.url).trigger(ApiClient(api.url).submit_dag(GOOD).id).run_id
-    _start(api, run_id, "greet")
+    start_task(api, run_id, "greet")
     api.services.store.append_log(run_id, "greet", 1, "hi\n")
 
     def same(model: Any, path: str, method: str = "GET", **kwargs: Any) -> None:

@@ -1,4 +1,4 @@
-"""The commands that use FlowForge: validate and submit DAG files, trigger and inspect runs, read logs.
+"""The commands that use a running FlowForge: trigger and wait for runs, list and show, pause, the dashboard.
 
 Each parses its arguments, calls the API through `flowforge.client` and prints a table (or the
 API's JSON with `--json`). Rich, the tables and the client are imported inside the commands:
@@ -7,97 +7,33 @@ they are slow to import, and `flowforge --version` needs none of them.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+import sys
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from flowforge.cli.group import client_command
+from flowforge.cli.logs import logs
 from flowforge.cli.state import (
-    EXIT_BAD_INPUT,
+    EXIT_GAVE_UP,
     EXIT_INTERRUPTED,
     EXIT_RUN_FAILED,
     CliState,
     DagArg,
     RunArg,
+    TimeoutOpt,
+    fail,
     get_state,
 )
-from flowforge.core.errors import DagValidationError, Problem
 
 if TYPE_CHECKING:
     from flowforge.client import ApiClient, RunDetail
-    from flowforge.core.model import DagSpec
-
-MAX_YAML_BYTES = 1024 * 1024  # the same limit the API applies
 
 
 def register(app: typer.Typer) -> None:
     """Add these commands to the app, in the order `--help` lists them."""
-    for command in (validate, submit, trigger, dags, runs, run, logs, status, workers, pause, unpause, tui):
-        app.command()(command)
-
-
-# -- offline ---------------------------------------------------------------------------
-def load_local(path: Path) -> tuple[DagSpec, str]:
-    """Read and validate a DAG file: (spec, text); raises DagValidationError with located problems."""
-    from flowforge.core.dagfile import (
-        load_dag,  # here, not at the top: it pulls in networkx, slow for `--help`
-    )
-
-    source = str(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_YAML_BYTES + 1)  # one byte over is enough to know it is too large
-    except OSError as exc:
-        raise DagValidationError([Problem(f"cannot read the file: {exc.strerror or exc}")], source) from None
-    spec = load_dag(raw, source, max_bytes=MAX_YAML_BYTES)
-    return spec, raw.decode("utf-8-sig")
-
-
-def _check_file(path: Path) -> dict[str, Any]:
-    """What `validate --json` says of one file."""
-    try:
-        spec, _ = load_local(path)
-    except DagValidationError as exc:
-        problems = [{**p.to_dict(), "text": p.format(str(path))} for p in exc.problems]
-        return {"file": str(path), "valid": False, "dag_id": None, "tasks": 0, "problems": problems}
-    return {"file": str(path), "valid": True, "dag_id": spec.id, "tasks": len(spec.tasks), "problems": []}
-
-
-def validate(
-    ctx: typer.Context,
-    files: Annotated[list[Path], typer.Argument(help="DAG YAML files to check.", show_default=False)],
-) -> None:
-    """Check DAG files offline (no API needed), as CI would; exit 2 if any is invalid."""
-    state = get_state(ctx)
-    results = [_check_file(path) for path in files]
-    if state.json_output:
-        state.print_json(results)
-    else:
-        for r in results:
-            if r["valid"]:
-                typer.echo(f"ok: {r['file']} (DAG {r['dag_id']}, {r['tasks']} tasks)")
-            for p in r["problems"]:
-                typer.echo(p["text"])
-    if not all(r["valid"] for r in results):
-        raise typer.Exit(EXIT_BAD_INPUT)
-
-
-# -- API clients -----------------------------------------------------------------------
-def submit(
-    ctx: typer.Context,
-    file: Annotated[Path, typer.Option("--file", "-f", help="The DAG YAML file.", show_default=False)],
-) -> None:
-    """Validate a DAG file locally, then store it through the API (a changed DAG gets a new version)."""
-    state = get_state(ctx)
-    _, text = load_local(file)
-    with state.client() as client:
-        record = client.submit_dag(text)
-    if state.json_output:
-        state.print_json(record)
-        return
-    what = "new DAG" if record.created else "changed: new version" if record.changed else "unchanged"
-    typer.echo(f"submitted DAG {record.id}: version {record.version} ({what})")
+    for command in (trigger, wait, dags, runs, run, logs, status, workers, pause, unpause, tui):
+        app.command()(client_command(command))
 
 
 def _parse_params(pairs: list[str]) -> dict[str, str]:
@@ -118,49 +54,76 @@ def trigger(
         typer.Option("--param", "-p", metavar="KEY=VALUE", help="A param declared by the DAG (repeatable)."),
     ] = None,
     wait: Annotated[
-        bool, typer.Option("--wait", "-w", help="Show live progress; exit 0 if the run succeeds, 1 if not.")
+        bool,
+        typer.Option(
+            "--wait",
+            "-w",
+            help="Wait for the run to end (as `flowforge wait` does); exit 0 if it succeeds, 1 if not.",
+        ),
     ] = False,
+    timeout: TimeoutOpt = None,
 ) -> None:
-    """Start a run of a DAG now and print its run id."""
+    """Start a run of a DAG now and print its run id.
+
+    With --wait, the run id comes first on stdout, progress goes to stderr, and the outcome (or,
+    with --json, the final run with its tasks) follows on stdout.
+    """
     state = get_state(ctx)
     params = _parse_params(param or [])
     with state.client() as client:
-        run = client.trigger(dag_id, params)
-        if run.dag_paused and not state.json_output:
-            typer.echo(
-                f"note: DAG {dag_id} is paused; this manual run goes ahead, scheduled runs do not", err=True
+        started = client.trigger(dag_id, params)  # unreachable here: exit 3
+        if started.dag_paused and not state.json_output:
+            sys.stderr.write(
+                f"note: DAG {dag_id} is paused; this manual run goes ahead, scheduled runs do not\n"
             )
         if not wait:
             if state.json_output:
-                state.print_json(run)
+                state.print_json(started)
             else:
-                typer.echo(run.run_id)
+                state.echo(started.run_id)
             return
         if not state.json_output:
-            typer.echo(run.run_id)
-        final = _wait_and_report(client, state, run.run_id)
-    if final.state != "success":
-        raise typer.Exit(EXIT_RUN_FAILED)
+            state.echo(started.run_id)
+        _wait_and_report(client, state, client.get_run(started.run_id), timeout)
 
 
-def _wait_and_report(client: ApiClient, state: CliState, run_id: str) -> RunDetail:
-    """Follow the run to its end, then print it (with --json) or its outcome."""
-    from rich.console import Console
+def wait(ctx: typer.Context, run_id: RunArg, timeout: TimeoutOpt = None) -> None:
+    """Wait for a run to end, riding out API restarts; exit 0 if it succeeded, 1 if not.
 
-    from flowforge.cli.follow import report_outcome, wait_for_run
+    Progress goes to stderr; the outcome (or, with --json, the final run with its tasks) to
+    stdout. Exit 3 when the API cannot be reached at the start, 4 when --timeout passes first.
+    """
+    state = get_state(ctx)
+    with state.client() as client:
+        _wait_and_report(client, state, client.get_run(run_id), timeout)
 
-    # Progress goes to stderr so that `RUN=$(flowforge trigger --wait ...)` still captures the id.
-    progress = None if state.json_output else Console(stderr=True, highlight=False)
+
+def _wait_and_report(client: ApiClient, state: CliState, first: RunDetail, timeout: float | None) -> None:
+    """Follow the run to its end, print it (with --json) or its outcome; exit 1 unless it succeeded."""
+    from flowforge.cli.logs import report_outcome
+    from flowforge.cli.waiting import GaveUp, Patience, progress_for, wait_for_run
+
+    progress = progress_for(state.json_output, state.clock)
+    patience = Patience(timeout, progress.say)
     try:
-        final = wait_for_run(client, run_id, progress)
+        final = wait_for_run(client, first, progress, patience)
     except KeyboardInterrupt:
-        typer.echo(f"stopped waiting; run {run_id} carries on (see: flowforge run {run_id})", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        fail(
+            f"stopped waiting; run {first.run_id} carries on (see: flowforge run {first.run_id})",
+            EXIT_INTERRUPTED,
+        )
+    except GaveUp:
+        fail(
+            f"gave up waiting for run {first.run_id} after --timeout {timeout:g}s; it carries on "
+            f"(see: flowforge run {first.run_id})",
+            EXIT_GAVE_UP,
+        )
     if state.json_output:
         state.print_json(final)
     else:
-        report_outcome(client, state.out, final)
-    return final
+        report_outcome(client, state, final)
+    if final.state != "success":
+        raise typer.Exit(EXIT_RUN_FAILED)
 
 
 def dags(
@@ -168,22 +131,29 @@ def dags(
     all_: Annotated[bool, typer.Option("--all", "-a", help="Include deactivated DAGs.")] = False,
 ) -> None:
     """List DAGs with their version, schedule and next run."""
-    from flowforge.cli.tables import dags_table
+    from flowforge.cli.render import show
+    from flowforge.cli.tables import dags_sheet
 
     state = get_state(ctx)
     with state.client() as client:
         items = client.list_dags(include_inactive=all_)
-    state.emit({"dags": items}, dags_table(items))
+    if state.json_output:
+        state.print_json({"dags": items})
+    else:
+        show(dags_sheet(items, state.clock))
 
 
 def runs(
     ctx: typer.Context,
-    dag: Annotated[str | None, typer.Option("--dag", "-d", help="Only runs of this DAG.")] = None,
+    dag: Annotated[
+        str | None, typer.Option("--dag", "-d", metavar="DAG", help="Only runs of this DAG.")
+    ] = None,
     state_filter: Annotated[
         str | None,
         typer.Option(
             "--state",
             "-s",
+            metavar="STATE",
             help="Only runs in this state (queued, running, success, failed, cancelled; comma-separated for several).",
         ),
     ] = None,
@@ -192,18 +162,26 @@ def runs(
     ] = 20,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many runs (paging).")] = 0,
 ) -> None:
-    """List runs, newest first."""
-    from flowforge.cli.tables import runs_table
+    """List runs, newest first.
+
+    A scheduled run shows its logical date: the schedule tick it stands for.
+    """
+    from flowforge.cli.render import show
+    from flowforge.cli.tables import runs_sheet
 
     state = get_state(ctx)
     with state.client() as client:
         page = client.list_runs(dag_id=dag, state=state_filter, limit=limit, offset=offset)
-    state.emit(page, runs_table(page.runs))
+    if state.json_output:
+        state.print_json(page)
+    else:
+        show(runs_sheet(page.runs, state.clock))
 
 
 def run(ctx: typer.Context, run_id: RunArg) -> None:
     """Show a run and its tasks: state, attempt, duration, exit code."""
-    from flowforge.cli.tables import run_summary, tasks_table
+    from flowforge.cli.render import show
+    from flowforge.cli.tables import run_pairs, tasks_sheet
 
     state = get_state(ctx)
     with state.client() as client:
@@ -211,81 +189,60 @@ def run(ctx: typer.Context, run_id: RunArg) -> None:
     if state.json_output:
         state.print_json(detail)
     else:
-        state.out.print(run_summary(detail))
-        state.out.print(tasks_table(detail.tasks))
-
-
-def logs(
-    ctx: typer.Context,
-    run_id: RunArg,
-    task_id: Annotated[str, typer.Argument(metavar="TASK_ID", help="Id of the task.", show_default=False)],
-    attempt: Annotated[int | None, typer.Option(min=1, help="Attempt number (default: the latest).")] = None,
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new output until done.")
-    ] = False,
-) -> None:
-    """Print a task's log as raw text (--json: one JSON object per chunk)."""
-    from flowforge.cli.follow import log_chunks, write_raw
-
-    state = get_state(ctx)
-
-    def announce(n: int) -> None:
-        if not state.json_output:
-            typer.echo(f"--- attempt {n} ---", err=True)
-
-    with state.client() as client:
-        for chunk in log_chunks(client, run_id, task_id, attempt, follow=follow, on_new_attempt=announce):
-            if state.json_output:
-                typer.echo(json.dumps(chunk.to_json()))
-            else:
-                write_raw(chunk.text)
+        show(run_pairs(detail, state.clock), tasks_sheet(detail.tasks))
 
 
 def status(ctx: typer.Context) -> None:
     """Counts of DAGs, runs and tasks by state, workers and queue depth."""
-    from flowforge.cli.tables import status_table
+    from flowforge.cli.render import show
+    from flowforge.cli.tables import status_pairs
 
     state = get_state(ctx)
     with state.client() as client:
         data = client.status()
-    state.emit(data, status_table(data))
+    if state.json_output:
+        state.print_json(data)
+    else:
+        show(status_pairs(data))
 
 
 def workers(ctx: typer.Context) -> None:
     """List workers with host, slots, running tasks and last heartbeat."""
-    from flowforge.cli.tables import workers_table
+    from flowforge.cli.render import show
+    from flowforge.cli.tables import workers_sheet
 
     state = get_state(ctx)
     with state.client() as client:
         items = client.workers()
-    state.emit({"workers": items}, workers_table(items))
+    if state.json_output:
+        state.print_json({"workers": items})
+    else:
+        show(workers_sheet(items, state.clock))
 
 
 def pause(ctx: typer.Context, dag_id: DagArg) -> None:
     """Stop scheduling a DAG (runs in flight carry on)."""
-    _set_paused(ctx, dag_id, True)
+    _set_paused(get_state(ctx), dag_id, True)
 
 
 def unpause(ctx: typer.Context, dag_id: DagArg) -> None:
     """Resume scheduling a DAG."""
-    _set_paused(ctx, dag_id, False)
+    _set_paused(get_state(ctx), dag_id, False)
 
 
-def _set_paused(ctx: typer.Context, dag_id: str, paused: bool) -> None:
-    state = get_state(ctx)
+def _set_paused(state: CliState, dag_id: str, paused: bool) -> None:
     with state.client() as client:
         record = client.pause_dag(dag_id) if paused else client.unpause_dag(dag_id)
     if state.json_output:
         state.print_json(record)
     else:
-        typer.echo(f"DAG {record.id} {'paused' if paused else 'unpaused'}")
+        state.echo(f"DAG {record.id} {'paused' if paused else 'unpaused'}")
 
 
 def tui(ctx: typer.Context) -> None:
     """Open the terminal dashboard: DAGs, runs, a live graph, the runs × tasks grid and logs."""
-    from flowforge.tui import (
-        run_tui,  # here, not at the top: Textual is slow to import for the other commands
-    )
+    # Here, not at the top: Textual is slow to import for the other commands.
+    from flowforge.tui import run_tui
 
     state = get_state(ctx)
     run_tui(state.api_url, state.token)

@@ -1,4 +1,10 @@
-"""The CLI's live output: waiting on runs with progress, following logs, tails of failed tasks."""
+"""Reading task logs: page by page or followed live, the tail of a log, and writing a log to stdout.
+
+To a pipe or a file a log is written exactly as the task wrote it (a user piping logs wants
+them as written); to a terminal through `safetext.TerminalLog` (colours kept, every other
+control character shown as an escape). With timestamps, each line starts with the time this
+command received it: FlowForge keeps no write time per log line.
+"""
 
 from __future__ import annotations
 
@@ -6,78 +12,17 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
+from flowforge.cli.render import is_tty
+from flowforge.cli.safetext import SGR_RESET, TerminalLog, visible
+from flowforge.cli.times import Clock
+from flowforge.client import ApiClient, LogPage
+from flowforge.core.model import TASK_TERMINAL
 
-from flowforge.cli.tables import STATE_STYLES, fmt_duration, run_progress, state_text, tasks_table
-from flowforge.client import ApiClient, ChangeWatcher, LogPage, RunDetail
-from flowforge.core.model import RUN_TERMINAL, TASK_TERMINAL, RunState
-
-WAIT_POLL_SECS = 0.05
-SAFETY_REFRESH_SECS = 2.0  # a run is fetched at least this often, events or not
 FOLLOW_POLL_SECS = 0.5
-BACKFILL_POLL_SECS = WAIT_POLL_SECS * 5
-
-
-def wait_for_run(
-    client: ApiClient, run_id: str, console: Console | None, poll: float = WAIT_POLL_SECS
-) -> RunDetail:
-    """Follow a run until it ends; with a console, draw its progress live. Returns the final run.
-
-    The run is fetched again whenever the events stream reports a change (at most every
-    `poll` seconds), and every few seconds regardless; without the stream it is polled.
-    """
-    watcher = ChangeWatcher(client, run_id)
-    try:
-        run = client.get_run(run_id)
-        live = Live(run_progress(run), console=console, refresh_per_second=10) if console else None
-        with live or nullcontext():
-            while run.state not in RUN_TERMINAL:
-                if watcher.live:
-                    watcher.wait(SAFETY_REFRESH_SECS)
-                time.sleep(poll)  # also gathers a burst of changes into one fetch
-                run = client.get_run(run_id)
-                if live:
-                    live.update(run_progress(run))
-        return run
-    finally:
-        watcher.close()
-
-
-def _runs_line(runs: list[RunDetail]) -> Text:
-    """`backfill: 3/7 runs done  running 2  success 3 ...`."""
-    done = sum(r.state in RUN_TERMINAL for r in runs)
-    text = Text(f"backfill: {done}/{len(runs)} runs done  ")
-    for name in RunState:
-        n = sum(r.state == name for r in runs)
-        if n:
-            text.append(f"{name} {n}  ", style=STATE_STYLES.get(name, ""))
-    return text
-
-
-def wait_for_runs(client: ApiClient, run_ids: list[str], console: Console | None) -> list[RunDetail]:
-    """Poll the runs until every one has ended; with a console, draw a one-line summary live."""
-
-    def fetch() -> list[RunDetail]:
-        return [client.get_run(r) for r in run_ids]
-
-    runs = fetch()
-    live = Live(_runs_line(runs), console=console, refresh_per_second=4) if console else None
-    with live or nullcontext():
-        while not all(r.state in RUN_TERMINAL for r in runs):
-            time.sleep(BACKFILL_POLL_SECS)
-            runs = fetch()
-            if live:
-                live.update(_runs_line(runs))
-    if console:
-        for r in runs:
-            console.print(Text.assemble(f"{r.run_id}  ", state_text(r.state)))
-    return runs
+TAIL_LINE_CHARS = 10_000  # a longer line in a tail shows its end only
 
 
 @dataclass(frozen=True)
@@ -89,6 +34,7 @@ class LogChunk:
     attempt: int
     text: str
     page: LogPage | None = None
+    received: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """What `--json` prints: the API's log answer, or the streamed text with where it belongs."""
@@ -123,14 +69,14 @@ def log_chunks(
                 pinned = page.attempt  # a cursor belongs to one attempt: pin it before reading on
             cursor, done = page.cursor, page.done
             if page.text:
-                yield LogChunk(run_id, task_id, page.attempt, page.text, page)
+                yield LogChunk(run_id, task_id, page.attempt, page.text, page, time.time())
                 continue
         if not follow:
             return
         if pinned is not None and not done:
             # The server streams the attempt's log as it is written, until the attempt ends.
             for text in client.follow_log(run_id, task_id, pinned, after=cursor):
-                yield LogChunk(run_id, task_id, pinned, text)
+                yield LogChunk(run_id, task_id, pinned, text, received=time.time())
             done, streamed = True, pinned
         if done:
             if attempt is not None:
@@ -147,33 +93,73 @@ def log_chunks(
 
 
 def log_tail(client: ApiClient, run_id: str, task_id: str, lines: int = 20) -> list[str]:
-    """The last `lines` lines of a task's latest attempt."""
+    """The last `lines` lines of a task's latest attempt (memory bounded by `lines`, not the log)."""
     tail: deque[str] = deque(maxlen=lines)
     partial = ""
     for chunk in log_chunks(client, run_id, task_id):
         text = partial + chunk.text
         *complete, partial = text.split("\n")
-        tail.extend(complete)
+        tail.extend(line[-TAIL_LINE_CHARS:] for line in complete[-lines:])
+        partial = partial[-TAIL_LINE_CHARS:]
     if partial:
         tail.append(partial)
     return list(tail)
 
 
-def write_raw(text: str) -> None:
-    """Log text to stdout exactly as written by the task."""
-    sys.stdout.write(text)
-    sys.stdout.flush()
+class LogOutput:
+    """Writes log text to stdout: as written to a pipe or file, made safe for a terminal.
 
+    With a `clock`, each line starts with the time its text was received (ISO 8601).
+    """
 
-def report_outcome(client: ApiClient, out: Console, run: RunDetail, tail_lines: int = 20) -> None:
-    """The run's result in one line; for a failed run, its failed tasks and the end of their logs."""
-    took = fmt_duration(run.started_at, run.ended_at)
-    out.print(Text.assemble("run ", run.run_id, " ", state_text(run.state), f" in {took}"))
-    failed = [t for t in run.tasks if t.state == "failed"]
-    if not failed:
-        return
-    out.print(tasks_table(failed, title="Failed tasks"))
-    for t in failed:
-        out.print(Text(f"--- last lines of {t.task_id} (attempt {t.attempt}) ---", style="bold"))
-        for line in log_tail(client, run.run_id, t.task_id, tail_lines):
-            out.print(line, markup=False, highlight=False)
+    def __init__(self, clock: Clock | None = None, terminal: bool | None = None) -> None:
+        self.terminal = TerminalLog() if (is_tty() if terminal is None else terminal) else None
+        self.clock = clock
+        self.line_start = True
+
+    def write(self, text: str, received: float | None = None) -> None:
+        """Write a piece of a log."""
+        if self.terminal is not None:
+            text = self.terminal.feed(text)
+        self._emit(text, received)
+
+    def _emit(self, text: str, received: float | None) -> None:
+        if not text:
+            return
+        if self.clock is not None:
+            text = self._stamped(text, f"{self.clock.stamp(received or time.time())} ")
+        else:
+            self.line_start = text.endswith("\n")
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def _stamped(self, text: str, prefix: str) -> str:
+        out = []
+        pieces = text.split("\n")
+        for piece in pieces[:-1]:
+            out.append((prefix if self.line_start else "") + piece + "\n")
+            self.line_start = True
+        if pieces[-1]:
+            out.append((prefix if self.line_start else "") + pieces[-1])
+            self.line_start = False
+        return "".join(out)
+
+    def end(self) -> None:
+        """The end of one log: what the terminal filter held back, a newline if the log had none,
+        and a colour reset on a terminal when the log changed colours."""
+        terminal = self.terminal
+        if terminal is not None:
+            self._emit(terminal.finish(), None)
+        if not self.line_start:
+            sys.stdout.write("\n")
+            self.line_start = True
+        if terminal is not None and terminal.coloured:
+            sys.stdout.write(SGR_RESET)
+            self.terminal = TerminalLog()
+        sys.stdout.flush()
+
+    def heading(self, text: str) -> None:
+        """A line of FlowForge's own between logs (`==> task (attempt 1, failed) <==`)."""
+        self.end()
+        sys.stdout.write(visible(text) + "\n")
+        sys.stdout.flush()
