@@ -1,31 +1,71 @@
 """The task graph of a DAG: order, cycles, dependants and depth.
 
-Edges point the way work flows: from a dependency to the task that depends on it.
+Edges point the way work flows: from a dependency to the task that depends on it. The common
+paths (order, no cycle, dependants) are plain Python; networkx is imported only to describe the
+cycles of a graph that has some, which keeps every command that reads a DAG file quick to start.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from flowforge.core.model import DagSpec
 
-
-def _graph(spec: DagSpec) -> nx.DiGraph:
-    g = nx.DiGraph()
-    g.add_nodes_from(t.id for t in spec.tasks)  # nodes in file order, even those without edges
-    g.add_edges_from((dep, t.id) for t in spec.tasks for dep in t.depends_on)
-    return g
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 def topological_order(spec: DagSpec) -> list[str]:
-    """Task ids with every task after its dependencies; ties keep the order of the file."""
+    """Task ids with every task after its dependencies; ties keep the order of the file.
+
+    Raises ValueError when the tasks wait on each other (a valid DagSpec never does).
+    """
     index = {t.id: i for i, t in enumerate(spec.tasks)}
-    return list(nx.lexicographical_topological_sort(_graph(spec), key=index.__getitem__))
+    waiting = [len(set(t.depends_on)) for t in spec.tasks]
+    dependants: list[list[int]] = [[] for _ in spec.tasks]
+    for i, t in enumerate(spec.tasks):
+        for dep in set(t.depends_on):
+            dependants[index[dep]].append(i)
+    ready = [i for i, n in enumerate(waiting) if n == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(spec.tasks[i].id)
+        for j in dependants[i]:
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                heapq.heappush(ready, j)
+    if len(order) != len(spec.tasks):
+        raise ValueError(f"DAG '{spec.id}' has a cycle")
+    return order
+
+
+def _has_cycle(edges: list[tuple[str, str]]) -> bool:
+    """Kahn's algorithm: a cycle leaves some task waiting for ever."""
+    after: dict[str, list[str]] = {}
+    waiting: dict[str, int] = {}
+    for u, v in set(edges):
+        after.setdefault(u, []).append(v)
+        waiting.setdefault(u, 0)
+        waiting[v] = waiting.get(v, 0) + 1
+    ready = [n for n, k in waiting.items() if k == 0]
+    done = 0
+    while ready:
+        n = ready.pop()
+        done += 1
+        for m in after.get(n, ()):
+            waiting[m] -= 1
+            if waiting[m] == 0:
+                ready.append(m)
+    return done != len(waiting)
 
 
 def _cycle_in(g: nx.DiGraph) -> list[str]:
+    import networkx as nx
+
     # find_cycle returns edges (u, v) along the loop; their sources are the tasks in flow order.
     return [u for u, _v, *_ in nx.find_cycle(g)]
 
@@ -35,18 +75,22 @@ def find_cycle(edges: Iterable[tuple[str, str]]) -> list[str] | None:
 
     The last task listed runs before the first one, which closes the loop.
     """
-    g = nx.DiGraph(list(edges))
-    try:
-        return _cycle_in(g)
-    except nx.NetworkXNoCycle:
+    edge_list = list(edges)
+    if not _has_cycle(edge_list):
         return None
+    import networkx as nx
+
+    return _cycle_in(nx.DiGraph(edge_list))
 
 
 def find_cycles(edges: Iterable[tuple[str, str]]) -> Iterator[list[str]]:
     """One cycle per group of tasks that wait on each other (strongly connected component)."""
-    g = nx.DiGraph(list(edges))
-    if nx.is_directed_acyclic_graph(g):  # the common case, and much cheaper than the components
+    edge_list = list(edges)
+    if not _has_cycle(edge_list):  # the common case, and much cheaper than the components
         return
+    import networkx as nx
+
+    g = nx.DiGraph(edge_list)
     for component in nx.strongly_connected_components(g):
         # A single task is a cycle only when it depends on itself.
         if len(component) > 1 or g.has_edge(*component, *component):
@@ -55,12 +99,20 @@ def find_cycles(edges: Iterable[tuple[str, str]]) -> Iterator[list[str]]:
 
 def downstream(spec: DagSpec, task_ids: Iterable[str]) -> set[str]:
     """Every task that depends, directly or through others, on any of `task_ids`."""
-    g = _graph(spec)
+    after: dict[str, list[str]] = {t.id: [] for t in spec.tasks}
+    for t in spec.tasks:
+        for dep in t.depends_on:
+            after[dep].append(t.id)
     out: set[str] = set()
     for task_id in task_ids:
-        if task_id not in g:
+        if task_id not in after:
             raise KeyError(f"DAG '{spec.id}' has no task '{task_id}'")
-        out |= nx.descendants(g, task_id)
+        stack = list(after[task_id])
+        while stack:
+            n = stack.pop()
+            if n not in out:
+                out.add(n)
+                stack.extend(after[n])
     return out
 
 
