@@ -23,10 +23,11 @@ WORKDIR /src
 # only what these COPY lines name.
 COPY pyproject.toml README.md ./
 COPY flowforge ./flowforge
+# With the `all` extra (psycopg and redis), so that one image runs every role on PostgreSQL and Redis.
 # psycopg[binary] and every other dependency ship binary wheels for linux/amd64 and linux/arm64, so
 # nothing is compiled here either.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip wheel --wheel-dir /wheels .
+    pip wheel --wheel-dir /wheels ".[all]"
 
 # ---- final: the runtime ------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -53,7 +54,7 @@ RUN groupadd --gid 10001 flowforge \
 # The wheels come in through a bind mount of the builder stage, so no layer of this image keeps them.
 # setuptools and wheel (in the base image for building) go: nothing here builds packages.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels "flowforge==${VERSION}" \
+    pip install --no-index --find-links=/wheels "flowforge[all]==${VERSION}" \
  && pip uninstall --yes setuptools wheel \
  && flowforge --version
 
@@ -63,10 +64,10 @@ ENV HOME=/home/flowforge \
 # starts out writable. Roles on PostgreSQL write nothing to it.
 RUN mkdir -p /home/flowforge/.flowforge && chown 10001:10001 /home/flowforge/.flowforge
 
-# The working directory: `flowforge up --examples` looks for examples/ here, and tasks run here
-# (the user's home, so a task can write relative paths).
+# The working directory: tasks run here (the user's home, so a task can write relative paths).
+# Nothing is copied from the source tree: the example DAGs of `flowforge up --examples` ship inside
+# the package.
 WORKDIR /home/flowforge
-COPY examples ./examples
 
 USER 10001:10001
 

@@ -138,14 +138,17 @@ class FlowForgeProcess:
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
         repo: Path = REPO,
+        program: list[str] | None = None,
     ) -> None:
+        """`program` is the command that is `flowforge` (default: this interpreter's `-m flowforge`,
+        run in `repo`); an installed one, such as a virtualenv's `bin/flowforge`, runs as it is."""
         self.name = name
         self.port = port
         self.url = f"http://127.0.0.1:{port}" if port else ""
         self.log_path = log_path
         with _sink(log_path) as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "flowforge", *args],
+                [*(program or [sys.executable, "-m", "flowforge"]), *args],
                 cwd=repo,
                 env=env if env is not None else clean_env(),
                 stdin=subprocess.DEVNULL,

@@ -333,15 +333,22 @@ def cli_help(sub: str) -> str:
 @functools.cache
 def cli_options(sub: str) -> dict[str, str]:
     """Every flag of `flowforge SUB` (or of `flowforge` itself for ""), with its metavar and help text."""
-    options = {}
+    options: dict[str, str] = {}
+    flags: list[str] = []  # those of the option whose help text a wrapped line continues
     for line in cli_help(sub).splitlines():
-        cell = line.strip().strip("│").strip()
-        if not cell.startswith("-") or "<" not in cell:
-            continue
-        names, _, rest = cell.partition("<")
-        metavar, _, text = rest.partition(">")
-        for flag in re.findall(r"(?<![\w-])--?[A-Za-z][\w-]*", names):
-            options[flag] = f"<{metavar}> {text.strip()}"
+        if line.startswith("  -"):  # "  -c, --concurrency INTEGER  help", "  --insecure  help"
+            term, _, text = line.strip().partition("  ")
+            last = term.split()[-1]
+            metavar = "" if last.startswith("-") else last
+            kind = {"": "bool", "INTEGER": "int", "FLOAT": "float"}.get(metavar, metavar.lower())
+            flags = re.findall(r"(?<![\w-])--?[A-Za-z][\w-]*", term)
+            for flag in flags:
+                options[flag] = f"<{kind}> {text.strip()}"
+        elif flags and line.startswith("    ") and line.strip():
+            for flag in flags:
+                options[flag] += " " + line.strip()
+        else:
+            flags = []
     assert "--help" in options, f"could not read the options of `flowforge {sub} --help`"
     return options
 
@@ -596,9 +603,9 @@ def test_image_is_multi_stage_and_the_final_stage_builds_nothing() -> None:
             assert not COMPILERS.search(install), f"the final stage installs build tools: {install}"
         if "pip install" in ins.args:
             assert "--no-index" in ins.args, "the final stage installs the builder's wheels only (--no-index)"
-    # No source tree in the final image: only the examples are copied from the context.
+    # No source tree in the final image: nothing is copied from the context (the examples are in the wheel).
     copied = [shlex.split(i.args) for i in final.all("COPY") if "--from" not in i.args]
-    assert all(args[:-1] == ["examples"] for args in copied), copied
+    assert not copied, copied
 
 
 def test_image_runs_as_a_non_root_user() -> None:
@@ -619,7 +626,7 @@ def test_entrypoint_healthcheck_and_version_label() -> None:
     label = labels.get("org.opencontainers.image.version", "")
     assert label in ("${VERSION}", "$VERSION", VERSION), f"org.opencontainers.image.version is {label!r}"
     install = [i.args for i in final.all("RUN") if "pip install" in i.args]
-    assert install and any(re.search(r"flowforge==\$\{?VERSION\}?", a) for a in install), (
+    assert install and any(re.search(r"flowforge(\[[a-z,]+\])?==\$\{?VERSION\}?", a) for a in install), (
         "install flowforge==${VERSION}, so that the label cannot differ from what is installed"
     )
     command = healthcheck_command(final)
@@ -627,15 +634,12 @@ def test_entrypoint_healthcheck_and_version_label() -> None:
     assert "curl" not in command and "wget" not in command
 
 
-def test_examples_are_in_the_working_directory() -> None:
-    final = final_stage()
-    workdir = final.last("WORKDIR").args
-    copies = [shlex.split(i.args) for i in final.all("COPY") if shlex.split(i.args)[0] == "examples"]
-    assert copies, "COPY examples into the image: `flowforge up --examples` looks in the working directory"
-    dest = copies[-1][-1]
-    resolved = os.path.normpath(dest if dest.startswith("/") else os.path.join(workdir, dest))
-    assert resolved == os.path.join(workdir, "examples"), f"examples go to {resolved}, not {workdir}/examples"
-    assert list((REPO / "examples").glob("*.yaml")), "no example DAGs to copy"
+def test_examples_and_extras_come_with_the_package() -> None:
+    # `flowforge up --examples` reads the example DAGs from the installed package, and the image
+    # runs every role, so it installs the PostgreSQL and Redis extras.
+    assert list((PACKAGE / "examples").glob("*.yaml")), "no example DAGs in the package"
+    install = [i.args for i in final_stage().all("RUN") if "pip install" in i.args]
+    assert any(re.search(r"flowforge\[all\]==", a) for a in install), "install flowforge[all] in the image"
 
 
 def dockerignore_rules() -> list[tuple[bool, re.Pattern[str]]]:

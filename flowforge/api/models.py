@@ -344,6 +344,7 @@ class WorkerCounts(Answer):
 class Status(Answer):
     """GET /api/v1/status."""
 
+    version: str = Field("", description="the FlowForge version of the server that answered")
     dags: dict[str, int] = Field(description="active, paused, inactive")
     runs: dict[str, int] = Field(description="by run state, zeros included")
     tasks: dict[str, int] = Field(description="task instances by state, zeros included")
