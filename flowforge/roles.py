@@ -27,6 +27,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from flowforge import __version__
 from flowforge.core.errors import DagValidationError
+from flowforge.dagfolder import keep_in_step
 from flowforge.engine.scheduler import Scheduler
 from flowforge.engine.worker import Worker, new_worker_id
 from flowforge.metrics import SchedulerMetrics, WorkerMetrics, process_registry, serve_metrics
@@ -256,6 +257,7 @@ def run_all_in_one(settings: Settings, examples: list[Path]) -> None:
     try:
         for line in submit_examples(services, examples):
             log.info(line)
+        keep_in_step(services, stop)  # --dags DIR
         registry = process_registry()  # one /metrics for the API, the scheduler and the worker
         worker = make_worker(services, registry=registry)
         if settings.queue_url.startswith("memory:"):
@@ -339,6 +341,7 @@ def run_scheduler(settings: Settings, stop: threading.Event | None = None) -> No
             redact_url(settings.db_url),
             redact_url(settings.queue_url),
         )
+        keep_in_step(services, stop)  # --dags DIR
         registry = process_registry()
         scheduler = make_scheduler(services, registry)
         with metrics_endpoint(settings, registry):

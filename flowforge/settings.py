@@ -33,6 +33,7 @@ SETTINGS_ENV_VARS = (
     "FLOWFORGE_ALLOWED_HOSTS",
     "FLOWFORGE_MAX_STREAMS",
     "FLOWFORGE_MAX_CONNECTIONS",
+    "FLOWFORGE_DAGS_DIR",
 )
 # The settings that may hold a secret. A server command never keeps them in its environment block
 # (which any process of the same user can read in /proc/PID/environ): see `exec_without_secrets`.
@@ -71,6 +72,7 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()  # Host names the API answers besides those it is bound to
     max_streams: int = 100  # open event streams and followed logs at once (the API's)
     max_connections: int = 2048  # open connections to the API at once; past it, requests get 503
+    dags_dir: Path | None = None  # a folder of DAG files kept in step with the store (up, scheduler)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -108,6 +110,7 @@ class Settings:
             ),
             max_streams=_positive_int("FLOWFORGE_MAX_STREAMS", cls.max_streams),
             max_connections=_positive_int("FLOWFORGE_MAX_CONNECTIONS", cls.max_connections),
+            dags_dir=Path(env["FLOWFORGE_DAGS_DIR"]).expanduser() if env.get("FLOWFORGE_DAGS_DIR") else None,
         )
         if overrides.get("allowed_hosts"):
             overrides["allowed_hosts"] = host_names(overrides["allowed_hosts"], "--allowed-host")

@@ -26,6 +26,8 @@ ALLOWED: dict[str, set[str]] = {
     "engine": {"core", "store", "queues", "settings", "metrics", "logsetup"},
     "services": {"core", "store", "queues", "settings"},
     "operations": {"core", "store", "queues", "settings", "services"},
+    "operations_explain": {"core", "store", "queues", "settings", "services", "operations"},
+    "dagfolder": {"core", "store", "queues", "settings", "services", "operations"},
     "api.models": {"core"},
     "api": {
         "core",
@@ -36,6 +38,8 @@ ALLOWED: dict[str, set[str]] = {
         "logsetup",
         "services",
         "operations",
+        "dagfolder",
+        "operations_explain",
         "api.models",
     },
     "roles": {
@@ -47,12 +51,14 @@ ALLOWED: dict[str, set[str]] = {
         "logsetup",
         "services",
         "operations",
+        "dagfolder",
         "engine",
         "api",
     },
+    "localrun": {"core", "store", "queues", "settings", "services", "operations", "roles"},
     "client": {"core", "api.models"},
     "tui": {"core", "client", "api.models"},
-    "cli": {"core", "client", "api.models", "settings", "logsetup", "roles", "tui", "operations"},
+    "cli": {"core", "client", "api.models", "settings", "logsetup", "roles", "tui", "operations", "localrun"},
     "__main__": {"cli"},
 }
 # The root package (`flowforge/__init__.py`) holds only the version: anything may read it.

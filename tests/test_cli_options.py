@@ -57,7 +57,8 @@ def test_json_api_url_token_and_utc_work_after_the_command(services: Services, r
 def test_every_client_command_takes_the_global_options(runner: CliRunner, tmp_path: Path) -> None:
     dag_file = tmp_path / "hello.yaml"
     dag_file.write_text(GOOD)
-    args = {**ARGS, "validate": [str(dag_file)], "submit": [str(dag_file)]}
+    args = {**ARGS, "validate": [str(dag_file)], "submit": [str(dag_file)], "sync": [str(tmp_path)]}
+    args["test"] = [str(dag_file)]
     for name in set(commands()) - SERVER_COMMANDS:
         shown = runner.invoke(app, [name, "--help"])
         assert shown.exit_code == 0, name
@@ -70,7 +71,7 @@ def test_every_client_command_takes_the_global_options(runner: CliRunner, tmp_pa
         result = runner.invoke(
             app, [name, *args.get(name, []), "--json", "--api-url", url, "--utc", "--token", "t"]
         )
-        expected = 0 if name == "validate" else 3
+        expected = 0 if name in ("validate", "test") else 3  # both work offline
         assert result.exit_code == expected, (name, result.output)
         if expected:
             assert json.loads(result.stderr)["error"]["code"] == "unreachable", name
@@ -81,6 +82,9 @@ ARGS = {
     "backfill": ["hello", "--start", "2026-01-01", "--end", "2026-01-02"],
     "pause": ["hello"],
     "unpause": ["hello"],
+    "explain": ["some-run", "some-task"],
+    **{name: ["hello"] for name in ("activate", "deactivate")},
+    **{name: ["hello"] for name in ("schedule", "versions", "diff")},
     **{name: ["some-run"] for name in ("cancel", "retry", "wait", "run", "logs")},
 }
 

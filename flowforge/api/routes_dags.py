@@ -1,4 +1,5 @@
-"""DAG routes: list, submit (JSON or raw YAML), detail, deactivate, pause, unpause and backfill.
+"""DAG routes: list, submit (JSON or raw YAML), detail, deactivate, activate, pause, unpause, backfill;
+the schedule preview and the stored versions.
 
 Each route reads its request, calls one function of `flowforge.operations` (or one store read),
 and answers with the model `views` builds; the rules themselves live in operations.
@@ -10,7 +11,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from flowforge import operations as ops
 from flowforge.api import views
@@ -23,9 +24,16 @@ from flowforge.api.models import (
     DagDetail,
     DagList,
     DagSubmitted,
+    DagVersionDetail,
+    DagVersionList,
+    DagVersionOut,
+    SchedulePreview,
     SubmitDagRequest,
     errors,
 )
+from flowforge.core.preview import MAX_PREVIEW, preview_of
+from flowforge.core.schedule import parse_instant
+from flowforge.dagfolder import activate_dag
 
 if TYPE_CHECKING:  # services imports the engine; the API needs only the type
     from flowforge.services import Services
@@ -127,6 +135,10 @@ class DagRoutes:
         """Deactivate a DAG: no new runs; its history stays. Submitting it again reactivates it."""
         return views.dag_detail(ops.deactivate_dag(self.store, dag_id), time.time())
 
+    def activate_dag(self, dag_id: str) -> DagDetail:
+        """Activate a deactivated DAG at its latest version; missed ticks replay only with `catchup: true`."""
+        return views.dag_detail(activate_dag(self.store, self.queue, dag_id), time.time())
+
     def pause_dag(self, dag_id: str) -> DagDetail:
         """Stop scheduling a DAG (runs in flight carry on)."""
         return views.dag_detail(ops.pause_dag(self.store, dag_id), time.time())
@@ -143,6 +155,64 @@ class DagRoutes:
         outcome = ops.backfill(self.store, self.queue, dag_id, body.start, body.end, dry_run=body.dry_run)
         return views.backfill_result(outcome)
 
+    def schedule(
+        self,
+        dag_id: str,
+        count: int = Query(10, ge=1, le=MAX_PREVIEW, description="how many ticks"),
+        after: str | None = Query(
+            None,
+            alias="from",
+            max_length=64,
+            description="ISO-8601 date or date-time (the DAG's timezone without an offset); default now",
+        ),
+    ) -> SchedulePreview:
+        """The next ticks of a DAG's schedule, in its timezone and UTC, with daylight-saving notes."""
+        record = self.store.get_dag(dag_id)
+        spec = record.spec
+        try:
+            start = time.time() if after is None else parse_instant(after, spec.timezone)
+        except ValueError as exc:
+            raise HttpError(422, "invalid_request", f"from: {exc}") from exc
+        found = preview_of(spec.schedule, spec.timezone, start, count)
+        return SchedulePreview(dag_id=dag_id, active=record.active, paused=record.paused, **found)
+
+    def list_versions(
+        self,
+        dag_id: str,
+        limit: int = Query(LIST_LIMIT_MAX, ge=1, le=LIST_LIMIT_MAX, description="page size"),
+        offset: int = Query(0, ge=0, le=SAFE_INT_MAX, description="versions to skip"),
+    ) -> DagVersionList:
+        """A DAG's stored versions, newest first: number, spec hash, when stored."""
+        latest = self.store.get_dag(dag_id).version
+        found = self.store.list_dag_versions(dag_id, limit + 1, offset)
+        versions = [
+            DagVersionOut(
+                version=v.version, spec_hash=v.spec_hash, created_at=v.created_at, latest=v.version == latest
+            )
+            for v in found[:limit]
+        ]
+        return DagVersionList(
+            dag_id=dag_id,
+            latest_version=latest,
+            versions=versions,
+            limit=limit,
+            offset=offset,
+            has_more=len(found) > limit,
+        )
+
+    def get_version(self, dag_id: str, version: int = Path(ge=1, le=SAFE_INT_MAX)) -> DagVersionDetail:
+        """One stored version of a DAG with its YAML source (secret-looking values masked)."""
+        latest = self.store.get_dag(dag_id).version
+        v = self.store.get_dag_version(dag_id, version)
+        return DagVersionDetail(
+            dag_id=dag_id,
+            version=v.version,
+            spec_hash=v.spec_hash,
+            created_at=v.created_at,
+            latest=v.version == latest,
+            source=views.masked_source(v.source or ""),
+        )
+
 
 def build_dag_router(services: Services) -> APIRouter:
     """Routes under /api/v1/dags, bound to these services."""
@@ -154,9 +224,13 @@ def build_dag_router(services: Services) -> APIRouter:
         ("", "POST", r.submit_dag, 201, DagSubmitted, errors(403, 413, 415, 422, 503)),
         ("/{dag_id}", "GET", r.get_dag, 200, DagDetail, errors(404, 503)),
         ("/{dag_id}", "DELETE", r.deactivate_dag, 200, DagDetail, errors(403, 404, 503)),
+        ("/{dag_id}/activate", "POST", r.activate_dag, 200, DagDetail, errors(403, 404, 503)),
         ("/{dag_id}/pause", "POST", r.pause_dag, 200, DagDetail, errors(403, 404, 503)),
         ("/{dag_id}/unpause", "POST", r.unpause_dag, 200, DagDetail, errors(403, 404, 503)),
         ("/{dag_id}/backfill", "POST", r.backfill, 201, BackfillResult, errors(403, 404, 413, 422, 503)),
+        ("/{dag_id}/schedule", "GET", r.schedule, 200, SchedulePreview, errors(404, 422, 503)),
+        ("/{dag_id}/versions", "GET", r.list_versions, 200, DagVersionList, errors(404, 422, 503)),
+        ("/{dag_id}/versions/{version}", "GET", r.get_version, 200, DagVersionDetail, errors(404, 422, 503)),
     )
     for path, method, endpoint, status, model, answers in table:
         router.add_api_route(

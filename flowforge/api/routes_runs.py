@@ -1,4 +1,5 @@
-"""Run routes: list, trigger, detail, cancel, retry, task instances with their attempts, and task logs.
+"""Run routes: list, trigger, detail, cancel, retry, task instances with their attempts, why a task
+is in its state, and task logs.
 
 Each route reads its request, calls one function of `flowforge.operations` (or one store read),
 and answers with the model `views` builds; the rules themselves live in operations.
@@ -6,6 +7,7 @@ and answers with the model `views` builds; the rules themselves live in operatio
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Query, Request
@@ -23,6 +25,7 @@ from flowforge.api.models import (
     RunList,
     RunRetried,
     TaskDetail,
+    TaskExplanation,
     TaskList,
     TriggeredRun,
     TriggerRequest,
@@ -30,6 +33,7 @@ from flowforge.api.models import (
 )
 from flowforge.api.routes_events import LOG_PAGE_BYTES, LimitedStream, StreamContext, log_stream
 from flowforge.core.model import RunState
+from flowforge.operations_explain import explain_task
 
 if TYPE_CHECKING:  # services imports the engine; the API needs only the type
     from flowforge.services import Services
@@ -108,6 +112,12 @@ class RunRoutes:
         """One task instance with every attempt and the task's spec at the run's DAG version."""
         return views.task_detail(ops.task_history(self.store, run_id, task_id))
 
+    def explain_task(self, run_id: str, task_id: str) -> TaskExplanation:
+        """Why a task is in its state right now: a one-line summary and the reasons, each a code and a sentence."""
+        heartbeat = self.services.settings.heartbeat_secs
+        answer = explain_task(self.store, self.queue, run_id, task_id, heartbeat_secs=heartbeat)
+        return TaskExplanation.model_validate(asdict(answer))
+
     def get_logs(
         self,
         request: Request,
@@ -156,6 +166,7 @@ def build_run_router(services: Services) -> APIRouter:
         ("/{run_id}/tasks", "GET", r.list_tasks, 200, TaskList, errors(404, 503)),
         ("/{run_id}/tasks/{task_id}", "GET", r.get_task, 200, TaskDetail, errors(404, 503)),
         ("/{run_id}/tasks/{task_id}/logs", "GET", r.get_logs, 200, LogPage, _LOG_ANSWERS),
+        ("/{run_id}/tasks/{task_id}/explain", "GET", r.explain_task, 200, TaskExplanation, errors(404, 503)),
     )
     for path, method, endpoint, status, model, answers in table:
         router.add_api_route(

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from flowforge import __version__
 from flowforge.api.models import LIST_LIMIT_MAX, SAFE_INT_MAX, Health, Ready, Status, WorkerList, errors
 from flowforge.api.views import worker_summary
+from flowforge.dagfolder import watched_status
 from flowforge.operations import readiness
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ def build_system_router(services: Services, registry: CollectorRegistry) -> APIR
             "workers": workers,
             "queue_depth": queue.size(),
             "ready": readiness(store, queue).to_dict(),
+            "dag_folder": watched_status(),
         }
 
     @router.get("/api/v1/workers", tags=["system"], response_model=WorkerList, responses=errors(422, 503))

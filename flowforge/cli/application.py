@@ -16,6 +16,11 @@ import typer.core
 
 from flowforge import __version__
 from flowforge.cli import commands, control, dagfiles, helptext, server
+from flowforge.cli import explain as explain_command
+from flowforge.cli import localrun as localrun_command
+from flowforge.cli import schedule as schedule_command
+from flowforge.cli import sync as dag_sync
+from flowforge.cli import versions as versions_commands
 from flowforge.cli.group import FlowForgeGroup, PlainCommand, with_global_options
 from flowforge.cli.state import CliState
 
@@ -51,6 +56,11 @@ app.callback()(with_global_options(_main, root=True))
 # The order of `flowforge --help`: starting FlowForge, acting on runs, then everything else.
 for _module in (server, control, dagfiles, commands):
     _module.register(app)
+dag_sync.register(app)
+localrun_command.register(app)
+explain_command.register(app)
+schedule_command.register(app)
+versions_commands.register(app)
 # Every command's `--help` is FlowForge's own (see flowforge.cli.helptext), whichever module made it.
 for _info in app.registered_commands:
     if _info.cls in (None, typer.core.TyperCommand):

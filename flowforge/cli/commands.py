@@ -186,10 +186,11 @@ def run(ctx: typer.Context, run_id: RunArg) -> None:
     state = get_state(ctx)
     with state.client() as client:
         detail = client.get_run(run_id)
+        latest = None if state.json_output else client.get_dag(detail.dag_id).version
     if state.json_output:
         state.print_json(detail)
     else:
-        show(run_pairs(detail, state.clock), tasks_sheet(detail.tasks))
+        show(run_pairs(detail, state.clock, latest), tasks_sheet(detail.tasks))
 
 
 def status(ctx: typer.Context) -> None:

@@ -116,9 +116,18 @@ def check_files(paths: Iterable[Path]) -> tuple[list[dict[str, Any]], list[str]]
                 else:
                     first_file[spec.id] = str(path)
                     texts.append(text)
+                    _warn(path, spec.schedule)
         result["valid"] = not problems
         result["problems"] = [{**p.to_dict(), "text": p.format(str(path))} for p in problems]
     return results, texts
+
+
+def _warn(path: Path, schedule: str | None) -> None:
+    """What a valid schedule probably gets wrong, on stderr: a warning, not a problem."""
+    from flowforge.core.preview import schedule_warnings
+
+    for warning in schedule_warnings(schedule):
+        typer.echo(f"{path}: warning: schedule: {warning}", err=True)
 
 
 def _paths(paths: list[Path] | None, files: list[Path] | None) -> list[Path]:

@@ -84,6 +84,20 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("pause", "Stop scheduling a DAG (runs in flight carry on)."),
     ("unpause", "Resume scheduling a DAG."),
     ("tui", "Open the terminal dashboard: DAGs, runs, a live graph, the runs × tasks grid and logs."),
+    ("sync", "Submit every valid DAG file of a folder, file by file; exit 2 if any is invalid."),
+    ("activate", "Activate a deactivated DAG again, at its latest version."),
+    ("deactivate", "Deactivate a DAG: no new runs; its history stays."),
+    (
+        "test",
+        "Run a DAG file once, here, with no server: task output live, exit 0 if the run succeeded, 1 if not.",
+    ),
+    ("explain", "Say why a task is in its state now: what it waits for, where it runs, or how it ended."),
+    (
+        "schedule",
+        "Show the next schedule ticks of a DAG or DAG file, in its timezone and UTC, with DST notes.",
+    ),
+    ("versions", "List a DAG's stored versions, newest first: number, spec hash, when stored."),
+    ("diff", "Show what changed in a DAG's YAML source between two versions, as a unified diff."),
 )
 
 

@@ -114,6 +114,15 @@ TokenFileOpt = Annotated[
         help="Read the API token from this file (instead of FLOWFORGE_API_TOKEN).",
     ),
 ]
+DagsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--dags",
+        metavar="DIR",
+        help="Load every *.yaml / *.yml file in DIR at start and keep the DAGs in step with the "
+        "folder while running (FLOWFORGE_DAGS_DIR).",
+    ),
+]
 
 
 def up(
@@ -130,6 +139,7 @@ def up(
     allowed_host: AllowedHostOpt = None,
     max_streams: MaxStreamsOpt = None,
     max_connections: MaxConnectionsOpt = None,
+    dags: DagsOpt = None,
     log_level: LogLevelOpt = None,
 ) -> None:
     """Start everything in one process: API, web page, scheduler and workers. Ctrl-C stops it."""
@@ -145,6 +155,7 @@ def up(
         allowed_hosts=allowed_host,
         max_streams=max_streams,
         max_connections=max_connections,
+        dags_dir=dags,
     )
     _refuse_open_bind(settings, insecure)
     _logging(log_level)
@@ -186,12 +197,13 @@ def scheduler(
     home: HomeOpt = None,
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = None,
+    dags: DagsOpt = None,
     log_level: LogLevelOpt = None,
 ) -> None:
     """Run the scheduler: start runs, queue ready tasks, retry, reap dead workers. Ctrl-C stops it."""
     from flowforge.roles import run_scheduler
 
-    settings = _settings(home=home, metrics_port=metrics_port, metrics_host=metrics_host)
+    settings = _settings(home=home, metrics_port=metrics_port, metrics_host=metrics_host, dags_dir=dags)
     _require_shared_queue(settings, "scheduler")
     _logging(log_level)
     log.info("FlowForge %s scheduler (%s)", __version__, _backends(settings))

@@ -131,11 +131,12 @@ def tasks_sheet(tasks: list[TaskInstanceOut], title: str = "Tasks") -> Sheet:
     return Sheet(title, columns, rows)
 
 
-def run_pairs(run: RunDetail, clock: Clock) -> Pairs:
-    """The run's own fields, one per line."""
+def run_pairs(run: RunDetail, clock: Clock, latest: int | None = None) -> Pairs:
+    """The run's own fields, one per line (`latest`: the DAG's latest version, when known)."""
+    newer = "" if latest is None else ", the latest" if latest == run.dag_version else f"; latest is {latest}"
     pairs: list[tuple[str, Cell]] = [
         ("Run", run.run_id),
-        ("DAG", f"{run.dag_id} (version {run.dag_version})"),
+        ("DAG", f"{run.dag_id} (version {run.dag_version}{newer})"),
         ("State", state_cell(run.state)),
         ("Triggered by", run.triggered_by or "-"),
     ]
@@ -199,6 +200,9 @@ def status_pairs(status: Status) -> Pairs:
         ("Ready", readiness),
         ("Scheduler leader", ready.leader or "none"),
     ]
+    if (folder := status.dag_folder) is not None:
+        said = f"{folder.path}: {folder.files} file(s), {len(folder.dags)} DAG(s)"
+        pairs.append(("DAG folder", "\n".join([said, *(p.text for p in folder.problems)])))
     return "FlowForge status", pairs
 
 

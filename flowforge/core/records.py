@@ -36,6 +36,17 @@ class DagRecord:
 
 
 @dataclass(frozen=True)
+class DagVersion:
+    """One stored version of a DAG: its number, the hash of its spec, when it was stored, its source."""
+
+    dag_id: str
+    version: int
+    spec_hash: str  # SHA-256 of the stored spec's canonical JSON: equal specs, equal hashes
+    created_at: float
+    source: str | None = None  # the YAML as submitted; None in a list of versions
+
+
+@dataclass(frozen=True)
 class Run:
     """One run of a DAG, pinned to the DAG version it started with."""
 

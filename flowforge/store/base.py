@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from flowforge.core.model import DagSpec, RunState, TaskState
-from flowforge.core.records import Attempt, DagRecord, Event, Run, TaskInstance, WorkerInfo
+from flowforge.core.records import Attempt, DagRecord, DagVersion, Event, Run, TaskInstance, WorkerInfo
 
 # Names of the leases held in the store (see Store.hold_lease).
 LEADER_LEASE = "scheduler"  # held by the one scheduler that plans; a standby waits for it
@@ -39,6 +39,14 @@ class Store(Protocol):
 
     def get_dag_spec(self, dag_id: str, version: int) -> DagSpec:
         """The spec of one stored version; raises NotFound."""
+        ...
+
+    def list_dag_versions(self, dag_id: str, limit: int, offset: int = 0) -> list[DagVersion]:
+        """A page of a DAG's stored versions, newest first, without their sources ([] for none)."""
+        ...
+
+    def get_dag_version(self, dag_id: str, version: int) -> DagVersion:
+        """One stored version with its YAML source; raises NotFound."""
         ...
 
     def set_dag_flags(

@@ -5,6 +5,7 @@ A stored version's spec never changes, so parsed specs are cached per (dag_id, v
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from typing import Any
 
 from flowforge.core.errors import NotFound
 from flowforge.core.model import DagSpec
-from flowforge.core.records import DagRecord
+from flowforge.core.records import DagRecord, DagVersion
 from flowforge.store.db import Columns, Dialect
 from flowforge.store.events import EventLog
 
@@ -45,6 +46,11 @@ INSERT_VERSION = (
     "INSERT INTO dag_versions (dag_id, version, spec_json, source, created_at) VALUES (?, ?, ?, ?, ?)"
 )
 GET_SPEC = "SELECT spec_json FROM dag_versions WHERE dag_id = ? AND version = ?"
+LIST_VERSIONS = (
+    "SELECT version, spec_json, created_at FROM dag_versions WHERE dag_id = ?"
+    " ORDER BY version DESC LIMIT ? OFFSET ?"
+)
+GET_VERSION = "SELECT spec_json, created_at, source FROM dag_versions WHERE dag_id = ? AND version = ?"
 
 # The scheduler lists the DAGs on every tick, and parsing a big spec each time cost milliseconds.
 SPEC_CACHE_SIZE = 128
@@ -66,6 +72,11 @@ def _spec(dag_id: str, version: int, spec_json: str, cache: SpecCache | None) ->
                 cache.clear()
             cache[(dag_id, version)] = spec
     return spec
+
+
+def spec_hash(spec_json: str) -> str:
+    """The SHA-256 of a stored spec's JSON, in hex."""
+    return hashlib.sha256(spec_json.encode("utf-8")).hexdigest()
 
 
 def _dag(row: Sequence[Any], cache: SpecCache | None = None) -> DagRecord:
@@ -115,6 +126,17 @@ class Dags(EventLog):
             return cached
         row = self._one(GET_SPEC, (dag_id, version), f"no version {version} of DAG {dag_id!r}")
         return _spec(dag_id, version, row[0], self._specs)
+
+    def list_dag_versions(self, dag_id: str, limit: int, offset: int = 0) -> list[DagVersion]:
+        """A page of a DAG's stored versions, newest first, without their sources ([] for none)."""
+        rows = self._all(LIST_VERSIONS, (dag_id, limit, offset))
+        return [DagVersion(dag_id, version, spec_hash(spec_json), at) for version, spec_json, at in rows]
+
+    def get_dag_version(self, dag_id: str, version: int) -> DagVersion:
+        """One stored version with its YAML source; raises NotFound."""
+        missing = f"no version {version} of DAG {dag_id!r}"
+        spec_json, at, source = self._one(GET_VERSION, (dag_id, version), missing)
+        return DagVersion(dag_id, version, spec_hash(spec_json), at, source)
 
     def set_dag_flags(
         self,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -28,6 +27,9 @@ from flowforge.api.models import (
     DagList,
     DagSubmitted,
     DagSummary,
+    DagVersionDetail,
+    DagVersionList,
+    DagVersionOut,
     Health,
     LogPage,
     Page,
@@ -36,8 +38,11 @@ from flowforge.api.models import (
     RunList,
     RunOut,
     RunRetried,
+    SchedulePreview,
+    ScheduleTick,
     Status,
     TaskDetail,
+    TaskExplanation,
     TaskInstanceOut,
     TaskList,
     TaskSpecOut,
@@ -46,6 +51,8 @@ from flowforge.api.models import (
     WorkerList,
     WorkerOut,
 )
+from flowforge.client.errors import ApiError, ApiUnreachable, api_error, transport_reason
+from flowforge.client.watch import ChangeWatcher
 
 # The answers' models are re-exported: the CLI and the TUI name them through the client.
 __all__ = [
@@ -59,6 +66,8 @@ __all__ = [
     "DagDetail",
     "DagSubmitted",
     "DagSummary",
+    "DagVersionDetail",
+    "DagVersionOut",
     "Health",
     "LogPage",
     "Ready",
@@ -66,8 +75,11 @@ __all__ = [
     "RunList",
     "RunOut",
     "RunRetried",
+    "SchedulePreview",
+    "ScheduleTick",
     "Status",
     "TaskDetail",
+    "TaskExplanation",
     "TaskInstanceOut",
     "TaskSpecOut",
     "TriggeredRun",
@@ -80,95 +92,9 @@ _P = TypeVar("_P", bound=Page)
 _T = TypeVar("_T")
 
 
-class ApiError(Exception):
-    """The API answered with an error: HTTP status plus the body's code, message and details."""
-
-    def __init__(self, status: int, code: str, message: str, details: list[Any] | None = None) -> None:
-        super().__init__(f"{message} (HTTP {status}, {code})")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or []
-
-
-class ApiUnreachable(Exception):
-    """No answer from the API: connection refused, DNS failure, timeout, broken connection."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"cannot reach the FlowForge API at {url} ({reason})")
-        self.url = url
-        self.reason = reason
-
-
 def _seg(value: str) -> str:
     # Ids go into the path as one segment each: "a/../b" must not become another route.
     return quote(value, safe="")
-
-
-def _reason(exc: httpx.TransportError) -> str:
-    text = str(exc).strip()
-    if isinstance(exc, httpx.TimeoutException):
-        return f"timed out{': ' + text if text else ''}"
-    return text or type(exc).__name__
-
-
-class ChangeWatcher:
-    """Signals each change of one run, from the events stream in a background thread.
-
-    `wait(timeout)` returns True when something changed since the last call. A lost stream (the
-    API restarting) is reconnected with backoff and resumed after the last event seen, and counts
-    as a change (anything may have happened meanwhile). When the API refuses the stream (an
-    older server, a proxy that buffers), `live` turns False and callers poll.
-    """
-
-    RETRY_FIRST_SECS, RETRY_MAX_SECS = 0.2, 5.0
-
-    def __init__(self, client: ApiClient, run_id: str) -> None:
-        self._changed = threading.Event()
-        self._stop = threading.Event()
-        self.live = True
-        # A client of its own: the stream holds a connection for as long as it runs.
-        self._client = ApiClient(client.base_url, token=client.token)
-        self._thread = threading.Thread(target=self._listen, args=(run_id,), name="events", daemon=True)
-        self._thread.start()
-
-    def _listen(self, run_id: str) -> None:
-        after: int | None = None  # the last event seen: a new stream resumes after it
-        delay = self.RETRY_FIRST_SECS
-        while not self._stop.is_set():
-            try:
-                for event in self._client.events(run_id=run_id, after=after):
-                    after, delay = int(event.get("id", after or 0)), self.RETRY_FIRST_SECS
-                    self._changed.set()
-                    if self._stop.is_set():
-                        return
-            except (ApiUnreachable, ApiError) as exc:
-                # Refused outright (an older server, a proxy): poll instead. Away or busy: try again.
-                if isinstance(exc, ApiError) and exc.status not in (502, 503, 504):
-                    self.live = False
-                    self._changed.set()
-                    return
-                if self._stop.wait(delay):
-                    return
-                delay = min(delay * 2, self.RETRY_MAX_SECS)
-            except Exception:  # not an events stream, or the client closed under it by close()
-                self.live = self._stop.is_set()
-                self._changed.set()
-                return
-            self._changed.set()  # the stream ended: look again, and reconnect after a breath
-            if self._stop.wait(self.RETRY_FIRST_SECS):
-                return
-
-    def wait(self, timeout: float) -> bool:
-        """Block until a change or `timeout`; True when there was a change."""
-        changed = self._changed.wait(timeout)
-        self._changed.clear()
-        return changed
-
-    def close(self) -> None:
-        """Stop listening (the thread ends with its stream)."""
-        self._stop.set()
-        self._client.close()
 
 
 class ApiClient:
@@ -197,9 +123,9 @@ class ApiClient:
         try:
             resp = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ApiUnreachable(self.base_url, _reason(exc)) from exc
+            raise ApiUnreachable(self.base_url, transport_reason(exc)) from exc
         if resp.status_code >= 400:
-            raise _api_error(resp)
+            raise api_error(resp)
         return resp
 
     def _call(self, model: type[_M], method: str, path: str, **kwargs: Any) -> _M:
@@ -275,6 +201,10 @@ class ApiClient:
         """DELETE /api/v1/dags/{dag_id} (deactivate)."""
         return self._call(DagDetail, "DELETE", f"/api/v1/dags/{_seg(dag_id)}")
 
+    def activate_dag(self, dag_id: str) -> DagDetail:
+        """POST /api/v1/dags/{dag_id}/activate."""
+        return self._call(DagDetail, "POST", f"/api/v1/dags/{_seg(dag_id)}/activate")
+
     def pause_dag(self, dag_id: str) -> DagDetail:
         """POST /api/v1/dags/{dag_id}/pause."""
         return self._call(DagDetail, "POST", f"/api/v1/dags/{_seg(dag_id)}/pause")
@@ -282,6 +212,21 @@ class ApiClient:
     def unpause_dag(self, dag_id: str) -> DagDetail:
         """POST /api/v1/dags/{dag_id}/unpause."""
         return self._call(DagDetail, "POST", f"/api/v1/dags/{_seg(dag_id)}/unpause")
+
+    def dag_schedule(self, dag_id: str, count: int = 10, after: str | None = None) -> SchedulePreview:
+        """GET /api/v1/dags/{dag_id}/schedule: the next `count` ticks (after `after`, default now)."""
+        params: dict[str, Any] = {"count": count} if after is None else {"count": count, "from": after}
+        return self._call(SchedulePreview, "GET", f"/api/v1/dags/{_seg(dag_id)}/schedule", params=params)
+
+    def dag_versions(self, dag_id: str) -> list[DagVersionOut]:
+        """GET /api/v1/dags/{dag_id}/versions, every page, newest first."""
+        return self._every_page(
+            f"/api/v1/dags/{_seg(dag_id)}/versions", DagVersionList, lambda p: p.versions, {}
+        )
+
+    def dag_version(self, dag_id: str, version: int) -> DagVersionDetail:
+        """GET /api/v1/dags/{dag_id}/versions/{version}, its source masked."""
+        return self._call(DagVersionDetail, "GET", f"/api/v1/dags/{_seg(dag_id)}/versions/{version}")
 
     # -- runs -------------------------------------------------------------------------
     def list_runs(
@@ -332,6 +277,11 @@ class ApiClient:
         """GET /api/v1/runs/{run_id}/tasks/{task_id}: the instance, its `attempts` and `spec`."""
         return self._call(TaskDetail, "GET", f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}")
 
+    def explain_task(self, run_id: str, task_id: str) -> TaskExplanation:
+        """GET /api/v1/runs/{run_id}/tasks/{task_id}/explain: why the task is in its state."""
+        path = f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}/explain"
+        return self._call(TaskExplanation, "GET", path)
+
     def events(
         self,
         *,
@@ -359,12 +309,12 @@ class ApiClient:
             ) as resp:
                 if resp.status_code >= 400:
                     resp.read()
-                    raise _api_error(resp)
+                    raise api_error(resp)
                 for line in resp.iter_lines():
                     if line.startswith("data: "):
                         yield json.loads(line[6:])
         except httpx.TransportError as exc:
-            raise ApiUnreachable(self.base_url, _reason(exc)) from exc
+            raise ApiUnreachable(self.base_url, transport_reason(exc)) from exc
 
     def follow_log(self, run_id: str, task_id: str, attempt: int, after: int = 0) -> Iterator[str]:
         """GET .../logs?follow=1: yield an attempt's log text as it is written, until the attempt ends."""
@@ -374,10 +324,10 @@ class ApiClient:
             with self._http.stream("GET", path, params=params, timeout=httpx.Timeout(10, read=None)) as resp:
                 if resp.status_code >= 400:
                     resp.read()
-                    raise _api_error(resp)
+                    raise api_error(resp)
                 yield from resp.iter_text()
         except httpx.TransportError as exc:
-            raise ApiUnreachable(self.base_url, _reason(exc)) from exc
+            raise ApiUnreachable(self.base_url, transport_reason(exc)) from exc
 
     def logs(self, run_id: str, task_id: str, attempt: int | None = None, after: int = 0) -> LogPage:
         """GET .../logs: a piece of an attempt's log, from the cursor `after`."""
@@ -386,15 +336,3 @@ class ApiClient:
             params["attempt"] = attempt
         path = f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}/logs"
         return self._call(LogPage, "GET", path, params=params)
-
-
-def _api_error(resp: httpx.Response) -> ApiError:
-    """An ApiError from an error answer, whether or not it is FlowForge's JSON error shape."""
-    try:
-        err = resp.json()["error"]
-        return ApiError(
-            resp.status_code, str(err["code"]), str(err["message"]), list(err.get("details") or [])
-        )
-    except (ValueError, KeyError, TypeError):
-        text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else resp.reason_phrase
-        return ApiError(resp.status_code, f"http_{resp.status_code}", text)
