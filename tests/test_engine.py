@@ -21,14 +21,20 @@ from flowforge.store import open_store
 class Engine:
     """A store, a queue, and (once started) a scheduler and a worker running in threads."""
 
-    def __init__(self, tmp_path, slots=2, db_url=None, queue_url="memory://"):
+    def __init__(self, tmp_path, slots=2, db_url=None, queue_url="memory://", **worker_options):
         self.store = open_store(db_url or f"sqlite:///{tmp_path / 'ff.db'}")
         worker_id = new_worker_id()
         self.queue = open_queue(queue_url, consumer=worker_id)
         self.stop = threading.Event()
         self.scheduler = Scheduler(self.store, self.queue, worker_dead_after=2.0)
         self.worker = Worker(
-            self.store, self.queue, slots=slots, worker_id=worker_id, kill_grace=0.5, heartbeat_secs=0.2
+            self.store,
+            self.queue,
+            slots=slots,
+            worker_id=worker_id,
+            kill_grace=0.5,
+            heartbeat_secs=0.2,
+            **worker_options,
         )
         self.threads: list[threading.Thread] = []
 

@@ -9,7 +9,6 @@ import pytest
 
 from flowforge.core.model import RunState
 from flowforge.engine.logsink import LogBuffer, truncation_note
-from flowforge.engine.worker import Worker
 from tests.harness import clean_env, cli, start_up
 from tests.test_engine import Engine
 
@@ -32,16 +31,7 @@ def dropped(log: str) -> int | None:
 
 @pytest.fixture
 def engine(tmp_path) -> Iterator[Engine]:
-    e = Engine(tmp_path, slots=1)
-    e.worker = Worker(
-        e.store,
-        e.queue,
-        slots=1,
-        worker_id=e.worker.worker_id,
-        kill_grace=0.5,
-        heartbeat_secs=0.2,
-        max_log_bytes=CAP,
-    )
+    e = Engine(tmp_path, slots=1, max_log_bytes=CAP)
     e.start()
     yield e
     e.close()

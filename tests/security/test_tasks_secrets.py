@@ -10,7 +10,6 @@ import pytest
 from flowforge.core.model import RunState
 from flowforge.core.secrets import MASK
 from flowforge.engine.logsink import LogBuffer
-from flowforge.engine.worker import Worker
 from tests.harness import clean_env, cli, start_up
 from tests.test_engine import Engine
 
@@ -27,16 +26,7 @@ WORKER_ENV = {
 
 @pytest.fixture
 def engine(tmp_path) -> Iterator[Engine]:
-    e = Engine(tmp_path, slots=1)
-    e.worker = Worker(
-        e.store,
-        e.queue,
-        slots=1,
-        worker_id=e.worker.worker_id,
-        kill_grace=0.5,
-        heartbeat_secs=0.2,
-        base_env=WORKER_ENV,
-    )
+    e = Engine(tmp_path, slots=1, base_env=WORKER_ENV)
     e.start()
     yield e
     e.close()
