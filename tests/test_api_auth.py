@@ -98,7 +98,7 @@ def call(client: TestClient, method: str, path: str, token: str | None) -> int:
 def seeded(client: TestClient) -> dict[str, str]:
     assert client.post("/api/v1/dags", json={"yaml": DEMO}, headers=auth(TOKEN)).status_code == 201
     run = client.post("/api/v1/runs", json={"dag_id": "demo"}, headers=auth(TOKEN)).json()
-    return {"dag_id": "demo", "run_id": run["run_id"], "task_id": "a"}
+    return {"dag_id": "demo", "run_id": run["run_id"], "task_id": "a", "version": "1"}
 
 
 def auth(token: str) -> dict[str, str]:
