@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flowforge.core.dagfile import load_dag_file
+from flowforge.core.dagfile import dag_files_in, load_dag_file
 from flowforge.core.errors import DagValidationError, Problem
 from flowforge.core.records import DagRecord
 from flowforge.operations import deactivate_dag, submit_dag_file
@@ -28,7 +28,6 @@ from flowforge.store.base import Store
 
 log = logging.getLogger(__name__)
 
-DAG_SUFFIXES = (".yaml", ".yml")
 POLL_SECS = 2.0
 MAX_FOLDER_FILES = 10_000  # past it the rest are reported, not read: a poll stays cheap
 
@@ -43,13 +42,6 @@ def activate_dag(store: Store, queue: Queue, dag_id: str) -> DagRecord:
     record = store.set_dag_flags(dag_id, active=True, schedule_after=time.time() if skip_missed else None)
     queue.wake_scheduler()
     return record
-
-
-def folder_files(folder: Path) -> list[Path]:
-    """The DAG files directly in `folder`, sorted by name; OSError when it cannot be read."""
-    return sorted(
-        p for p in folder.iterdir() if p.suffix in DAG_SUFFIXES and not p.name.startswith(".") and p.is_file()
-    )
 
 
 @dataclass(frozen=True)
@@ -77,14 +69,14 @@ class DagFolder:
         if not self.path.is_dir():
             raise StartupError(f"--dags {self.path}: not a folder (FLOWFORGE_DAGS_DIR)", 2)
         try:
-            folder_files(self.path)
+            dag_files_in(self.path)
         except OSError as exc:
             raise StartupError(f"--dags {self.path}: cannot read it ({exc.strerror or exc})", 2) from None
 
     def scan(self) -> None:
         """Bring the store in step with the folder once: read changed files, deactivate gone DAGs."""
         try:
-            files = folder_files(self.path)
+            files = dag_files_in(self.path)
         except OSError as exc:  # the folder went away: keep everything as it is, say so
             self._set_problems({self.path: [f"{self.path}: cannot read the folder ({exc.strerror or exc})"]})
             return

@@ -10,7 +10,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Log
 
-from flowforge.client import ApiClient, RunDetail
+from flowforge.api.models import RunDetail
+from flowforge.client import ApiClient
 from flowforge.tui import FlowForgeApp
 from flowforge.tui.feed import EventChanges
 from flowforge.tui.graph import DagGraph

@@ -16,7 +16,7 @@ from typing import Any
 from rich.console import Console
 from textual.pilot import Pilot
 
-from flowforge.client import DagSummary, LogPage, RunDetail, RunList, Status, TaskDetail
+from flowforge.api.models import DagSummary, LogPage, RunDetail, RunList, Status, TaskDetail
 from flowforge.tui import FlowForgeApp
 
 

@@ -27,7 +27,8 @@ from flowforge.cli.state import (
 )
 
 if TYPE_CHECKING:
-    from flowforge.client import ApiClient, RunDetail
+    from flowforge.api.models import RunDetail
+    from flowforge.client import ApiClient
 
 
 def register(app: typer.Typer) -> None:

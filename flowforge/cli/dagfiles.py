@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from flowforge.client import ApiClient
 
 MAX_YAML_BYTES = 1024 * 1024  # the same limit the API applies
-DAG_SUFFIXES = (".yaml", ".yml")
 
 PathsArg = Annotated[
     list[Path] | None,
@@ -47,16 +46,14 @@ def register(app: typer.Typer) -> None:
 
 def dag_files(paths: Iterable[Path]) -> list[tuple[Path, Problem | None]]:
     """Each file to read, in order and once: folders expanded; a folder with none is a problem."""
+    from flowforge.core.dagfile import dag_files_in  # here: the DAG reader is slow to import for --help
+
     found: list[tuple[Path, Problem | None]] = []
     seen: set[Path] = set()
     for path in paths:
         if path.is_dir():
             try:
-                files = sorted(
-                    p
-                    for p in path.iterdir()
-                    if p.suffix in DAG_SUFFIXES and not p.name.startswith(".") and p.is_file()
-                )
+                files = dag_files_in(path)
             except OSError as exc:
                 found.append((path, Problem(f"cannot read the folder: {exc.strerror or exc}")))
                 continue

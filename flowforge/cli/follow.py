@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from flowforge.api.models import LogPage
 from flowforge.cli.render import is_tty
 from flowforge.cli.safetext import SGR_RESET, TerminalLog, visible
 from flowforge.cli.times import Clock
-from flowforge.client import ApiClient, LogPage
+from flowforge.client import ApiClient
 from flowforge.core.model import TASK_TERMINAL
 
 FOLLOW_POLL_SECS = 0.5

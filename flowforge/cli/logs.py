@@ -17,8 +17,9 @@ import typer
 from flowforge.cli.state import EXIT_BAD_INPUT, CliState, RunArg, fail, get_state
 
 if TYPE_CHECKING:
+    from flowforge.api.models import RunDetail, TaskInstanceOut
     from flowforge.cli.follow import LogOutput
-    from flowforge.client import ApiClient, RunDetail, TaskInstanceOut
+    from flowforge.client import ApiClient
 
 TASK_HELP = "Id of the task (default: every task that ran, each under a heading)."
 TIMESTAMPS_HELP = (

@@ -12,31 +12,15 @@ from __future__ import annotations
 
 import re
 
-# C0 and C1 controls, DEL, and the Unicode marks that reorder or hide text (bidi overrides, isolates).
-_MARKS = r"\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
-_ANY_CONTROL = re.compile(rf"[\x00-\x1f{_MARKS}]")
+from flowforge.core.visible import MARKS, escape_char, visible
+
+__all__ = ["SGR_RESET", "TerminalLog", "escape_char", "visible"]
+
 # In a log: an SGR sequence (kept), CR LF (kept), any other control but LF and TAB (escaped).
-_LOG_TOKEN = re.compile(rf"(\x1b\[[0-9;:]{{0,64}}m)|(\r\n)|([\x00-\x08\x0b-\x1f{_MARKS}])")
+_LOG_TOKEN = re.compile(rf"(\x1b\[[0-9;:]{{0,64}}m)|(\r\n)|([\x00-\x08\x0b-\x1f{MARKS}])")
 # The end of a chunk that may be the start of a token finished by the next chunk.
 _OPEN_TAIL = re.compile(r"(\x1b(\[[0-9;:]{0,64})?|\r)\Z")
-_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 SGR_RESET = "\x1b[0m"
-
-
-def escape_char(ch: str) -> str:
-    """One control character as a visible escape: `\\n`, `\\x1b`, `\\u202e`."""
-    named = _NAMED.get(ch)
-    if named:
-        return named
-    code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def visible(text: str) -> str:
-    """`text` with every control character (newlines and tabs too) as a visible escape: one table cell."""
-    if not _ANY_CONTROL.search(text):
-        return text
-    return _ANY_CONTROL.sub(lambda m: escape_char(m.group()), text)
 
 
 class TerminalLog:

@@ -16,7 +16,7 @@ from flowforge.cli.group import client_command
 from flowforge.cli.state import EXIT_BAD_INPUT, CliState, fail, get_state
 
 if TYPE_CHECKING:
-    from flowforge.client import SchedulePreview
+    from flowforge.api.models import SchedulePreview
 
 TargetArg = Annotated[
     str,
@@ -41,8 +41,8 @@ def _from_file(path: Path, count: int, after: str | None) -> SchedulePreview:
     """The preview of a DAG file, computed here exactly as the API computes a stored DAG's."""
     import time
 
+    from flowforge.api.models import SchedulePreview
     from flowforge.cli.dagfiles import load_local
-    from flowforge.client import SchedulePreview
     from flowforge.core.errors import DagValidationError
     from flowforge.core.preview import preview_of
     from flowforge.core.schedule import parse_instant

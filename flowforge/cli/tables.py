@@ -13,7 +13,7 @@ from flowforge.cli.render import KEEP, Cell, Column, Sheet, Styled
 from flowforge.cli.times import Clock, fmt_duration, parse_iso
 
 if TYPE_CHECKING:
-    from flowforge.client import (
+    from flowforge.api.models import (
         BackfillResult,
         DagSummary,
         RunDetail,

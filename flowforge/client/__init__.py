@@ -20,9 +20,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from flowforge.api.models import (
-    AttemptOut,
     BackfillResult,
-    BackfillTick,
     DagDetail,
     DagList,
     DagSubmitted,
@@ -36,56 +34,21 @@ from flowforge.api.models import (
     Ready,
     RunDetail,
     RunList,
-    RunOut,
     RunRetried,
     SchedulePreview,
-    ScheduleTick,
     Status,
     TaskDetail,
     TaskExplanation,
     TaskInstanceOut,
     TaskList,
-    TaskSpecOut,
     TriggeredRun,
-    WorkerCounts,
     WorkerList,
     WorkerOut,
 )
 from flowforge.client.errors import ApiError, ApiUnreachable, api_error, transport_reason
 from flowforge.client.watch import ChangeWatcher
 
-# The answers' models are re-exported: the CLI and the TUI name them through the client.
-__all__ = [
-    "ApiClient",
-    "ApiError",
-    "ApiUnreachable",
-    "AttemptOut",
-    "BackfillResult",
-    "BackfillTick",
-    "ChangeWatcher",
-    "DagDetail",
-    "DagSubmitted",
-    "DagSummary",
-    "DagVersionDetail",
-    "DagVersionOut",
-    "Health",
-    "LogPage",
-    "Ready",
-    "RunDetail",
-    "RunList",
-    "RunOut",
-    "RunRetried",
-    "SchedulePreview",
-    "ScheduleTick",
-    "Status",
-    "TaskDetail",
-    "TaskExplanation",
-    "TaskInstanceOut",
-    "TaskSpecOut",
-    "TriggeredRun",
-    "WorkerCounts",
-    "WorkerOut",
-]
+__all__ = ["ApiClient", "ApiError", "ApiUnreachable", "ChangeWatcher"]
 
 _M = TypeVar("_M", bound=BaseModel)
 _P = TypeVar("_P", bound=Page)

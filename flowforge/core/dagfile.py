@@ -9,6 +9,7 @@ characters of a value, so a hostile file cannot make its answer larger than itse
 from __future__ import annotations
 
 from os import PathLike
+from pathlib import Path
 from typing import Any
 
 from flowforge.core.errors import DagValidationError, Problem, Problems, shown
@@ -78,6 +79,17 @@ def load_dag(
             return spec
     # Reading order (the line a user will look at first comes first), at most MAX_PROBLEMS of them.
     raise DagValidationError(problems, source)
+
+
+DAG_SUFFIXES = (".yaml", ".yml")
+
+
+def dag_files_in(folder: Path) -> list[Path]:
+    """The DAG files directly in `folder` (`*.yaml`, `*.yml`; not hidden, not in subfolders), sorted by
+    name; OSError when the folder cannot be read."""
+    return sorted(
+        p for p in folder.iterdir() if p.suffix in DAG_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
 
 
 def load_dag_file(

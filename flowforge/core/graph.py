@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator
+from graphlib import CycleError, TopologicalSorter
 from typing import TYPE_CHECKING
 
 from flowforge.core.model import DagSpec
@@ -23,10 +24,11 @@ def topological_order(spec: DagSpec) -> list[str]:
     Raises ValueError when the tasks wait on each other (a valid DagSpec never does).
     """
     index = {t.id: i for i, t in enumerate(spec.tasks)}
-    waiting = [len(set(t.depends_on)) for t in spec.tasks]
+    deps = [set(t.depends_on) for t in spec.tasks]  # a dependency listed twice counts once
+    waiting = [len(d) for d in deps]
     dependants: list[list[int]] = [[] for _ in spec.tasks]
-    for i, t in enumerate(spec.tasks):
-        for dep in set(t.depends_on):
+    for i, task_deps in enumerate(deps):
+        for dep in task_deps:
             dependants[index[dep]].append(i)
     ready = [i for i, n in enumerate(waiting) if n == 0]
     heapq.heapify(ready)
@@ -44,23 +46,14 @@ def topological_order(spec: DagSpec) -> list[str]:
 
 
 def _has_cycle(edges: list[tuple[str, str]]) -> bool:
-    """Kahn's algorithm: a cycle leaves some task waiting for ever."""
-    after: dict[str, list[str]] = {}
-    waiting: dict[str, int] = {}
-    for u, v in set(edges):
-        after.setdefault(u, []).append(v)
-        waiting.setdefault(u, 0)
-        waiting[v] = waiting.get(v, 0) + 1
-    ready = [n for n, k in waiting.items() if k == 0]
-    done = 0
-    while ready:
-        n = ready.pop()
-        done += 1
-        for m in after.get(n, ()):
-            waiting[m] -= 1
-            if waiting[m] == 0:
-                ready.append(m)
-    return done != len(waiting)
+    sorter: TopologicalSorter[str] = TopologicalSorter()
+    for upstream, downstream in edges:
+        sorter.add(downstream, upstream)
+    try:
+        sorter.prepare()
+    except CycleError:
+        return True
+    return False
 
 
 def _cycle_in(g: nx.DiGraph) -> list[str]:

@@ -21,7 +21,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
 from textual.worker import Worker, get_current_worker
 
-from flowforge.client import ApiError, ApiUnreachable, DagSummary, RunOut
+from flowforge.api.models import DagSummary, RunOut
+from flowforge.client import ApiError, ApiUnreachable
 from flowforge.tui.feed import (
     ChangeSource,
     DashboardApi,

@@ -14,9 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from flowforge.client import (
-    ApiClient,
-    ApiError,
+from flowforge.api.models import (
     DagSummary,
     LogPage,
     RunDetail,
@@ -26,6 +24,7 @@ from flowforge.client import (
     TaskDetail,
     TaskInstanceOut,
 )
+from flowforge.client import ApiClient, ApiError
 from flowforge.tui.layout import Topology, build_topology
 from flowforge.tui.states import RUN_ACTIVE
 

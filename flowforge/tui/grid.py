@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from flowforge.client import RunOut, TaskInstanceOut
+from flowforge.api.models import RunOut, TaskInstanceOut
 from flowforge.tui.states import STATE_CLASSES, foreground, run_glyph, state_class, task_glyph
 
 CELL = 2  # columns per run: the glyph and a space

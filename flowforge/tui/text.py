@@ -15,13 +15,12 @@ import re
 
 from rich.text import Text
 
-# C0 and C1 controls, DEL, and the Unicode marks that reorder or hide text (bidi overrides,
-# isolates, zero-width characters): the same set, and the same escapes, as the CLI shows.
-_MARKS = r"\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
-_CONTROL = re.compile(rf"[\x00-\x1f{_MARKS}]")
+from flowforge.core.visible import MARKS, escape_char, visible
+
+__all__ = ["MAX_HELD_CHARS", "LogCleaner", "label", "visible"]
+
 # In task output, newlines and tabs are text; carriage returns are taken as line ends below.
-_LOG_CONTROL = re.compile(rf"[\x00-\x08\x0b-\x1f{_MARKS}]")
-_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_LOG_CONTROL = re.compile(rf"[\x00-\x08\x0b-\x1f{MARKS}]")
 # Escape sequences as terminals read them (ECMA-48): CSI (ESC [ … final byte), OSC (ESC ] … BEL
 # or ESC \), other string commands (DCS, SOS, PM, APC: ESC P/X/^/_ … ESC \) and two-byte ESC x.
 # A string command's body stops at the next ESC, so a scan never runs past one: linear.
@@ -35,20 +34,6 @@ _SEQUENCE = re.compile(
 # next chunk completes it.
 _UNFINISHED = re.compile(r"(?:\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*|[PX^_][^\x1b]*|[ -/]*)?|\r)\Z")
 MAX_HELD_CHARS = 512  # an unfinished sequence longer than this is no sequence: shown as text
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    named = _NAMED.get(char)
-    if named:
-        return named
-    code = ord(char)
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-def visible(value: str) -> str:
-    """`value` with every control character written out as an escape (`\\x1b`, `\\n`, `\\u202e`)."""
-    return _CONTROL.sub(_escape, value)
 
 
 def label(value: str, style: str = "") -> Text:
@@ -82,4 +67,4 @@ class LogCleaner:
     @staticmethod
     def _clean(text: str) -> str:
         text = _SEQUENCE.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
-        return _LOG_CONTROL.sub(_escape, text)
+        return _LOG_CONTROL.sub(lambda m: escape_char(m.group()), text)

@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Input
 
-from flowforge.client import DagSummary, RunOut
+from flowforge.api.models import DagSummary, RunOut
 from flowforge.tui.states import run_glyph
 from flowforge.tui.text import label
 from flowforge.tui.widgets import StateTable

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Log, Static
 
-from flowforge.client import TaskDetail
+from flowforge.api.models import TaskDetail
 from flowforge.tui.feed import Focus, Snapshot
 from flowforge.tui.states import TASK_LIVE, task_glyph
 from flowforge.tui.text import LogCleaner, visible

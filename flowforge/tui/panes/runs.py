@@ -9,7 +9,7 @@ from textual import on
 from textual.message import Message
 from textual.widgets import DataTable
 
-from flowforge.client import DagSummary, RunOut
+from flowforge.api.models import DagSummary, RunOut
 from flowforge.tui.text import label, visible
 from flowforge.tui.widgets import StateTable, fmt_duration, fmt_time
 
