@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -124,17 +125,18 @@ def test_dags_and_workers_are_paged_like_runs(client: TestClient, services: Serv
 
 def test_the_client_reads_every_page(services: Services) -> None:
     from flowforge.client import ApiClient
+    from tests.cli_support import serving
 
     for i in range(7):
         services.store.put_dag(load_dag(DEMO.replace("demo", f"d{i}")), DEMO, time.time())
+    app = create_app(services, api_token="")
 
-    def pages_of_three(request: httpx.Request) -> None:
-        request.url = request.url.copy_merge_params({"limit": 3})
+    async def pages_of_three(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/api/v1/dags":
+            scope = {**scope, "query_string": scope["query_string"] + b"&limit=3"}
+        await app(scope, receive, send)
 
-    with TestClient(create_app(services, api_token="")) as c:
-        c.event_hooks = {"request": [pages_of_three]}
-        api = ApiClient("http://testserver")
-        api._http = c  # the client's calls, served in-process
+    with serving(pages_of_three) as url, ApiClient(url) as api:
         assert [d.id for d in api.list_dags()] == [f"d{i}" for i in range(7)]
 
 

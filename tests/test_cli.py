@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flowforge.api import create_app
-from flowforge.cli import app
+from flowforge.cli import app, helptext
 from flowforge.core.model import RunState, TaskState
 from flowforge.services import Services
 from tests.cli_support import (
@@ -125,6 +126,42 @@ def test_the_app_loads_without_the_client_or_rich() -> None:
     code = "import sys, flowforge.cli; sys.argv[1:] = ['--help']; flowforge.cli.main(); print(sorted(m for m in sys.modules if m.startswith(('typer', 'click'))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.rstrip().endswith("[]") and "Usage: flowforge [OPTIONS] COMMAND" in out
+
+
+def test_a_command_line_loads_only_its_command_and_no_pydantic() -> None:
+    # A client command loads its own module, the HTTP client and no validation library: a CI job
+    # calls the CLI hundreds of times. (Against no server: the modules load all the same.)
+    code = (
+        "import sys, flowforge.cli; sys.argv[1:] = ['--api-url', 'http://127.0.0.1:9', 'runs', '--json']\n"
+        "try: flowforge.cli.main()\nexcept SystemExit: pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('flowforge.cli.', 'pydantic', 'httpx', 'fastapi'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(ast.literal_eval(out.strip().splitlines()[-1]))
+    assert "flowforge.cli.commands" in loaded
+    assert not loaded & {
+        "flowforge.cli.server",
+        "flowforge.cli.localrun",
+        "flowforge.cli.sync",
+        "pydantic",
+        "httpx",
+    }
+
+
+def test_each_command_is_registered_by_the_module_the_table_names() -> None:
+    import importlib
+
+    import typer
+
+    from flowforge.cli.application import COMMAND_MODULES
+
+    registered = {}
+    for module in dict.fromkeys(COMMAND_MODULES.values()):
+        one = typer.Typer()
+        importlib.import_module(f"flowforge.cli.{module}").register(one)
+        registered.update({i.name or i.callback.__name__: module for i in one.registered_commands})
+    assert registered == COMMAND_MODULES
+    assert list(COMMAND_MODULES) == [name for name, _ in helptext.COMMANDS]
 
 
 def test_help_lists_every_command(runner: CliRunner) -> None:

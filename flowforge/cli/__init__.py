@@ -2,7 +2,8 @@
 
 `flowforge --version` and `flowforge --help` are answered here without importing Typer, so that
 they start in a few tens of milliseconds; every other command line goes to the Typer app in
-`flowforge.cli.application`, imported only then. `app` is loaded on first use of the name.
+`flowforge.cli.application`, imported only then, which loads only the named command's module.
+`app` (every command) is loaded on first use of the name.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ def main() -> None:
 
         sys.stdout.write(root_help())
         return
-    from flowforge.cli.application import app
+    from flowforge.cli.application import run
 
-    app()
+    run(argv)
 
 
 def __getattr__(name: str) -> Any:

@@ -13,14 +13,16 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flowforge.api.models import LogPage
 from flowforge.cli.render import is_tty
 from flowforge.cli.safetext import SGR_RESET, TerminalLog, visible
 from flowforge.cli.times import Clock
 from flowforge.client import ApiClient
 from flowforge.core.model import TASK_TERMINAL
+
+if TYPE_CHECKING:
+    from flowforge.api.models import LogPage
 
 FOLLOW_POLL_SECS = 0.5
 TAIL_LINE_CHARS = 10_000  # a longer line in a tail shows its end only

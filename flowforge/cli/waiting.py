@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flowforge.api.models import RunDetail, RunOut
 from flowforge.cli.render import Sheet, is_tty, rich_table
 from flowforge.cli.tables import STATE_STYLES, tasks_sheet
 from flowforge.cli.times import Clock, fmt_duration
@@ -24,6 +23,8 @@ from flowforge.core.model import RUN_TERMINAL, TASK_TERMINAL
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+
+    from flowforge.api.models import RunDetail, RunOut
 
 T = TypeVar("T")
 

@@ -1,58 +1,46 @@
-"""The HTTP client of the FlowForge API, shared by the CLI and the TUI (sync, on httpx).
+"""The HTTP client of the FlowForge API, shared by the CLI and the TUI (sync; `client.transport`).
 
-Every answer is parsed into its model from `flowforge.api.models`, so callers read typed
-attributes; `model.model_dump(mode="json")` gives back the JSON the API sent.
+Every answer reads as its model from `flowforge.api.models` (typed attributes), and
+`answer.model_dump(mode="json")` gives back the JSON the API sent. At run time an answer is the
+JSON itself (`flowforge.client.answers`): pydantic is not imported, so a CLI command starts fast.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
-# httpx imports its own command line (click, pygments, rich's syntax and progress) on import,
-# only to offer `httpx.main`; this client never uses it. Marked absent, httpx puts a stub there.
-if "httpx" not in sys.modules:
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-import httpx
-from pydantic import BaseModel, ValidationError
-
-from flowforge.api.models import (
-    BackfillResult,
-    DagDetail,
-    DagList,
-    DagSubmitted,
-    DagSummary,
-    DagVersionDetail,
-    DagVersionList,
-    DagVersionOut,
-    Health,
-    LogPage,
-    Page,
-    Ready,
-    RunDetail,
-    RunList,
-    RunRetried,
-    SchedulePreview,
-    Status,
-    TaskDetail,
-    TaskExplanation,
-    TaskInstanceOut,
-    TaskList,
-    TriggeredRun,
-    WorkerList,
-    WorkerOut,
-)
-from flowforge.client.errors import ApiError, ApiUnreachable, api_error, transport_reason
+from flowforge.client.answers import parse
+from flowforge.client.errors import ApiError, ApiUnreachable, api_error
+from flowforge.client.transport import Http, Response, TransportError
 from flowforge.client.watch import ChangeWatcher
 
-__all__ = ["ApiClient", "ApiError", "ApiUnreachable", "ChangeWatcher"]
+if TYPE_CHECKING:  # the types of the answers; at run time they are `Answer`s
+    from flowforge.api.models import (
+        BackfillResult,
+        DagDetail,
+        DagSubmitted,
+        DagSummary,
+        DagVersionDetail,
+        DagVersionOut,
+        Health,
+        LogPage,
+        Ready,
+        RunDetail,
+        RunList,
+        RunRetried,
+        SchedulePreview,
+        Status,
+        TaskDetail,
+        TaskExplanation,
+        TaskInstanceOut,
+        TriggeredRun,
+        WorkerOut,
+    )
 
-_M = TypeVar("_M", bound=BaseModel)
-_P = TypeVar("_P", bound=Page)
-_T = TypeVar("_T")
+__all__ = ["ApiClient", "ApiError", "ApiUnreachable", "ChangeWatcher"]
 
 
 def _seg(value: str) -> str:
@@ -69,10 +57,13 @@ class ApiClient:
         headers = {"Accept": "application/json", "User-Agent": "flowforge-client"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        try:
+            self._http = Http(self.base_url, headers, timeout)
+        except ValueError as exc:
+            raise ApiUnreachable(self.base_url, str(exc)) from exc
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection."""
         self._http.close()
 
     def __enter__(self) -> ApiClient:
@@ -82,45 +73,41 @@ class ApiClient:
         self.close()
 
     # -- plumbing ---------------------------------------------------------------------
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, **kwargs: Any) -> Response:
         try:
             resp = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ApiUnreachable(self.base_url, transport_reason(exc)) from exc
-        if resp.status_code >= 400:
+        except TransportError as exc:
+            raise ApiUnreachable(self.base_url, str(exc)) from exc
+        if resp.status >= 400:
             raise api_error(resp)
         return resp
 
-    def _call(self, model: type[_M], method: str, path: str, **kwargs: Any) -> _M:
-        """The answer to one request, parsed into `model`; non-JSON or an unknown shape is an ApiError."""
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The answer to one request: a JSON object (an ApiError when it is not one).
+
+        Each method below says which model the answer reads as.
+        """
         resp = self._request(method, path, **kwargs)
         try:
-            data = resp.json()
+            data = parse(resp.content)
         except ValueError as exc:
             raise ApiError(
-                resp.status_code, "bad_response", f"the API answered with non-JSON from {path}"
+                resp.status, "bad_response", f"the API answered with non-JSON from {path}"
             ) from exc
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            details = [
-                {"message": f"{'.'.join(map(str, e['loc'])) or '(body)'}: {e['msg']}"} for e in exc.errors()
-            ]
+        if not isinstance(data, dict):
             raise ApiError(
-                resp.status_code,
+                resp.status,
                 "bad_response",
                 f"the API answered {path} with a shape this client does not know",
-                details[:10],
-            ) from exc
+            )
+        return data
 
-    def _every_page(
-        self, path: str, page: type[_P], items: Callable[[_P], list[_T]], params: dict[str, Any]
-    ) -> list[_T]:
-        """Every item of a paged list, reading on while the answer says `has_more`."""
-        found: list[_T] = []
+    def _every_page(self, path: str, key: str, params: dict[str, Any]) -> list[Any]:
+        """Every item of a paged list (the answer's `key`), reading on while the answer says `has_more`."""
+        found: list[Any] = []
         while True:
-            answer = self._call(page, "GET", path, params={**params, "offset": len(found)})
-            more = items(answer)
+            answer = self._call("GET", path, params={**params, "offset": len(found)})
+            more = answer[key]
             found.extend(more)
             if not answer.has_more or not more:
                 return found
@@ -128,11 +115,11 @@ class ApiClient:
     # -- system -----------------------------------------------------------------------
     def health(self) -> Health:
         """GET /health."""
-        return self._call(Health, "GET", "/health")
+        return cast("Health", self._call("GET", "/health"))
 
     def ready(self) -> Ready:
         """GET /ready (ApiError 503 when the store or queue is down)."""
-        return self._call(Ready, "GET", "/ready")
+        return cast("Ready", self._call("GET", "/ready"))
 
     def metrics(self) -> str:
         """GET /metrics as Prometheus text."""
@@ -140,56 +127,57 @@ class ApiClient:
 
     def status(self) -> Status:
         """GET /api/v1/status."""
-        return self._call(Status, "GET", "/api/v1/status")
+        return cast("Status", self._call("GET", "/api/v1/status"))
 
     def workers(self) -> list[WorkerOut]:
         """GET /api/v1/workers, every page."""
-        return self._every_page("/api/v1/workers", WorkerList, lambda p: p.workers, {})
+        return cast("list[WorkerOut]", self._every_page("/api/v1/workers", "workers", {}))
 
-    # -- DAGs -------------------------------------------------------------------------
     def list_dags(self, include_inactive: bool = False) -> list[DagSummary]:
         """GET /api/v1/dags, every page."""
         params = {"include_inactive": "1"} if include_inactive else {}
-        return self._every_page("/api/v1/dags", DagList, lambda p: p.dags, params)
+        return cast("list[DagSummary]", self._every_page("/api/v1/dags", "dags", params))
 
     def submit_dag(self, yaml_text: str) -> DagSubmitted:
         """POST /api/v1/dags with the YAML; the stored record plus `created` / `changed`."""
-        return self._call(DagSubmitted, "POST", "/api/v1/dags", json={"yaml": yaml_text})
+        return cast("DagSubmitted", self._call("POST", "/api/v1/dags", body={"yaml": yaml_text}))
 
     def get_dag(self, dag_id: str) -> DagDetail:
         """GET /api/v1/dags/{dag_id}."""
-        return self._call(DagDetail, "GET", f"/api/v1/dags/{_seg(dag_id)}")
+        return cast("DagDetail", self._call("GET", f"/api/v1/dags/{_seg(dag_id)}"))
 
     def delete_dag(self, dag_id: str) -> DagDetail:
         """DELETE /api/v1/dags/{dag_id} (deactivate)."""
-        return self._call(DagDetail, "DELETE", f"/api/v1/dags/{_seg(dag_id)}")
+        return cast("DagDetail", self._call("DELETE", f"/api/v1/dags/{_seg(dag_id)}"))
 
     def activate_dag(self, dag_id: str) -> DagDetail:
         """POST /api/v1/dags/{dag_id}/activate."""
-        return self._call(DagDetail, "POST", f"/api/v1/dags/{_seg(dag_id)}/activate")
+        return cast("DagDetail", self._call("POST", f"/api/v1/dags/{_seg(dag_id)}/activate"))
 
     def pause_dag(self, dag_id: str) -> DagDetail:
         """POST /api/v1/dags/{dag_id}/pause."""
-        return self._call(DagDetail, "POST", f"/api/v1/dags/{_seg(dag_id)}/pause")
+        return cast("DagDetail", self._call("POST", f"/api/v1/dags/{_seg(dag_id)}/pause"))
 
     def unpause_dag(self, dag_id: str) -> DagDetail:
         """POST /api/v1/dags/{dag_id}/unpause."""
-        return self._call(DagDetail, "POST", f"/api/v1/dags/{_seg(dag_id)}/unpause")
+        return cast("DagDetail", self._call("POST", f"/api/v1/dags/{_seg(dag_id)}/unpause"))
 
     def dag_schedule(self, dag_id: str, count: int = 10, after: str | None = None) -> SchedulePreview:
         """GET /api/v1/dags/{dag_id}/schedule: the next `count` ticks (after `after`, default now)."""
         params: dict[str, Any] = {"count": count} if after is None else {"count": count, "from": after}
-        return self._call(SchedulePreview, "GET", f"/api/v1/dags/{_seg(dag_id)}/schedule", params=params)
+        return cast(
+            "SchedulePreview", self._call("GET", f"/api/v1/dags/{_seg(dag_id)}/schedule", params=params)
+        )
 
     def dag_versions(self, dag_id: str) -> list[DagVersionOut]:
         """GET /api/v1/dags/{dag_id}/versions, every page, newest first."""
-        return self._every_page(
-            f"/api/v1/dags/{_seg(dag_id)}/versions", DagVersionList, lambda p: p.versions, {}
+        return cast(
+            "list[DagVersionOut]", self._every_page(f"/api/v1/dags/{_seg(dag_id)}/versions", "versions", {})
         )
 
     def dag_version(self, dag_id: str, version: int) -> DagVersionDetail:
         """GET /api/v1/dags/{dag_id}/versions/{version}, its source masked."""
-        return self._call(DagVersionDetail, "GET", f"/api/v1/dags/{_seg(dag_id)}/versions/{version}")
+        return cast("DagVersionDetail", self._call("GET", f"/api/v1/dags/{_seg(dag_id)}/versions/{version}"))
 
     # -- runs -------------------------------------------------------------------------
     def list_runs(
@@ -201,49 +189,49 @@ class ApiClient:
             params["dag_id"] = dag_id
         if state:
             params["state"] = state
-        return self._call(RunList, "GET", "/api/v1/runs", params=params)
+        return cast("RunList", self._call("GET", "/api/v1/runs", params=params))
 
     def trigger(
         self, dag_id: str, params: dict[str, Any] | None = None, triggered_by: str = "cli"
     ) -> TriggeredRun:
         """POST /api/v1/runs; the new run."""
         body = {"dag_id": dag_id, "triggered_by": triggered_by, "params": params or {}}
-        return self._call(TriggeredRun, "POST", "/api/v1/runs", json=body)
+        return cast("TriggeredRun", self._call("POST", "/api/v1/runs", body=body))
 
     def cancel_run(self, run_id: str) -> RunDetail:
         """POST /api/v1/runs/{run_id}/cancel; the cancelled run with its tasks."""
-        return self._call(RunDetail, "POST", f"/api/v1/runs/{_seg(run_id)}/cancel")
+        return cast("RunDetail", self._call("POST", f"/api/v1/runs/{_seg(run_id)}/cancel"))
 
     def retry_run(self, run_id: str) -> RunRetried:
         """POST /api/v1/runs/{run_id}/retry: run the failed tasks again; the run plus `cleared`."""
-        return self._call(RunRetried, "POST", f"/api/v1/runs/{_seg(run_id)}/retry")
+        return cast("RunRetried", self._call("POST", f"/api/v1/runs/{_seg(run_id)}/retry"))
 
     def retry_task(self, run_id: str, task_id: str, downstream: bool = False) -> RunRetried:
         """POST /api/v1/runs/{run_id}/tasks/{task_id}/retry; the run plus `cleared`."""
         path = f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}/retry"
-        return self._call(RunRetried, "POST", path, json={"downstream": downstream})
+        return cast("RunRetried", self._call("POST", path, body={"downstream": downstream}))
 
     def backfill(self, dag_id: str, start: str, end: str, dry_run: bool = False) -> BackfillResult:
         """POST /api/v1/dags/{dag_id}/backfill: the ticks in the range and how many runs were created."""
         body = {"start": start, "end": end, "dry_run": dry_run}
-        return self._call(BackfillResult, "POST", f"/api/v1/dags/{_seg(dag_id)}/backfill", json=body)
+        return cast("BackfillResult", self._call("POST", f"/api/v1/dags/{_seg(dag_id)}/backfill", body=body))
 
     def get_run(self, run_id: str) -> RunDetail:
         """GET /api/v1/runs/{run_id}: the run with its `tasks`."""
-        return self._call(RunDetail, "GET", f"/api/v1/runs/{_seg(run_id)}")
+        return cast("RunDetail", self._call("GET", f"/api/v1/runs/{_seg(run_id)}"))
 
     def run_tasks(self, run_id: str) -> list[TaskInstanceOut]:
         """GET /api/v1/runs/{run_id}/tasks."""
-        return self._call(TaskList, "GET", f"/api/v1/runs/{_seg(run_id)}/tasks").tasks
+        return cast("list[TaskInstanceOut]", self._call("GET", f"/api/v1/runs/{_seg(run_id)}/tasks").tasks)
 
     def get_task(self, run_id: str, task_id: str) -> TaskDetail:
         """GET /api/v1/runs/{run_id}/tasks/{task_id}: the instance, its `attempts` and `spec`."""
-        return self._call(TaskDetail, "GET", f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}")
+        return cast("TaskDetail", self._call("GET", f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}"))
 
     def explain_task(self, run_id: str, task_id: str) -> TaskExplanation:
         """GET /api/v1/runs/{run_id}/tasks/{task_id}/explain: why the task is in its state."""
         path = f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}/explain"
-        return self._call(TaskExplanation, "GET", path)
+        return cast("TaskExplanation", self._call("GET", path))
 
     def events(
         self,
@@ -261,36 +249,35 @@ class ApiClient:
         params: dict[str, Any] = {
             k: v for k, v in (("run_id", run_id), ("dag_id", dag_id), ("after", after)) if v is not None
         }
-        timeout = httpx.Timeout(self._http.timeout.connect or 10, read=read_timeout)
         try:
             with self._http.stream(
                 "GET",
                 "/api/v1/events",
                 params=params,
-                timeout=timeout,
+                read_timeout=read_timeout,
                 headers={"Accept": "text/event-stream"},
             ) as resp:
-                if resp.status_code >= 400:
+                if resp.status >= 400:
                     resp.read()
                     raise api_error(resp)
                 for line in resp.iter_lines():
                     if line.startswith("data: "):
                         yield json.loads(line[6:])
-        except httpx.TransportError as exc:
-            raise ApiUnreachable(self.base_url, transport_reason(exc)) from exc
+        except TransportError as exc:
+            raise ApiUnreachable(self.base_url, str(exc)) from exc
 
     def follow_log(self, run_id: str, task_id: str, attempt: int, after: int = 0) -> Iterator[str]:
         """GET .../logs?follow=1: yield an attempt's log text as it is written, until the attempt ends."""
         params = {"follow": 1, "attempt": attempt, "after": after}
         path = f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}/logs"
         try:
-            with self._http.stream("GET", path, params=params, timeout=httpx.Timeout(10, read=None)) as resp:
-                if resp.status_code >= 400:
+            with self._http.stream("GET", path, params=params, read_timeout=None) as resp:
+                if resp.status >= 400:
                     resp.read()
                     raise api_error(resp)
                 yield from resp.iter_text()
-        except httpx.TransportError as exc:
-            raise ApiUnreachable(self.base_url, transport_reason(exc)) from exc
+        except TransportError as exc:
+            raise ApiUnreachable(self.base_url, str(exc)) from exc
 
     def logs(self, run_id: str, task_id: str, attempt: int | None = None, after: int = 0) -> LogPage:
         """GET .../logs: a piece of an attempt's log, from the cursor `after`."""
@@ -298,4 +285,4 @@ class ApiClient:
         if attempt is not None:
             params["attempt"] = attempt
         path = f"/api/v1/runs/{_seg(run_id)}/tasks/{_seg(task_id)}/logs"
-        return self._call(LogPage, "GET", path, params=params)
+        return cast("LogPage", self._call("GET", path, params=params))

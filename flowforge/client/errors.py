@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    from flowforge.client.transport import Response
 
 
 class ApiError(Exception):
@@ -27,20 +28,11 @@ class ApiUnreachable(Exception):
         self.reason = reason
 
 
-def transport_reason(exc: httpx.TransportError) -> str:
-    text = str(exc).strip()
-    if isinstance(exc, httpx.TimeoutException):
-        return f"timed out{': ' + text if text else ''}"
-    return text or type(exc).__name__
-
-
-def api_error(resp: httpx.Response) -> ApiError:
+def api_error(resp: Response) -> ApiError:
     """An ApiError from an error answer, whether or not it is FlowForge's JSON error shape."""
     try:
         err = resp.json()["error"]
-        return ApiError(
-            resp.status_code, str(err["code"]), str(err["message"]), list(err.get("details") or [])
-        )
+        return ApiError(resp.status, str(err["code"]), str(err["message"]), list(err.get("details") or []))
     except (ValueError, KeyError, TypeError):
-        text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else resp.reason_phrase
-        return ApiError(resp.status_code, f"http_{resp.status_code}", text)
+        text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else resp.reason
+        return ApiError(resp.status, f"http_{resp.status}", text)
