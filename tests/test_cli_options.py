@@ -46,7 +46,8 @@ def test_json_api_url_token_and_utc_work_after_the_command(services: Services, r
         before = runner.invoke(app, ["--api-url", url, "--token", "s3cret", "--json", "dags"])
         after = runner.invoke(app, ["dags", "--api-url", url, "--token", "s3cret", "--json"])
         assert before.exit_code == after.exit_code == 0, after.output
-        assert json.loads(after.stdout) == json.loads(before.stdout) == {"dags": []}
+        empty = {"dags": [], "total": 0, "limit": 0, "offset": 0, "has_more": False}
+        assert json.loads(after.stdout) == json.loads(before.stdout) == empty
         # Given after the command, they win over those given before it (and over the environment).
         env = {"FLOWFORGE_API_URL": f"http://127.0.0.1:{free_port()}"}
         won = runner.invoke(app, ["--token", "wrong", "runs", "--api-url", url, "--token", "s3cret"], env=env)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from flowforge.cli.group import client_command
+from flowforge.cli.jsonshapes import whole_list
 from flowforge.cli.logs import logs
 from flowforge.cli.state import (
     EXIT_GAVE_UP,
@@ -139,7 +140,7 @@ def dags(
     with state.client() as client:
         items = client.list_dags(include_inactive=all_)
     if state.json_output:
-        state.print_json({"dags": items})
+        state.print_json(whole_list("dags", items, total=len(items)))
     else:
         show(dags_sheet(items, state.clock))
 
@@ -217,7 +218,7 @@ def workers(ctx: typer.Context) -> None:
     with state.client() as client:
         items = client.workers()
     if state.json_output:
-        state.print_json({"workers": items})
+        state.print_json(whole_list("workers", items, total=len(items)))
     else:
         show(workers_sheet(items, state.clock))
 

@@ -15,6 +15,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from flowforge.cli.jsonshapes import describe
+
 REGENERATE = "python -m flowforge.cli.reference docs/CLI.md"
 
 _HEADER = f"""# `flowforge` command-line reference
@@ -22,8 +24,8 @@ _HEADER = f"""# `flowforge` command-line reference
 Generated from the program by `{REGENERATE}`; do not edit by hand
 (`tests/test_cli_reference.py` fails when this file is stale).
 
-Usage: `flowforge [GLOBAL OPTIONS] COMMAND [ARGS] [OPTIONS]`. Global options go before the command
-(`flowforge --json runs`). Exit codes: `0` ok, `1` the run failed (or the command failed), `2` bad
+Usage: `flowforge [GLOBAL OPTIONS] COMMAND [ARGS] [OPTIONS]`. Global options go before or after the
+command (`flowforge runs --json` or `flowforge --json runs`). Exit codes: `0` ok, `1` the run failed (or the command failed), `2` bad
 input (an invalid DAG file, an unknown DAG or run, a bad option), `3` the API is unreachable, `130`
 interrupted. An option's environment variable is read when the option is not given.
 """
@@ -73,6 +75,8 @@ def _command_section(name: str, cmd: Any) -> list[str]:
         lines += [f"| `{_argument_name(p)}` | {_cell(getattr(p, 'help', None) or '')} |" for p in arguments]
     if options:
         lines += ["", *_options_table(options)]
+    if (shape := describe(name)) is not None:
+        lines += ["", f"**`--json`**: {shape}"]
     return lines
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from flowforge.cli.group import client_command
+from flowforge.cli.jsonshapes import whole_list
 from flowforge.cli.state import CliState, DagArg, get_state
 
 if TYPE_CHECKING:
@@ -37,7 +38,8 @@ def versions(ctx: typer.Context, dag_id: DagArg) -> None:
     with state.client() as client:
         items = client.dag_versions(dag_id)
     if state.json_output:
-        state.print_json({"dag_id": dag_id, "versions": items})
+        latest = max((v.version for v in items), default=0)
+        state.print_json(whole_list("versions", items, dag_id=dag_id, latest_version=latest))
         return
     stored_title, stored = state.clock.column("Stored", (v.created_at for v in items), year=True)
     columns = [
