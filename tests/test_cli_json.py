@@ -26,7 +26,7 @@ tasks:
   - {id: extract, command: echo extract}
   - {id: load, command: echo load, depends_on: [extract]}
 """
-NO_JSON = {"up", "api", "scheduler", "worker", "tui"}  # they start processes or a screen
+NO_JSON = {"up", "api", "scheduler", "worker", "tui", "completion"}  # processes, a screen, a shell script
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from tests.cli_support import CLEAN_ENV, GOOD, LiveApi, serving
 from tests.harness import clean_env, free_port, run_flowforge
 
 SERVER_COMMANDS = {"up", "api", "scheduler", "worker"}
+LOCAL_COMMANDS = {"completion"}  # talks to no API (its completions do, with the environment's URL)
 
 
 def commands() -> dict[str, object]:
@@ -60,7 +61,7 @@ def test_every_client_command_takes_the_global_options(runner: CliRunner, tmp_pa
     dag_file.write_text(GOOD)
     args = {**ARGS, "validate": [str(dag_file)], "submit": [str(dag_file)], "sync": [str(tmp_path)]}
     args["test"] = [str(dag_file)]
-    for name in set(commands()) - SERVER_COMMANDS:
+    for name in set(commands()) - SERVER_COMMANDS - LOCAL_COMMANDS:
         shown = runner.invoke(app, [name, "--help"])
         assert shown.exit_code == 0, name
         for flag in ("--json", "--api-url URL", "--token TOKEN", "--utc"):

@@ -43,6 +43,7 @@ COMMAND_MODULES: dict[str, str] = {
     "explain": "explain",
     "schedule": "schedule",
     **dict.fromkeys(("versions", "diff"), "versions"),
+    "completion": "completion",
 }
 
 
@@ -98,7 +99,15 @@ def command_named(argv: Sequence[str]) -> str | None:
 
 
 def run(argv: Sequence[str]) -> Any:
-    """`flowforge ARGV`: the app of the command the arguments name (every command when none)."""
+    """`flowforge ARGV`: the app of the command the arguments name (every command when none).
+
+    Started by the shell to complete a command line (`flowforge completion`), every command.
+    """
+    from flowforge.cli import completion
+
+    if completion.requested():
+        completion.prepare()
+        return build()(args=list(argv), prog_name="flowforge")
     return build(command_named(argv))(args=list(argv), prog_name="flowforge")
 
 

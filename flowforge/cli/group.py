@@ -197,7 +197,7 @@ class FlowForgeGroup(typer.core.TyperGroup):
             else:
                 sys.stderr.write(f"error: {exc.format_message()}\n")
             code = exc.exit_code
-        except click.exceptions.Abort:
+        except typer.Abort:  # Click's, wherever this Typer keeps it
             sys.stderr.write("Aborted!\n")
             code = 1
         code = code if isinstance(code, int) else 0

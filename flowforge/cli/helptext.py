@@ -98,6 +98,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ),
     ("versions", "List a DAG's stored versions, newest first: number, spec hash, when stored."),
     ("diff", "Show what changed in a DAG's YAML source between two versions, as a unified diff."),
+    ("completion", "Print the shell completion script: `source <(flowforge completion bash)`."),
 )
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 # The codes and their meanings live in `exits` (read by the fast `--help` too); named here for commands.
+from flowforge.cli.completion import dag_ids, run_ids
 from flowforge.cli.exits import (
     EXIT_BAD_INPUT,
     EXIT_GAVE_UP,
@@ -60,8 +61,12 @@ DEFAULT_ERROR_CODES = {
     EXIT_INTERRUPTED: "interrupted",
 }
 
-DagArg = Annotated[str, typer.Argument(metavar="DAG", help="Id of the DAG.", show_default=False)]
-RunArg = Annotated[str, typer.Argument(metavar="RUN_ID", help="Id of the run.", show_default=False)]
+DagArg = Annotated[
+    str, typer.Argument(metavar="DAG", help="Id of the DAG.", show_default=False, autocompletion=dag_ids)
+]
+RunArg = Annotated[
+    str, typer.Argument(metavar="RUN_ID", help="Id of the run.", show_default=False, autocompletion=run_ids)
+]
 TimeoutOpt = Annotated[
     float | None,
     typer.Option(
