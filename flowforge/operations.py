@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from flowforge.core.dagfile import load_dag, load_dag_file
-from flowforge.core.errors import Conflict, InvalidRequest, NotFound
+from flowforge.core.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from flowforge.core.model import TASK_ACTIVE, TASK_TERMINAL, DagSpec, RunState, TaskSpec, TaskState
 from flowforge.core.params import resolve_params
 from flowforge.core.plan import tasks_to_clear
 from flowforge.core.records import Attempt, DagRecord, Run, TaskInstance
 from flowforge.core.schedule import parse_instant, ticks_between
+from flowforge.operations_stats import SlowNotes, slow_notes
 from flowforge.queues.base import Queue
 from flowforge.store.base import LEADER_LEASE, Store
 
@@ -81,6 +82,8 @@ class RunSnapshot:
     run: Run
     tasks: tuple[TaskInstance, ...]
     waiting: str | None
+    outputs: dict[str, dict[str, str]]  # what each task that succeeded with outputs passes downstream
+    slow: SlowNotes  # by task id: the running tasks that run well past their usual time
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,7 @@ def active_dag(store: Store, dag_id: str) -> DagRecord:
     """The DAG's latest version; NotFound for an unknown or a deactivated DAG."""
     record = store.get_dag(dag_id)
     if not record.active:
-        raise NotFound(f"DAG {dag_id!r} is inactive; submit it again to reactivate it")
+        raise NotFound(f"DAG {dag_id!r} is inactive; activate it or submit it again")
     return record
 
 
@@ -269,7 +272,8 @@ def run_snapshot(store: Store, run_id: str) -> RunSnapshot:
     """A run with all its task instances and why it waits; NotFound."""
     run = store.get_run(run_id)
     tasks = store.task_instances(run_id)
-    return RunSnapshot(run, tuple(tasks), waiting_note(store, run, tasks))
+    slow = slow_notes(store, run, tasks, time.time())
+    return RunSnapshot(run, tuple(tasks), waiting_note(store, run, tasks), store.task_outputs(run_id), slow)
 
 
 def waiting_note(store: Store, run: Run, tasks: Sequence[TaskInstance]) -> str | None:
@@ -379,7 +383,8 @@ def readiness(store: Store, queue: Queue) -> Readiness:
         # Reading the lease is the store's probe too.
         leader = store.lease_holder(LEADER_LEASE, time.time())
     except Exception as exc:
-        log.warning("readiness: the store is unavailable", exc_info=True)
+        outage = isinstance(exc, Unavailable)  # one line; anything else keeps its traceback
+        log.warning("readiness: the store is unavailable: %s", exc, exc_info=not outage)
         store_state = f"unavailable ({type(exc).__name__})"
         scheduler = "unknown (the store is unavailable)"
     else:
@@ -389,6 +394,7 @@ def readiness(store: Store, queue: Queue) -> Readiness:
     try:
         queue.size()
     except Exception as exc:
-        log.warning("readiness: the queue is unavailable", exc_info=True)
+        outage = isinstance(exc, Unavailable)  # one line; anything else keeps its traceback
+        log.warning("readiness: the queue is unavailable: %s", exc, exc_info=not outage)
         queue_state = f"unavailable ({type(exc).__name__})"
     return Readiness(store_state, queue_state, scheduler, leader)

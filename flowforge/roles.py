@@ -26,8 +26,10 @@ from prometheus_client import CollectorRegistry
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from flowforge import __version__
-from flowforge.core.errors import DagValidationError
+from flowforge.core.errors import DagValidationError, Unavailable
 from flowforge.dagfolder import keep_in_step
+from flowforge.engine.remote import connect_worker
+from flowforge.engine.remote_http import Refused
 from flowforge.engine.scheduler import Scheduler
 from flowforge.engine.worker import Worker, new_worker_id
 from flowforge.metrics import SchedulerMetrics, WorkerMetrics, process_registry, serve_metrics
@@ -72,6 +74,8 @@ def make_scheduler(services: Services, registry: CollectorRegistry | None = None
         worker_dead_after=services.settings.heartbeat_secs * 3,
         max_lost_attempts=services.settings.max_lost_attempts,
         metrics=SchedulerMetrics(registry) if registry is not None else None,
+        retention_secs=services.settings.retention_days * 86400.0 or None,
+        retention_every=services.settings.retention_every_secs,
     )
 
 
@@ -374,3 +378,22 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
             worker.run(stop, settings.grace_secs)
     finally:
         services.close()
+
+
+def run_remote_worker(settings: Settings, api_url: str, stop: threading.Event | None = None) -> None:
+    """`flowforge worker --api-url URL`: the same worker, holding only the worker token (`engine.remote`)."""
+    stop = stop or threading.Event()
+    registry = process_registry()
+    try:
+        worker, client = connect_worker(settings, api_url, WorkerMetrics(registry))
+    except Unavailable as exc:  # Refused: a setting to fix (2); else the API is unreachable (3)
+        raise StartupError(f"--api-url {api_url}: {exc}", 2 if isinstance(exc, Refused) else 3) from None
+    try:
+        if threading.current_thread() is threading.main_thread():
+            stop_on_signals(stop)
+        client.release_on(stop)  # once stopped, no slot waits for a task any more
+        log.info("FlowForge worker %s with %d slot(s) (API %s)", worker.worker_id, worker.slots, api_url)
+        with metrics_endpoint(settings, registry):
+            worker.run(stop, settings.grace_secs)
+    finally:
+        client.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_API_URL = "http://127.0.0.1:8080"
+MAX_RETENTION_DAYS = 36_525  # 100 years
 
 # Environment variables that configure FlowForge itself. Tasks never see them: the worker drops
 # every FLOWFORGE_* variable from a task's environment (see `engine.executor.task_env`).
@@ -23,6 +24,8 @@ SETTINGS_ENV_VARS = (
     "FLOWFORGE_API_TOKEN",
     "FLOWFORGE_API_READ_TOKEN",
     "FLOWFORGE_API_TOKEN_FILE",
+    "FLOWFORGE_WORKER_TOKEN",
+    "FLOWFORGE_WORKER_TOKEN_FILE",
     "FLOWFORGE_LOG_FORMAT",
     "FLOWFORGE_LOG_LEVEL",
     "FLOWFORGE_HEARTBEAT_SECS",
@@ -34,10 +37,19 @@ SETTINGS_ENV_VARS = (
     "FLOWFORGE_MAX_STREAMS",
     "FLOWFORGE_MAX_CONNECTIONS",
     "FLOWFORGE_DAGS_DIR",
+    "FLOWFORGE_RETENTION_DAYS",
 )
 # The settings that may hold a secret. A server command never keeps them in its environment block
 # (which any process of the same user can read in /proc/PID/environ): see `exec_without_secrets`.
-SECRET_ENV_VARS = ("FLOWFORGE_API_TOKEN", "FLOWFORGE_API_READ_TOKEN", "FLOWFORGE_DB", "FLOWFORGE_QUEUE")
+SECRET_ENV_VARS = (
+    "FLOWFORGE_API_TOKEN",
+    "FLOWFORGE_API_READ_TOKEN",
+    "FLOWFORGE_WORKER_TOKEN",
+    "FLOWFORGE_DB",
+    "FLOWFORGE_QUEUE",
+)
+# The secret settings that are tokens: secret whatever their value looks like.
+TOKEN_ENV_VARS = ("FLOWFORGE_API_TOKEN", "FLOWFORGE_API_READ_TOKEN", "FLOWFORGE_WORKER_TOKEN")
 # Names the pipe through which a server command hands the secret settings to itself across exec.
 HANDOVER_FD_VAR = "FLOWFORGE_SECRETS_FD"
 
@@ -65,6 +77,8 @@ class Settings:
     max_yaml_bytes: int = 1024 * 1024
     api_token: str | None = None  # with a token, every API request but /health needs it
     api_read_token: str | None = None  # good for GET and HEAD only; needs api_token too
+    # The execution API's token (/api/v1/worker/...): the API checks it, an API-mode worker sends it.
+    worker_token: str | None = None
     metrics_port: int | None = None  # `scheduler` and `worker` serve their metrics here when set
     metrics_host: str = "127.0.0.1"
     max_lost_attempts: int = 3  # per task instance, retried without using a retry (the scheduler's)
@@ -73,6 +87,10 @@ class Settings:
     max_streams: int = 100  # open event streams and followed logs at once (the API's)
     max_connections: int = 2048  # open connections to the API at once; past it, requests get 503
     dags_dir: Path | None = None  # a folder of DAG files kept in step with the store (up, scheduler)
+    # The leading scheduler deletes runs that ended more than this many days ago (0: keep forever),
+    # about every `retention_every_secs` and once shortly after it starts.
+    retention_days: int = 0
+    retention_every_secs: float = 3600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -80,7 +98,8 @@ class Settings:
 
         The secret settings (SECRET_ENV_VARS) are read from `environ` when given (what
         `take_handed_over_secrets` returned, merged over the environment), else from the
-        environment. `token_file` (a path) overrides FLOWFORGE_API_TOKEN with the file's stripped text.
+        environment. `token_file` (a path) overrides FLOWFORGE_API_TOKEN with the file's stripped text;
+        `worker_token_file` overrides FLOWFORGE_WORKER_TOKEN (and FLOWFORGE_WORKER_TOKEN_FILE) so.
         """
         env = os.environ if environ is None else environ
         home = Path(str(overrides.pop("home"))) if overrides.get("home") else default_home()
@@ -93,6 +112,12 @@ class Settings:
                 "FLOWFORGE_API_READ_TOKEN is set but no API token is: with only a read-only token nothing "
                 "could change anything. Set FLOWFORGE_API_TOKEN (or --token-file) too."
             )
+        worker_token = _worker_token(env, overrides.pop("worker_token_file", None))
+        if worker_token and worker_token in (api_token, api_read_token):
+            raise ValueError(
+                "FLOWFORGE_WORKER_TOKEN is the same as an API token: give workers a token of their own "
+                "(make one with: openssl rand -hex 32)"
+            )
         base = cls(
             home=home,
             db_url=env.get("FLOWFORGE_DB") or f"sqlite:///{home / 'flowforge.db'}",
@@ -100,6 +125,7 @@ class Settings:
             concurrency=os.cpu_count() or 2,
             api_token=api_token or None,
             api_read_token=api_read_token,
+            worker_token=worker_token,
             # Workers heartbeat this often and the scheduler declares a worker dead after three
             # missed beats: every process of one deployment must agree, hence an env variable.
             heartbeat_secs=_positive_float("FLOWFORGE_HEARTBEAT_SECS", cls.heartbeat_secs),
@@ -111,6 +137,7 @@ class Settings:
             max_streams=_positive_int("FLOWFORGE_MAX_STREAMS", cls.max_streams),
             max_connections=_positive_int("FLOWFORGE_MAX_CONNECTIONS", cls.max_connections),
             dags_dir=Path(env["FLOWFORGE_DAGS_DIR"]).expanduser() if env.get("FLOWFORGE_DAGS_DIR") else None,
+            retention_days=_retention_days(),
         )
         if overrides.get("allowed_hosts"):
             overrides["allowed_hosts"] = host_names(overrides["allowed_hosts"], "--allowed-host")
@@ -129,6 +156,16 @@ def read_token_file(path: Path) -> str:
     if "\n" in token or "\r" in token:
         raise ValueError(f"--token-file {path} has more than one line: write only the API token in it")
     return token
+
+
+def _worker_token(env: Mapping[str, str], token_file: Any) -> str | None:
+    """The worker token: from `token_file` (a flag), else FLOWFORGE_WORKER_TOKEN, else FLOWFORGE_WORKER_TOKEN_FILE."""
+    if token_file:
+        return read_token_file(Path(str(token_file)))
+    if env.get("FLOWFORGE_WORKER_TOKEN"):
+        return env["FLOWFORGE_WORKER_TOKEN"].strip() or None
+    path = env.get("FLOWFORGE_WORKER_TOKEN_FILE")
+    return read_token_file(Path(path)) if path else None
 
 
 def _positive_float(name: str, default: float) -> float:
@@ -153,6 +190,16 @@ def _count(name: str, default: int) -> int:
     if not (raw.isascii() and raw.isdigit()):
         raise ValueError(f"{name} must be a whole number (0 or more), not {raw!r}")
     return int(raw)
+
+
+def _retention_days() -> int:
+    """FLOWFORGE_RETENTION_DAYS: whole days, 0 (keep forever) to 36525 (100 years); ValueError naming it."""
+    days = _count("FLOWFORGE_RETENTION_DAYS", 0)
+    if days > MAX_RETENTION_DAYS:
+        raise ValueError(
+            f"FLOWFORGE_RETENTION_DAYS must be at most {MAX_RETENTION_DAYS} (100 years), not {days}"
+        )
+    return days
 
 
 def _positive_int(name: str, default: int) -> int:
@@ -230,9 +277,7 @@ def secret_settings(environ: Mapping[str, str]) -> dict[str, str]:
     found = {}
     for name in SECRET_ENV_VARS:
         value = environ.get(name, "")
-        if value and (
-            name in ("FLOWFORGE_API_TOKEN", "FLOWFORGE_API_READ_TOKEN") or redact_url(value) != value
-        ):
+        if value and (name in TOKEN_ENV_VARS or redact_url(value) != value):
             found[name] = value
     return found
 

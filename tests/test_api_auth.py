@@ -23,6 +23,8 @@ from flowforge.settings import Settings, read_token_file
 
 TOKEN = "full-7f3a9c"
 READ_TOKEN = "read-41b2e0"
+WORKER_TOKEN = "worker-93c5d7"
+WORKER_ROUTES = "/api/v1/worker/"  # the execution API: a scope of its own
 DEMO = "id: demo\ntasks:\n  - {id: a, command: 'true'}\n"
 
 # Open without a token: liveness, and the page shell with its static files (they hold no data).
@@ -48,7 +50,7 @@ def services(tmp_path: Path) -> Iterator[Services]:
 
 @pytest.fixture
 def app(services: Services) -> FastAPI:
-    return create_app(services, api_token=TOKEN, api_read_token=READ_TOKEN)
+    return create_app(services, api_token=TOKEN, api_read_token=READ_TOKEN, worker_token=WORKER_TOKEN)
 
 
 @pytest.fixture
@@ -120,6 +122,9 @@ def test_every_route_needs_a_token_and_a_read_token_only_reads(app: FastAPI, cli
         if (method, template) in OPEN:
             assert call(client, method, path, None) < 400, (method, path)
             continue
+        if template.startswith(WORKER_ROUTES):
+            continue  # swept by test_only_the_worker_token_reaches_the_execution_api
+        assert call(client, method, path, WORKER_TOKEN) == 403, (method, path)  # the worker token's scope
         assert call(client, method, path, None) == 401, (method, path)
         assert call(client, method, path, "wrong-token") == 401, (method, path)
         assert call(client, method, path, TOKEN + "x") == 401, (method, path)  # a longer token is still wrong
@@ -260,3 +265,71 @@ def test_a_server_app_answers_only_its_host_names(services: Services) -> None:
     for base in ("http://localhost:8080", "http://flowforge.test", "http://[::1]:8080"):
         with TestClient(app, base_url=base) as c:
             assert c.get("/api/v1/status", headers=auth(TOKEN)).status_code == 200, base
+
+
+def test_prune_needs_the_full_token(client: TestClient, services: Services) -> None:
+    from tests.prune_support import DAY, ended_run, submit
+
+    submit(services.store, at=time.time() - 400 * DAY)
+    old = ended_run(services.store, time.time() - 40 * DAY)
+    body = {"older_than": "30d"}
+    assert client.post("/api/v1/prune", json=body).status_code == 401
+    refused = client.post("/api/v1/prune", json=body, headers=auth(READ_TOKEN))
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+    assert (
+        client.post("/api/v1/prune", json={**body, "dry_run": True}, headers=auth(READ_TOKEN)).status_code
+        == 403
+    )
+    assert services.store.get_run(old).run_id == old  # nothing was deleted
+    done = client.post("/api/v1/prune", json=body, headers=auth(TOKEN))
+    assert done.status_code == 200 and done.json()["runs"] == 1
+
+
+# -- the execution API's scope: the worker token there, and nowhere else ---------------------------
+def test_only_the_worker_token_reaches_the_execution_api(app: FastAPI, client: TestClient) -> None:
+    ids = seeded(client)
+    swept = []
+    for method, template in route_table(app):
+        if not template.startswith(WORKER_ROUTES):
+            continue
+        path = concrete(template, ids)
+        assert call(client, method, path, None) == 401, (method, path)
+        assert call(client, method, path, "wrong-token") == 401, (method, path)
+        assert call(client, method, path, WORKER_TOKEN + "x") == 401, (method, path)
+        assert call(client, method, path, TOKEN) == 403, (method, path)  # the user token may not
+        assert call(client, method, path, READ_TOKEN) == 403, (method, path)
+        worker = call(client, method, path, WORKER_TOKEN)
+        assert worker not in (401, 403) and worker < 500, (method, path, worker)
+        swept.append((method, template))
+    assert {"/api/v1/worker/claim", "/api/v1/worker/finish", "/api/v1/worker/renew"} <= {t for _, t in swept}
+    resp = client.post("/api/v1/worker/claim", json={}, headers=auth(TOKEN))
+    assert "FLOWFORGE_WORKER_TOKEN" in resp.json()["error"]["message"]
+    resp = client.get("/api/v1/dags", headers=auth(WORKER_TOKEN))
+    assert resp.status_code == 403 and "execution API only" in resp.json()["error"]["message"]
+    assert client.get("/health", headers=auth(WORKER_TOKEN)).status_code == 200  # open to all
+
+
+@pytest.mark.parametrize("user_token", [TOKEN, ""], ids=["user-token", "no-auth"])
+def test_without_a_worker_token_the_execution_api_is_refused(services: Services, user_token: str) -> None:
+    with TestClient(create_app(services, api_token=user_token, worker_token="")) as c:
+        for token in (None, "anything", TOKEN):
+            resp = c.post(
+                "/api/v1/worker/claim", json={"worker_id": "w", "lease_secs": 5}, headers=auth(token or "")
+            )
+            assert resp.status_code == 403, (token, resp.text)
+            assert "FLOWFORGE_WORKER_TOKEN" in resp.json()["error"]["message"]
+
+
+def test_worker_token_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWFORGE_API_TOKEN", TOKEN)
+    monkeypatch.setenv("FLOWFORGE_WORKER_TOKEN", WORKER_TOKEN)
+    assert Settings.from_env(home=tmp_path).worker_token == WORKER_TOKEN
+    path = tmp_path / "worker-token"
+    path.write_text(" from-file \n")
+    assert Settings.from_env(home=tmp_path, worker_token_file=path).worker_token == "from-file"
+    monkeypatch.delenv("FLOWFORGE_WORKER_TOKEN")
+    monkeypatch.setenv("FLOWFORGE_WORKER_TOKEN_FILE", str(path))
+    assert Settings.from_env(home=tmp_path).worker_token == "from-file"
+    monkeypatch.setenv("FLOWFORGE_WORKER_TOKEN", TOKEN)  # one token for both scopes would be none
+    with pytest.raises(ValueError, match="token of their own"):
+        Settings.from_env(home=tmp_path)

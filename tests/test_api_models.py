@@ -79,7 +79,7 @@ def test_answers_keep_their_json_numbers_and_fields(tmp_path: Path) -> None:
             assert set(run) == fields(models.TriggeredRun) and run["state"] == "queued"
             detail = c.get(f"/api/v1/runs/{run['run_id']}").json()
             assert set(detail) == fields(models.RunDetail) and set(detail["tasks"][0]) == fields(
-                models.TaskInstanceOut
+                models.RunTaskOut
             )
             task = c.get(f"/api/v1/runs/{run['run_id']}/tasks/a").json()
             assert set(task) == fields(models.TaskDetail) and task["attempts"] == []

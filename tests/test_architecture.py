@@ -25,8 +25,11 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": {"core", "store", "queues", "settings"},
     "engine": {"core", "store", "queues", "settings", "metrics", "logsetup"},
     "services": {"core", "store", "queues", "settings"},
-    "operations": {"core", "store", "queues", "settings", "services"},
+    "operations": {"core", "store", "queues", "settings", "services", "operations_stats"},
+    # below operations: its run snapshot carries the slow notes
+    "operations_stats": {"core", "store", "queues", "settings", "services"},
     "operations_explain": {"core", "store", "queues", "settings", "services", "operations"},
+    "operations_prune": {"core", "store", "queues", "settings", "services", "operations"},
     "dagfolder": {"core", "store", "queues", "settings", "services", "operations"},
     "api.models": {"core"},
     "api": {
@@ -40,6 +43,8 @@ ALLOWED: dict[str, set[str]] = {
         "operations",
         "dagfolder",
         "operations_explain",
+        "operations_prune",
+        "operations_stats",
         "api.models",
     },
     "roles": {

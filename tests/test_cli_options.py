@@ -88,6 +88,7 @@ ARGS = {
     **{name: ["hello"] for name in ("activate", "deactivate")},
     **{name: ["hello"] for name in ("schedule", "versions", "diff")},
     **{name: ["some-run"] for name in ("cancel", "retry", "wait", "run", "logs")},
+    "prune": ["--older-than", "30d"],
 }
 
 

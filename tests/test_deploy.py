@@ -820,9 +820,10 @@ def test_compose_roles_replicas_health_and_start_order() -> None:
         assert replicas == COMPOSE_REPLICAS[role], f"{name}: {replicas} replicas"
         test = svc["healthcheck"]["test"]
         assert test[:3] == ["CMD", "python", "-c"], f"{name}: a python healthcheck"
-        for backend in ("postgres", "redis"):
-            condition = (svc.get("depends_on") or {}).get(backend, {}).get("condition")
-            assert condition == "service_healthy", f"{name} must wait for {backend} to be healthy"
+        # API-mode workers need only the API; the others, the database and the queue.
+        for needed in ("api",) if role == "worker" else ("postgres", "redis"):
+            condition = (svc.get("depends_on") or {}).get(needed, {}).get("condition")
+            assert condition == "service_healthy", f"{name} must wait for {needed} to be healthy"
 
 
 def test_compose_secrets_come_from_env_files() -> None:
@@ -836,13 +837,24 @@ def test_compose_secrets_come_from_env_files() -> None:
             assert "/" + Path(env_file).name in ignored, f"deploy/.gitignore must ignore {env_file}"
             assert not sent_to_builder(env_file), f"{env_file} would be sent to the image build"
             examples.setdefault(name, {}).update(read_env_file(example))
-    secrets = {"FLOWFORGE_API_TOKEN", "FLOWFORGE_DB", "FLOWFORGE_API_READ_TOKEN", "POSTGRES_PASSWORD"}
+    secrets = {
+        "FLOWFORGE_API_TOKEN",
+        "FLOWFORGE_DB",
+        "FLOWFORGE_API_READ_TOKEN",
+        "FLOWFORGE_WORKER_TOKEN",
+        "POSTGRES_PASSWORD",
+    }
     for name, svc in services.items():
         inline = secrets & set(environment(svc))
         assert not inline, f"{name}: {sorted(inline)} belong in its env file, not in docker-compose.yml"
     assert "FLOWFORGE_API_TOKEN" in examples.get("api", {}), "the API's token comes from its env file"
-    for role in ROLES:
+    for role in ("api", "scheduler"):
         assert "FLOWFORGE_DB" in examples.get(role, {}), f"{role}: FLOWFORGE_DB comes from its env file"
+    # API-mode workers: the worker token, which the API checks too, and no way into the database or queue.
+    assert examples["worker"] == {"FLOWFORGE_WORKER_TOKEN": examples["api"]["FLOWFORGE_WORKER_TOKEN"]}
+    assert not {"FLOWFORGE_DB", "FLOWFORGE_QUEUE"} & set(environment(services["worker"]))
+    assert examples["worker"]["FLOWFORGE_WORKER_TOKEN"] != examples["api"]["FLOWFORGE_API_TOKEN"]
+    for role in ROLES:
         # Workers run tasks: no variable outside FLOWFORGE_* (which tasks never see) holds a secret.
         assert "POSTGRES_PASSWORD" not in examples[role], f"{role} must not be given POSTGRES_PASSWORD"
     db = urlsplit(examples["api"]["FLOWFORGE_DB"])
@@ -1028,7 +1040,8 @@ def test_network_policies_expose_only_the_api() -> None:
                     for s in rule["from"]
                     if selects(s["podSelector"]["matchLabels"], f.labels)
                 ]
-                assert {f.role for f in reached_by} == set(ROLES), f"{backend}: every FlowForge role needs it"
+                # API-mode workers hold no credentials of the database or the queue, and cannot reach them.
+                assert {f.role for f in reached_by} == {"api", "scheduler"}, f"{backend}: {reached_by}"
 
 
 def test_pods_run_as_non_root_on_a_read_only_root_filesystem() -> None:
@@ -1072,10 +1085,18 @@ def test_secrets_and_settings_are_referenced_consistently() -> None:
             for source in c.get("envFrom", []):
                 assert source["configMapRef"]["name"] in configmaps, w.name
     api_env = {e["name"] for e in workload("api").main["env"]}
-    assert "FLOWFORGE_API_TOKEN" in api_env
+    assert {"FLOWFORGE_API_TOKEN", "FLOWFORGE_WORKER_TOKEN"} <= api_env
     for role in ("scheduler", "worker"):
         env = {e["name"] for e in workload(role).main["env"]}
         assert "FLOWFORGE_API_TOKEN" not in env, f"the {role} has no use for the API token"
+    # API-mode workers: the worker token, the API's URL, and nothing of the database or the queue.
+    worker = workload("worker")
+    for c in worker.containers:
+        env = {e["name"] for e in c.get("env", [])}
+        assert not {"FLOWFORGE_DB", "FLOWFORGE_QUEUE"} & env and not c.get("envFrom"), (
+            f"{worker.name}/{c['name']}"
+        )
+    assert "FLOWFORGE_WORKER_TOKEN" in {e["name"] for e in worker.main["env"]}
     services = {s["metadata"]["name"]: s["spec"]["ports"][0]["port"] for s in of_kind("Service")}
     db = urlsplit(secret["stringData"]["database-url"])
     assert services.get(db.hostname) == (db.port or 5432), f"database-url: no Service {db.hostname}:{db.port}"
@@ -1107,3 +1128,24 @@ def test_manifests_match_the_kubernetes_schemas() -> None:
                     f"{file}: {doc['kind']} {doc['metadata']['name']} at {at}: {exc.message} ({version})"
                 )
     assert not errors, "\n".join(errors)
+
+
+def test_workers_point_at_the_api_they_can_reach() -> None:
+    """Compose and Kubernetes workers run with --api-url naming the API's service and port."""
+    compose_worker = compose_services()["worker"]["command"]
+    api_port = int(flag_value(compose_services()["api"]["command"], "--port") or cli_default("api", "--port"))
+    url = urlsplit(flag_value(compose_worker, "--api-url") or "")
+    assert (url.scheme, url.hostname, url.port) == ("http", "api", api_port), compose_worker
+    services = {s["metadata"]["name"]: s for s in of_kind("Service")}
+    url = urlsplit(flag_value(workload("worker").main["args"], "--api-url") or "")
+    assert url.hostname in services, f"--api-url {url.geturl()}: no Service {url.hostname}"
+    service = services[url.hostname]
+    assert selects(service["spec"]["selector"], workload("api").labels)
+    assert url.port in {p["port"] for p in service["spec"]["ports"]}
+    waits = [
+        e["value"]
+        for c in workload("worker").pod.get("initContainers", [])
+        for e in c.get("env", [])
+        if e["name"] == "FLOWFORGE_API_URL"
+    ]
+    assert waits == [url.geturl()], "the worker's init container waits for the API it will call"

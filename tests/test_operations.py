@@ -156,7 +156,7 @@ def test_trigger_of_an_unknown_or_deactivated_dag_is_not_found(engine: Engine) -
         engine.trigger("ghost")
     engine.submit(CHAIN)
     assert ops.deactivate_dag(engine.store, "chain").active is False
-    with pytest.raises(NotFound, match="inactive; submit it again"):
+    with pytest.raises(NotFound, match="inactive; activate it or submit it again"):
         engine.trigger()
     again = engine.submit(CHAIN)  # submitting it again reactivates it
     assert again.record.active and not again.changed

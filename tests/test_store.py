@@ -18,7 +18,7 @@ from flowforge.core.errors import Conflict, NotFound
 from flowforge.core.model import DagSpec, RunState, TaskSpec, TaskState
 from flowforge.core.records import WorkerInfo
 from flowforge.store import Store, open_store
-from flowforge.store.schema import LATEST_VERSION, SchemaTooNew
+from flowforge.store.schema import LATEST_VERSION, MIGRATIONS, SchemaTooNew
 from flowforge.store.sql import SqlStore
 from flowforge.store.sqlite import SqliteStore
 
@@ -267,8 +267,8 @@ def test_the_lost_attempt_count_is_filled_in_by_its_migration(store: Store) -> N
         run_id, "extract", 1, "w1", state=TaskState.UP_FOR_RETRY, now=T0 + 3, attempt_state=TaskState.LOST
     )
     raw(store, "ALTER TABLE task_instances DROP COLUMN lost_attempts")
-    raw(store, "DELETE FROM schema_version WHERE version = 4")
-    assert isinstance(store, SqlStore) and store.migrate() == LATEST_VERSION
+    for statement in dict(MIGRATIONS)[4]:  # migration 4 alone: later ones must not run twice
+        raw(store, statement)
     assert store.get_task_instance(run_id, "extract").lost_attempts == 1
     assert store.get_task_instance(run_id, "transform").lost_attempts == 0
 

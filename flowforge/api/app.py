@@ -16,8 +16,10 @@ from flowforge.api.middleware import MAX_BODY_BYTES, PUBLIC_PATHS, middleware_st
 from flowforge.api.models import describe_auth_and_errors
 from flowforge.api.routes_dags import build_dag_router
 from flowforge.api.routes_events import build_events_router
+from flowforge.api.routes_prune import build_prune_router
 from flowforge.api.routes_runs import build_run_router
 from flowforge.api.routes_system import STATIC_DIR, build_system_router
+from flowforge.api.routes_worker import ClaimBroker, build_worker_router
 from flowforge.api.views import worker_summary
 from flowforge.metrics import ApiMetrics, StoreCounters, StoreGauges
 
@@ -32,8 +34,10 @@ def create_app(
     api_read_token: str | None = None,
     registry: CollectorRegistry | None = None,
     hosts: HostPolicy | None = None,
+    worker_token: str | None = None,
 ) -> FastAPI:
-    """Build the API app over these services; `api_token` and `api_read_token` override the configured ones.
+    """Build the API app over these services; `api_token`, `api_read_token` and `worker_token` override
+    the configured ones (the worker token alone opens the execution API, /api/v1/worker/...).
 
     Its metrics go on `registry` (`up` shares one with its scheduler and worker), else on a new one.
     A server passes the host names it answers (`hosts`, see `HostPolicy.for_server`); an app
@@ -52,6 +56,7 @@ def create_app(
     registry.register(StoreCounters(services.store))
     token = api_token if api_token is not None else services.settings.api_token
     read_token = api_read_token if api_read_token is not None else services.settings.api_read_token
+    worker = worker_token if worker_token is not None else services.settings.worker_token
     app = FastAPI(
         title="FlowForge",
         version=__version__,
@@ -62,6 +67,7 @@ def create_app(
             read_token=read_token,
             max_body=max(MAX_BODY_BYTES, services.settings.max_yaml_bytes),
             hosts=hosts,
+            worker_token=worker,
         ),
     )
     app.state.services = services
@@ -71,6 +77,9 @@ def create_app(
     app.include_router(build_dag_router(services))
     app.include_router(build_run_router(services))
     app.include_router(build_events_router(services))
+    app.include_router(build_prune_router(services))
+    app.state.claim_broker = ClaimBroker(services.queue, services.stopping)  # where long-polled claims wait
+    app.include_router(build_worker_router(services, app.state.claim_broker))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     def openapi() -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,6 +43,12 @@ PAGE_CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-ac
 _READ_METHODS = frozenset({"GET", "HEAD"})
 UNMATCHED_ROUTE = "unmatched"
 MAX_JSON_DEPTH = 64  # arrays and objects inside each other in a request body
+# The execution API, for workers: only the worker token reaches it, and the worker token nothing else.
+WORKER_PATHS = "/api/v1/worker/"
+NO_WORKER_TOKEN = (
+    "the execution API is off: this server has no worker token. Set FLOWFORGE_WORKER_TOKEN (or "
+    "FLOWFORGE_WORKER_TOKEN_FILE) on the API server, and give the workers the same token"
+)
 
 
 def middleware_stack(
@@ -51,6 +58,7 @@ def middleware_stack(
     read_token: str | None,
     max_body: int,
     hosts: HostPolicy | None = None,
+    worker_token: str | None = None,
 ) -> list[Middleware]:
     """The API's middleware, outermost first; without `hosts`, every Host is answered."""
     return [
@@ -59,7 +67,7 @@ def middleware_stack(
         Middleware(CatchAllMiddleware),
         Middleware(HostCheckMiddleware, policy=hosts),
         Middleware(CrossSiteWriteMiddleware),
-        Middleware(TokenAuthMiddleware, token=token, read_token=read_token),
+        Middleware(TokenAuthMiddleware, token=token, read_token=read_token, worker_token=worker_token),
         Middleware(BodyLimitMiddleware, max_bytes=max_body),
         Middleware(JsonDepthMiddleware, max_depth=MAX_JSON_DEPTH),
     ]
@@ -176,39 +184,72 @@ class TokenAuthMiddleware:
     """With a token configured, every request but the public paths needs `Authorization: Bearer <token>`.
 
     The read-only token, when there is one, is good for GET and HEAD (event stream and metrics
-    included) and gets 403 on anything else.
+    included) and gets 403 on anything else. The execution API (`/api/v1/worker/...`) has a scope
+    of its own: only the worker token reaches it, and the worker token reaches nothing else (403
+    both ways); without a worker token configured the execution API answers 403 to everyone.
     """
 
-    def __init__(self, app: ASGIApp, token: str | None, read_token: str | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, token: str | None, read_token: str | None = None, worker_token: str | None = None
+    ) -> None:
         self.app = app
         self.token = token.encode() if token else None
         self.read_token = read_token.encode() if read_token else None
+        self.worker_token = worker_token.encode() if worker_token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
-        guarded = self.token is not None or self.read_token is not None
-        if not guarded or scope["type"] != "http" or _is_public(scope["path"]):
+        if scope["type"] != "http" or _is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
         scheme, _, given = Headers(scope=scope).get("authorization", "").partition(" ")
         presented = given.strip().encode() if scheme.lower() == "bearer" else b""
-        # Both compared in constant time, every time: the timing tells nothing about either token.
+        # Every token compared in constant time, every time: the timing tells nothing about any.
         full = hmac.compare_digest(presented, self.token) if self.token else False
         read = hmac.compare_digest(presented, self.read_token) if self.read_token else False
-        if full or (read and scope["method"] in _READ_METHODS):
+        worker = hmac.compare_digest(presented, self.worker_token) if self.worker_token else False
+        if scope["path"].startswith(WORKER_PATHS):
+            refusal = self._worker_scope(worker, full or read)
+        else:
+            refusal = self._user_scope(scope, worker, full, read)
+        if refusal is None:
             await self.app(scope, receive, send)
-            return
-        if read:
-            message = f"this token is read-only: it cannot {scope['method']} {scope['path']}"
-            await error_response(403, "forbidden", message)(scope, receive, send)
-            return
-        response = error_response(
-            401,
-            "unauthorized",
-            "missing or wrong API token (send Authorization: Bearer <token>)",
-            headers={"WWW-Authenticate": "Bearer"},
+        else:
+            await refusal(scope, receive, send)
+
+    def _worker_scope(self, worker: bool, user: bool) -> JSONResponse | None:
+        """The refusal of a request to the execution API, or None to let it through."""
+        if self.worker_token is None:
+            return error_response(403, "forbidden", NO_WORKER_TOKEN)
+        if worker:
+            return None
+        if user:
+            message = "this token cannot call the execution API (/api/v1/worker/...): workers use FLOWFORGE_WORKER_TOKEN"
+            return error_response(403, "forbidden", message)
+        return _unauthorized(
+            "missing or wrong worker token (send Authorization: Bearer <FLOWFORGE_WORKER_TOKEN>)"
         )
-        await response(scope, receive, send)
+
+    def _user_scope(self, scope: Scope, worker: bool, full: bool, read: bool) -> JSONResponse | None:
+        """The refusal of a request to any other route, or None to let it through."""
+        if worker:
+            message = (
+                f"the worker token may call the execution API only, not {scope['method']} {scope['path']}"
+            )
+            return error_response(403, "forbidden", message)
+        if (self.token is None and self.read_token is None) or full:
+            return None
+        if read and scope["method"] in _READ_METHODS:
+            return None
+        if read:
+            return error_response(
+                403, "forbidden", f"this token is read-only: it cannot {scope['method']} {scope['path']}"
+            )
+        return _unauthorized("missing or wrong API token (send Authorization: Bearer <token>)")
+
+
+def _unauthorized(message: str) -> JSONResponse:
+    return error_response(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
 class HostCheckMiddleware:

@@ -1,5 +1,5 @@
 """DAG routes: list, submit (JSON or raw YAML), detail, deactivate, activate, pause, unpause, backfill;
-the schedule preview and the stored versions.
+the schedule preview, the run statistics and the stored versions.
 
 Each route reads its request, calls one function of `flowforge.operations` (or one store read),
 and answers with the model `views` builds; the rules themselves live in operations.
@@ -23,6 +23,7 @@ from flowforge.api.models import (
     BackfillResult,
     DagDetail,
     DagList,
+    DagStats,
     DagSubmitted,
     DagVersionDetail,
     DagVersionList,
@@ -34,6 +35,7 @@ from flowforge.api.models import (
 from flowforge.core.preview import MAX_PREVIEW, preview_of
 from flowforge.core.schedule import parse_instant
 from flowforge.dagfolder import activate_dag
+from flowforge.operations_stats import STATS_RUNS_DEFAULT, STATS_RUNS_MAX, dag_stats
 
 if TYPE_CHECKING:  # services imports the engine; the API needs only the type
     from flowforge.services import Services
@@ -176,6 +178,16 @@ class DagRoutes:
         found = preview_of(spec.schedule, spec.timezone, start, count)
         return SchedulePreview(dag_id=dag_id, active=record.active, paused=record.paused, **found)
 
+    def stats(
+        self,
+        dag_id: str,
+        runs: int = Query(
+            STATS_RUNS_DEFAULT, ge=1, le=STATS_RUNS_MAX, description="how many of the last ended runs to read"
+        ),
+    ) -> DagStats:
+        """How long the DAG's last ended runs took (p50, p95 of the successful ones) and how many succeeded."""
+        return views.dag_stats(dag_stats(self.store, dag_id, runs))
+
     def list_versions(
         self,
         dag_id: str,
@@ -229,6 +241,7 @@ def build_dag_router(services: Services) -> APIRouter:
         ("/{dag_id}/unpause", "POST", r.unpause_dag, 200, DagDetail, errors(403, 404, 503)),
         ("/{dag_id}/backfill", "POST", r.backfill, 201, BackfillResult, errors(403, 404, 413, 422, 503)),
         ("/{dag_id}/schedule", "GET", r.schedule, 200, SchedulePreview, errors(404, 422, 503)),
+        ("/{dag_id}/stats", "GET", r.stats, 200, DagStats, errors(404, 422, 503)),
         ("/{dag_id}/versions", "GET", r.list_versions, 200, DagVersionList, errors(404, 422, 503)),
         ("/{dag_id}/versions/{version}", "GET", r.get_version, 200, DagVersionDetail, errors(404, 422, 503)),
     )

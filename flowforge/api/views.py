@@ -16,23 +16,29 @@ from flowforge.api.models import (
     BackfillResult,
     BackfillTick,
     DagDetail,
+    DagStats,
     DagSubmitted,
     DagSummary,
     LogPage,
     RunDetail,
+    RunDuration,
     RunOut,
     RunRetried,
+    RunTaskOut,
+    SlowNoteOut,
     TaskDetail,
     TaskInstanceOut,
     TaskSpecOut,
     TriggeredRun,
 )
+from flowforge.core.durations import SlowNote
 from flowforge.core.model import DagSpec, TaskSpec
-from flowforge.core.records import DagRecord, Run, TaskInstance, WorkerInfo
+from flowforge.core.records import Attempt, DagRecord, Run, TaskInstance, WorkerInfo
 from flowforge.core.schedule import iso_utc, next_fire
 from flowforge.core.secrets import SecretText, mask_mapping, secret_values
 from flowforge.core.sourcemask import mask_source
 from flowforge.operations import Backfill, LogExcerpt, Retry, RunSnapshot, Submission, TaskHistory, Trigger
+from flowforge.operations_stats import DagRunStats
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +121,19 @@ def backfill_result(outcome: Backfill) -> BackfillResult:
     )
 
 
+def dag_stats(stats: DagRunStats) -> DagStats:
+    """A DAG's last ended runs with their durations, and what they say."""
+    runs = [RunDuration(**asdict(r)) for r in stats.runs]
+    return DagStats(
+        dag_id=stats.dag_id,
+        runs=runs,
+        p50_secs=stats.p50_secs,
+        p95_secs=stats.p95_secs,
+        success_rate=stats.success_rate,
+        count=stats.count,
+    )
+
+
 # -- runs and tasks ----------------------------------------------------------------------------------
 def _run_fields(run: Run) -> dict[str, Any]:
     d = run.to_dict()
@@ -137,9 +156,16 @@ def task_out(instance: TaskInstance) -> TaskInstanceOut:
     return TaskInstanceOut(**instance.to_dict())
 
 
+def run_task_out(instance: TaskInstance, slow: SlowNote | None) -> RunTaskOut:
+    """A task instance in a run's detail, with its slow note when it runs well past its usual time."""
+    note = None if slow is None else SlowNoteOut(**asdict(slow))
+    return RunTaskOut(**instance.to_dict(), slow=note)
+
+
 def _detail_fields(snapshot: RunSnapshot) -> dict[str, Any]:
-    tasks = [task_out(ti) for ti in snapshot.tasks]
-    return {**_run_fields(snapshot.run), "tasks": tasks, "waiting": snapshot.waiting}
+    tasks = [run_task_out(ti, snapshot.slow.get(ti.task_id)) for ti in snapshot.tasks]
+    outputs = {task_id: mask_mapping(values) for task_id, values in snapshot.outputs.items()}
+    return {**_run_fields(snapshot.run), "tasks": tasks, "waiting": snapshot.waiting, "outputs": outputs}
 
 
 def run_detail(snapshot: RunSnapshot) -> RunDetail:
@@ -152,11 +178,18 @@ def run_retried(retry: Retry) -> RunRetried:
     return RunRetried(**_detail_fields(retry.snapshot), cleared=list(retry.cleared))
 
 
+def attempt_out(attempt: Attempt) -> AttemptOut:
+    """One attempt, the values of its secret-looking outputs masked."""
+    d = attempt.to_dict()
+    d["outputs"] = mask_mapping(d["outputs"])
+    return AttemptOut(**d)
+
+
 def task_detail(history: TaskHistory) -> TaskDetail:
     """A task instance with its attempts and its spec."""
     return TaskDetail(
         **history.instance.to_dict(),
-        attempts=[AttemptOut(**a.to_dict()) for a in history.attempts],
+        attempts=[attempt_out(a) for a in history.attempts],
         spec=task_spec_out(history.spec) if history.spec is not None else None,
     )
 

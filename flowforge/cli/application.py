@@ -44,6 +44,7 @@ COMMAND_MODULES: dict[str, str] = {
     "schedule": "schedule",
     **dict.fromkeys(("versions", "diff"), "versions"),
     "completion": "completion",
+    "prune": "prune",
 }
 
 

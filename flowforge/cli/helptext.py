@@ -77,7 +77,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("wait", "Wait for a run to end, riding out API restarts; exit 0 if it succeeded, 1 if not."),
     ("dags", "List DAGs with their version, schedule and next run."),
     ("runs", "List runs, newest first."),
-    ("run", "Show a run and its tasks: state, attempt, duration, exit code."),
+    ("run", "Show a run and its tasks: state, attempt, duration, exit code, outputs."),
     ("logs", "Print task logs: one task's, every failed task's (--failed), or every task's."),
     ("status", "Counts of DAGs, runs and tasks by state, workers and queue depth."),
     ("workers", "List workers with host, slots, running tasks and last heartbeat."),
@@ -99,6 +99,10 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("versions", "List a DAG's stored versions, newest first: number, spec hash, when stored."),
     ("diff", "Show what changed in a DAG's YAML source between two versions, as a unified diff."),
     ("completion", "Print the shell completion script: `source <(flowforge completion bash)`."),
+    (
+        "prune",
+        "Delete runs that ended before --older-than AGE, with their tasks, attempts, logs and events.",
+    ),
 )
 
 

@@ -33,7 +33,11 @@ SHAPES: dict[str, tuple[str | None, str]] = {
         "the new run; with `--wait`, instead the run at its end with its tasks, as `wait`",
     ),
     "wait": ("RunDetail", "the run at its end, with its tasks"),
-    "dags": ("DagList", "every DAG, every page read"),
+    "dags": (
+        "DagList",
+        "every DAG, every page read; with `--stats`, each DAG also has `stats`: the API's `DagStats` "
+        "answer for it, as `GET /api/v1/dags/{dag_id}/stats?runs=N` gives it",
+    ),
     "runs": ("RunList", "one page of runs, newest first (`--limit`, `--offset`)"),
     "run": ("RunDetail", "the run with its tasks"),
     "logs": (
@@ -61,6 +65,10 @@ SHAPES: dict[str, tuple[str | None, str]] = {
     "schedule": ("SchedulePreview", "the next ticks in the DAG's zone and in UTC"),
     "versions": ("DagVersionList", "every stored version, newest first, every page read"),
     "diff": (None, "`dag_id`, `from`, `to` (version numbers) and `diff` (the unified diff's text)"),
+    "prune": (
+        "PruneResult",
+        "what was (with `--dry-run`: would be) deleted, over every request; `next` null",
+    ),
 }
 
 

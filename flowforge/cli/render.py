@@ -142,12 +142,17 @@ def rich_table(sheet: Sheet, width: int) -> RenderableType:
 
     shown = fit_columns(sheet, width)
     table = Table(title=sheet.title or None, title_justify="left", caption=sheet.caption or None)
+    # A word longer than the room the other columns leave is folded, not cut at the terminal's edge.
+    fixed = sum(_cell_widths(sheet, i)[0] + 3 for i in shown if not sheet.columns[i].wrap) + 1
+    wrapping = sum(sheet.columns[i].wrap for i in shown) or 1
+    room = max(8, (width - fixed) // wrapping - 3)
     for i in shown:
         col = sheet.columns[i]
         widest, word = _cell_widths(sheet, i)
         justify: Literal["left", "right"] = "right" if col.right else "left"
         if col.wrap:
-            table.add_column(col.name, justify=justify, min_width=min(widest, max(word, 8)), overflow="fold")
+            min_width = min(widest, max(word, 8), room)
+            table.add_column(col.name, justify=justify, min_width=min_width, overflow="fold")
         else:
             table.add_column(col.name, justify=justify, min_width=widest, no_wrap=True)
     for row in sheet.rows:

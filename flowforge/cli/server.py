@@ -210,16 +210,38 @@ def scheduler(
     _start(lambda: run_scheduler(settings))
 
 
+WorkerApiUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-url",
+        metavar="URL",
+        help="Work through the API at URL (its execution routes) instead of the database and queue: the "
+        "worker then needs only the worker token (FLOWFORGE_WORKER_TOKEN or --token-file), no FLOWFORGE_DB "
+        "or FLOWFORGE_QUEUE.",
+    ),
+]
+WorkerTokenFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file",
+        envvar="FLOWFORGE_WORKER_TOKEN_FILE",
+        help="With --api-url: read the worker token from this file (instead of FLOWFORGE_WORKER_TOKEN).",
+    ),
+]
+
+
 def worker(
     concurrency: ConcurrencyOpt = None,
     home: HomeOpt = None,
     grace: GraceOpt = None,
+    api_url: WorkerApiUrlOpt = None,
+    token_file: WorkerTokenFileOpt = None,
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = None,
     log_level: LogLevelOpt = None,
 ) -> None:
     """Run a worker with N task slots; SIGTERM/Ctrl-C lets running tasks finish (within --grace)."""
-    from flowforge.roles import run_worker
+    from flowforge.roles import run_remote_worker, run_worker
 
     settings = _settings(
         home=home,
@@ -227,11 +249,48 @@ def worker(
         grace_secs=grace,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        worker_token_file=token_file if api_url else None,
     )
+    if api_url is not None:
+        _logging(log_level)
+        url = _worker_api_url(api_url, settings)
+        log.info("FlowForge %s worker: %d slot(s) (API %s)", __version__, settings.concurrency, url)
+        _start(lambda: run_remote_worker(settings, url))
+        return
+    if token_file is not None:
+        fail("--token-file is the worker token of --api-url: give --api-url URL too", EXIT_BAD_INPUT)
     _require_shared_queue(settings, "worker")
     _logging(log_level)
     log.info("FlowForge %s worker: %d slot(s) (%s)", __version__, settings.concurrency, _backends(settings))
     _start(lambda: run_worker(settings))
+
+
+def _worker_api_url(raw: str, settings: Settings) -> str:
+    """The API URL of an API-mode worker (exit 2 when it is no http(s) URL, or no worker token is set)."""
+    from urllib.parse import urlsplit
+
+    from flowforge.settings import is_loopback
+
+    url = raw.strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018  (a bad port raises here)
+    except ValueError as exc:
+        fail(f"--api-url {raw!r}: {exc}", EXIT_BAD_INPUT)
+    if parts.scheme not in ("http", "https") or not host or parts.query or parts.fragment:
+        fail(f"--api-url {raw!r}: give the API's base URL, e.g. http://flowforge-api:8080", EXIT_BAD_INPUT)
+    if not settings.worker_token:
+        fail(
+            "--api-url needs the worker token: set FLOWFORGE_WORKER_TOKEN to the API server's worker token, "
+            "or give --token-file FILE",
+            EXIT_BAD_INPUT,
+        )
+    if parts.scheme == "http" and not is_loopback(host):
+        log.warning(
+            "--api-url %s: plain HTTP; the worker token and task logs cross the network unencrypted", url
+        )
+    return url
 
 
 def _logging(level: str | None) -> None:
@@ -311,7 +370,11 @@ def _refuse_open_bind(settings: Settings, insecure: bool) -> None:
             "could run shell commands. Set a token (or --token-file PATH), or pass --insecure.",
             EXIT_BAD_INPUT,
         )
-    tokens = (("API token", settings.api_token), ("FLOWFORGE_API_READ_TOKEN", settings.api_read_token))
+    tokens = (
+        ("API token", settings.api_token),
+        ("FLOWFORGE_API_READ_TOKEN", settings.api_read_token),
+        ("FLOWFORGE_WORKER_TOKEN", settings.worker_token),
+    )
     for name, token in tokens:
         if token and len(token) < MIN_PUBLIC_TOKEN_CHARS:
             fail(

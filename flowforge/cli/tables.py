@@ -7,14 +7,17 @@ narrow terminal drops first. Times go through `times.Clock`: local time or UTC, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from flowforge.cli.render import KEEP, Cell, Column, Sheet, Styled
 from flowforge.cli.times import Clock, fmt_duration, parse_iso
+from flowforge.core.durations import secs_text
 
 if TYPE_CHECKING:
     from flowforge.api.models import (
         BackfillResult,
+        DagStats,
         DagSummary,
         RunDetail,
         RunOut,
@@ -37,6 +40,8 @@ STATE_STYLES = {
 }
 
 Pairs = tuple[str, list[tuple[str, Cell]]]
+# A task output's value (up to 64 KiB) is cut to this many characters in a table.
+MAX_VALUE_CHARS = 200
 
 
 def state_cell(state: str | None) -> Styled:
@@ -45,8 +50,27 @@ def state_cell(state: str | None) -> Styled:
     return Styled(name, STATE_STYLES.get(name, ""))
 
 
-def dags_sheet(dags: list[DagSummary], clock: Clock) -> Sheet:
-    """One row per DAG (an Active column only when some DAG is inactive)."""
+def _stats_cells(stats: DagStats | None) -> list[Cell]:
+    """p50, p95 and success rate of a DAG's last ended runs; `-` where there is nothing to tell."""
+    if stats is None or not stats.count:
+        return ["-", "-", "-"]
+    p50, p95, rate = stats.p50_secs, stats.p95_secs, stats.success_rate or 0.0
+    success = f"{rate:.0%} of {stats.count}"
+    return [
+        "-" if p50 is None else secs_text(p50),
+        "-" if p95 is None else secs_text(p95),
+        Styled(success, "green" if rate == 1 else "red" if rate < 0.5 else "yellow"),
+    ]
+
+
+def dags_sheet(
+    dags: list[DagSummary], clock: Clock, stats: Mapping[str, DagStats] | None = None, runs: int = 0
+) -> Sheet:
+    """One row per DAG (an Active column only when some DAG is inactive).
+
+    With `stats` (by DAG id, over each one's last `runs` ended runs): the p50 and p95 durations of
+    its successful runs and its success rate too.
+    """
     show_active = any(not d.active for d in dags)
     next_title, next_runs = clock.column("Next run", (parse_iso(d.next_run) for d in dags))
     columns = [
@@ -59,12 +83,16 @@ def dags_sheet(dags: list[DagSummary], clock: Clock) -> Sheet:
         Column("Schedule", 4),
         Column("Name", 3, wrap=True),
     ]
+    if stats is not None:
+        columns[1:1] = [Column("p50", 7, right=True), Column("p95", 7, right=True), Column("Success", 7)]
     rows: list[list[Cell]] = []
     for d, next_run in zip(dags, next_runs, strict=True):
         active: list[Cell] = ["yes" if d.active else "no"] if show_active else []
+        measured = [] if stats is None else _stats_cells(stats.get(d.id))
         rows.append(
             [
                 d.id,
+                *measured,
                 str(d.version),
                 next_run,
                 "yes" if d.paused else "no",
@@ -74,7 +102,10 @@ def dags_sheet(dags: list[DagSummary], clock: Clock) -> Sheet:
                 d.name or d.id,
             ]
         )
-    return Sheet("DAGs", columns, rows)
+    caption = ""
+    if stats is not None:
+        caption = f"p50, p95: durations of the successful runs among each DAG's last {runs} ended runs"
+    return Sheet("DAGs", columns, rows, caption)
 
 
 def runs_sheet(runs: list[RunOut], clock: Clock) -> Sheet:
@@ -107,8 +138,13 @@ def runs_sheet(runs: list[RunOut], clock: Clock) -> Sheet:
     return Sheet("Runs", columns, rows)
 
 
-def tasks_sheet(tasks: list[TaskInstanceOut], title: str = "Tasks") -> Sheet:
-    """One row per task instance: state, attempt, duration, exit code, error."""
+def tasks_sheet(
+    tasks: Sequence[TaskInstanceOut], title: str = "Tasks", notes: Mapping[str, str] | None = None
+) -> Sheet:
+    """One row per task instance: state, attempt, duration, exit code, error.
+
+    `notes` by task id (a running task's slow note) add a Note column when there are some.
+    """
     columns = [
         Column("Task", KEEP),
         Column("State", KEEP),
@@ -117,18 +153,46 @@ def tasks_sheet(tasks: list[TaskInstanceOut], title: str = "Tasks") -> Sheet:
         Column("Exit", 5, right=True),
         Column("Error", 7, wrap=True),
     ]
+    if notes:
+        columns.insert(4, Column("Note", 8, wrap=True))
     rows: list[list[Cell]] = [
         [
             t.task_id,
             state_cell(t.state),
             str(t.attempt),
             fmt_duration(t.started_at, t.ended_at),
+            *([Styled(notes.get(t.task_id, ""), "yellow")] if notes else []),
             "-" if t.exit_code is None else str(t.exit_code),
             t.error or "",
         ]
         for t in tasks
     ]
     return Sheet(title, columns, rows)
+
+
+def slow_notes(run: RunDetail) -> dict[str, str]:
+    """By task id, the slow notes of the run's running tasks (`running 3.1× longer than usual ...`)."""
+    return {t.task_id: t.slow.message for t in run.tasks if t.slow is not None}
+
+
+def _cut(value: str) -> str:
+    """A value cut to what a table line shows; `--json` has it whole."""
+    if len(value) <= MAX_VALUE_CHARS:
+        return value
+    return f"{value[:MAX_VALUE_CHARS]}… ({len(value) - MAX_VALUE_CHARS} more characters; --json has all)"
+
+
+def outputs_sheets(run: RunDetail) -> list[Sheet]:
+    """The outputs the run's tasks pass downstream, one row per key, in the DAG's task order; none when none."""
+    rows: list[list[Cell]] = [
+        [t.task_id, key, _cut(value)]
+        for t in run.tasks
+        for key, value in run.outputs.get(t.task_id, {}).items()
+    ]
+    if not rows:
+        return []
+    columns = [Column("Task", KEEP), Column("Key", KEEP), Column("Value", KEEP, wrap=True)]
+    return [Sheet("Outputs", columns, rows, plain_title=True)]
 
 
 def run_pairs(run: RunDetail, clock: Clock, latest: int | None = None) -> Pairs:

@@ -21,12 +21,14 @@ if TYPE_CHECKING:  # the types of the answers; at run time they are `Answer`s
     from flowforge.api.models import (
         BackfillResult,
         DagDetail,
+        DagStats,
         DagSubmitted,
         DagSummary,
         DagVersionDetail,
         DagVersionOut,
         Health,
         LogPage,
+        PruneResult,
         Ready,
         RunDetail,
         RunList,
@@ -133,6 +135,12 @@ class ApiClient:
         """GET /api/v1/workers, every page."""
         return cast("list[WorkerOut]", self._every_page("/api/v1/workers", "workers", {}))
 
+    def prune(self, older_than: str, dry_run: bool = False, cursor: str | None = None) -> PruneResult:
+        """POST /api/v1/prune: what this request deleted (with `dry_run`, would delete); `next` goes on."""
+        body = {"older_than": older_than, "dry_run": dry_run, "cursor": cursor}
+        return cast("PruneResult", self._call("POST", "/api/v1/prune", body=body))
+
+    # -- DAGs -------------------------------------------------------------------------
     def list_dags(self, include_inactive: bool = False) -> list[DagSummary]:
         """GET /api/v1/dags, every page."""
         params = {"include_inactive": "1"} if include_inactive else {}
@@ -168,6 +176,11 @@ class ApiClient:
         return cast(
             "SchedulePreview", self._call("GET", f"/api/v1/dags/{_seg(dag_id)}/schedule", params=params)
         )
+
+    def dag_stats(self, dag_id: str, runs: int = 50) -> DagStats:
+        """GET /api/v1/dags/{dag_id}/stats: the durations and success rate of its last `runs` ended runs."""
+        params = {"runs": runs}
+        return cast("DagStats", self._call("GET", f"/api/v1/dags/{_seg(dag_id)}/stats", params=params))
 
     def dag_versions(self, dag_id: str) -> list[DagVersionOut]:
         """GET /api/v1/dags/{dag_id}/versions, every page, newest first."""

@@ -111,6 +111,9 @@ class Attempt:
     ended_at: float | None = None
     exit_code: int | None = None
     error: str | None = None
+    # What the attempt wrote to $FLOWFORGE_OUTPUT (core.outputs); a successful attempt's reach
+    # its downstream tasks.
+    outputs: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

@@ -10,10 +10,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from flowforge.core.outputs import OUTPUT_ENV, OutputsError, upstream_env
 from flowforge.engine.output import OutputPump
+from flowforge.engine.outputs import OutputsFile
 
 # The longest a task may be given (about ten years): a longer timeout, however written
 # (1e300, .inf), is this one, which a timer can wait on.
@@ -47,11 +49,13 @@ class ExecResult:
     timed_out: bool
     duration: float
     error: str | None  # None on success, else a plain sentence
+    # What the task wrote to $FLOWFORGE_OUTPUT (`core.outputs`); {} when its file broke a rule.
+    outputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
-        """True for exit code 0 within the time limit."""
-        return self.exit_code == 0 and not self.timed_out
+        """True for exit code 0 within the time limit, with outputs that keep the rules."""
+        return self.exit_code == 0 and not self.timed_out and self.error is None
 
 
 def task_env(
@@ -82,11 +86,14 @@ def attempt_context(
     logical_date: str,
     params: Mapping[str, Any],
     lease_token: str | None = None,
+    upstream_outputs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, str]:
     """The FLOWFORGE_* variables a task sees; params as FLOWFORGE_PARAM_<NAME>.
 
     FLOWFORGE_LEASE_TOKEN is the attempt's fencing token, new on every claim: with it a command
     can tell its own writes from those of an earlier attempt that is still running somewhere.
+    `upstream_outputs` (direct upstream task id → its outputs) become FLOWFORGE_UPSTREAM_<TASK>_<KEY>
+    (`core.outputs.upstream_env`): data in the environment, never part of a command.
     """
     ctx = {
         "FLOWFORGE_DAG_ID": dag_id,
@@ -99,6 +106,8 @@ def attempt_context(
         ctx["FLOWFORGE_LEASE_TOKEN"] = lease_token
     for name, value in params.items():
         ctx[f"FLOWFORGE_PARAM_{name.upper()}"] = "" if value is None else str(value)
+    if upstream_outputs:
+        ctx.update(upstream_env(upstream_outputs))
     return ctx
 
 
@@ -189,10 +198,36 @@ def run_command(
     (`effective_timeout`) the whole group gets SIGTERM, then SIGKILL after `kill_grace`. When
     the shell exits, whatever it left running in its group is killed too: a task's processes
     end with the task. `on_start` receives the process group id (for cancelling from elsewhere).
+
+    The command finds an empty private file at $FLOWFORGE_OUTPUT; what it wrote there comes back
+    in `outputs` (`outputs.OutputsFile`). A file that breaks the rules fails the attempt, even
+    after exit code 0, with the problem in `error`.
     """
+    try:
+        outputs = OutputsFile()
+    except OSError as exc:  # no room or no right in the temporary directory
+        return ExecResult(None, False, 0.0, f"could not make the task's outputs file: {exc}")
+    with outputs as outputs_file:
+        result = _run(command, {**env, OUTPUT_ENV: outputs_file.path}, timeout, sink, kill_grace, on_start)
+        try:
+            return replace(result, outputs=outputs_file.read())
+        except OutputsError as exc:
+            error = str(exc) if result.error is None else f"{result.error}; {exc}"
+            return replace(result, error=error)
+
+
+def _run(
+    command: str,
+    env: dict[str, str],
+    timeout: float | None,
+    sink: Callable[[str], None],
+    kill_grace: float,
+    on_start: Callable[[int], None] | None,
+) -> ExecResult:
+    """`run_command` but for its outputs file."""
     started = time.monotonic()
     try:
-        proc = _start(command, dict(env))
+        proc = _start(command, env)
     except (OSError, ValueError, TypeError, subprocess.SubprocessError) as exc:
         # A NUL byte, an unencodable character, a value that is not text, no /bin/sh …: it fails now.
         reason = str(exc).replace("\x00", "\ufffd")

@@ -10,13 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from flowforge.core.errors import Conflict
+from flowforge.core.errors import Conflict, Unavailable
 from flowforge.core.graph import topological_order
 from flowforge.core.model import DagSpec, RunState, TaskState
 from flowforge.core.plan import TaskView, plan_run
 from flowforge.core.records import Run, TaskInstance
 from flowforge.core.schedule import due_ticks
 from flowforge.engine.leases import LEADER_TTL_SECS, MAX_LOST_ATTEMPTS, LeaderLease, Reaper
+from flowforge.engine.retention import RETENTION_EVERY_SECS, RETENTION_FIRST_SECS, Retention
 from flowforge.queues.base import Queue, TaskMessage
 from flowforge.store.base import Store
 
@@ -46,6 +47,7 @@ class TickReport:
     tasks_requeued: int = 0
     tasks_not_run: int = 0  # upstream_failed or skipped
     workers_dead: int = 0
+    runs_pruned: int = 0  # deleted by retention
 
     @property
     def changed(self) -> bool:
@@ -91,6 +93,8 @@ class Scheduler:
         max_lost_attempts: int = MAX_LOST_ATTEMPTS,
         clock: Callable[[], float] = time.time,
         metrics: SchedulerMetrics | None = None,
+        retention_secs: float | None = None,
+        retention_every: float = RETENTION_EVERY_SECS,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -109,6 +113,12 @@ class Scheduler:
         self._pushed: dict[tuple[str, str, int], float] = {}
         self._drained: bool | None = None  # the queue held no message (asked once per tick, when needed)
         self._pruned_at = 0.0
+        # With `retention_secs`, runs that ended longer ago are deleted, a batch per housekeeping tick.
+        self.retention = (
+            Retention(store, retention_secs, retention_every, min(RETENTION_FIRST_SECS, retention_every))
+            if retention_secs
+            else None
+        )
 
     def _spec(self, run: Run) -> tuple[DagSpec, list[str]]:
         key = (run.dag_id, run.dag_version)
@@ -152,7 +162,18 @@ class Scheduler:
                 tis = self.reaper.reap_attempts(run, spec, tis, dead, now)
             self._requeue_lost(run, tis, now, report)
             self._advance(run, spec, order, tis, load, now, report)
+        if housekeeping and self.retention is not None:
+            report.runs_pruned = self._retain(now)
         return report
+
+    def _retain(self, now: float) -> int:
+        """One retention batch, last in the tick; a failure is logged and the batch tried again next tick."""
+        assert self.retention is not None
+        try:
+            return self.retention.step(now)
+        except Exception:
+            log.warning("retention: deleting old runs failed; trying again", exc_info=True)
+            return 0
 
     def _start(self, run: Run, spec: DagSpec, load: _Load, now: float, report: TickReport) -> Run | None:
         """Start a queued run if its DAG has room for one more; the run as started, or None."""
@@ -342,8 +363,11 @@ class Scheduler:
                     self.tick(self.clock(), housekeeping=housekeeping)
                     if self.metrics:
                         self.metrics.loop_seconds.observe(time.perf_counter() - started)
-                except Exception:
-                    log.exception("scheduler tick failed; retrying")
+                except Exception as exc:
+                    if isinstance(exc, Unavailable):  # an outage: one line, no traceback
+                        log.warning("scheduler tick failed (%s); retrying", exc)
+                    else:
+                        log.exception("scheduler tick failed; retrying")
                     # Workers could not heartbeat either if the store was down: once it is back,
                     # give them a full dead-after period before declaring any of them dead.
                     self.reaper.postpone(self.clock())

@@ -181,13 +181,14 @@ class Worker:
 
     def _execute(self, msg: TaskMessage, held: Held, run: Run, spec: DagSpec, task: TaskSpec) -> ExecResult:
         """Run the attempt's command, its output going to the store with secrets masked."""
-        secrets = secret_values(self.inherited_secrets, spec.env, task.env, run.params)
+        upstream = self._upstream_outputs(msg, task)
+        secrets = secret_values(self.inherited_secrets, spec.env, task.env, run.params, *upstream.values())
         sink = LogBuffer(self.store, msg.run_id, msg.task_id, msg.attempt, secrets, self.max_log_bytes)
         started = time.monotonic()
         try:
             return run_command(
                 task.command,
-                env=self._task_env(msg, held, run, spec, task),
+                env=self._task_env(msg, held, run, spec, task, upstream),
                 timeout=task.timeout_secs,
                 sink=sink.write,
                 kill_grace=self.kill_grace,
@@ -202,8 +203,22 @@ class Worker:
         finally:
             sink.close()
 
+    def _upstream_outputs(self, msg: TaskMessage, task: TaskSpec) -> dict[str, dict[str, str]]:
+        """The outputs of the task's direct upstream tasks that succeeded with some, in one read."""
+        if not task.depends_on:
+            return {}
+        return self._until_stored(
+            "read the upstream outputs", msg, lambda: self.store.task_outputs(msg.run_id, task.depends_on)
+        )
+
     def _task_env(
-        self, msg: TaskMessage, held: Held, run: Run, spec: DagSpec, task: TaskSpec
+        self,
+        msg: TaskMessage,
+        held: Held,
+        run: Run,
+        spec: DagSpec,
+        task: TaskSpec,
+        upstream: dict[str, dict[str, str]],
     ) -> dict[str, str]:
         """The attempt's environment (`executor.task_env`)."""
         return task_env(
@@ -218,6 +233,7 @@ class Worker:
                 logical_date="" if run.logical_date is None else iso_utc(run.logical_date),
                 params=run.params,
                 lease_token=held.token,
+                upstream_outputs=upstream,
             ),
         )
 
@@ -251,6 +267,7 @@ class Worker:
                 retry_at=retry_at,
                 lease_token=held.token,
                 attempt_state=attempt_state,
+                outputs=result.outputs,
             ),
         )
         context = self._ctx(
@@ -361,5 +378,7 @@ class Worker:
                 next_beat = time.monotonic() + self.heartbeat_secs
                 try:
                     self.store.upsert_worker(self.info())
+                except Unavailable as exc:  # an outage: one line, no traceback
+                    log.warning("heartbeat failed (%s); retrying", exc, extra={"worker_id": self.worker_id})
                 except Exception:
                     log.exception("heartbeat failed", extra={"worker_id": self.worker_id})

@@ -7,7 +7,8 @@ can never overwrite a newer attempt. Times are Unix epoch seconds (float).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flowforge.core.model import DagSpec, RunState, TaskState
@@ -15,6 +16,28 @@ from flowforge.core.records import Attempt, DagRecord, DagVersion, Event, Run, T
 
 # Names of the leases held in the store (see Store.hold_lease).
 LEADER_LEASE = "scheduler"  # held by the one scheduler that plans; a standby waits for it
+
+# One prune batch (one transaction) takes at most this many runs, and no more runs than keep its
+# task instances within PRUNE_BATCH_TASKS (a single larger run goes alone: a DAG has at most
+# 10,000 tasks), so that no writer waits long on it.
+PRUNE_BATCH_RUNS = 500
+PRUNE_BATCH_TASKS = 5_000
+
+
+@dataclass(frozen=True)
+class PruneBatch:
+    """What one batch of `Store.prune_runs` deleted (or, on a dry run, would delete), and where it ended.
+
+    `last` is the (ended_at, run_id) of the last run the batch took: pass it as `after` for the
+    next batch. None when no run is left to prune.
+    """
+
+    runs: int = 0
+    task_instances: int = 0
+    attempts: int = 0
+    log_chunks: int = 0
+    events: int = 0
+    last: tuple[float, str] | None = None
 
 
 class Store(Protocol):
@@ -96,6 +119,13 @@ class Store(Protocol):
         """Runs, newest first, filtered by DAG and state."""
         ...
 
+    def ended_runs(self, dag_id: str, limit: int) -> list[Run]:
+        """The DAG's last `limit` ended runs (success, failed, cancelled), the last to end first.
+
+        One query on the index runs_dag_ended, however long the history. [] for none or no DAG.
+        """
+        ...
+
     def set_run_state(self, run_id: str, expected: Sequence[RunState], new: RunState, now: float) -> bool:
         """Move a run to `new` if it is in one of `expected`; sets started_at/ended_at.
 
@@ -114,6 +144,25 @@ class Store(Protocol):
 
     def attempts(self, run_id: str, task_id: str) -> list[Attempt]:
         """Every attempt of a task instance, oldest first."""
+        ...
+
+    def task_outputs(self, run_id: str, task_ids: Sequence[str] | None = None) -> dict[str, dict[str, str]]:
+        """What the run's tasks pass downstream, by task id: the outputs of each one's successful attempt.
+
+        Only tasks in `task_ids` (by default every task) that succeeded with outputs are in it; an
+        attempt cleared by a retry no longer counts. One query, however many tasks.
+        """
+        ...
+
+    def success_durations(
+        self, dag_id: str, task_ids: Sequence[str], limit: int = 20
+    ) -> dict[str, list[float]]:
+        """By task id, the durations (ended - started, seconds) of each task's last `limit` successful
+        attempts over every run of the DAG, the last to end first.
+
+        A task without a successful attempt is not in it. One query for the whole set (for each
+        hundred tasks, beyond that), each task's part read from the index attempts_task_success.
+        """
         ...
 
     def queue_tasks(self, run_id: str, tasks: Sequence[tuple[str, int]], now: float) -> list[str]:
@@ -188,6 +237,7 @@ class Store(Protocol):
         lease_token: str | None = None,
         attempt_state: TaskState | None = None,
         free: bool | None = None,
+        outputs: Mapping[str, str] | None = None,
     ) -> bool:
         """`running` → `state` (success, failed or up_for_retry) if this worker still runs this attempt.
 
@@ -196,7 +246,8 @@ class Store(Protocol):
         instance goes `up_for_retry` (the reaper says `lost`). A `free` attempt (by default,
         one recorded as `lost`) failed through no fault of the task: it adds one to the
         instance's `lost_attempts` and uses none of the task's retries. Returns False, changing
-        nothing, when the attempt was fenced off.
+        nothing, when the attempt was fenced off. `outputs` (what the task wrote to $FLOWFORGE_OUTPUT)
+        are kept with the attempt; a successful attempt's reach its downstream (`task_outputs`).
         """
         ...
 
@@ -229,6 +280,27 @@ class Store(Protocol):
 
     def logical_dates(self, dag_id: str, start: float, end: float) -> set[float]:
         """Logical dates of the DAG's runs within [start, end]."""
+        ...
+
+    def prune_runs(
+        self,
+        before: float,
+        *,
+        after: tuple[float, str] | None = None,
+        dry_run: bool = False,
+        max_runs: int = PRUNE_BATCH_RUNS,
+        max_tasks: int = PRUNE_BATCH_TASKS,
+    ) -> PruneBatch:
+        """Delete one batch of finished runs that ended before `before`, in one transaction.
+
+        Only runs in a terminal state (success, failed, cancelled) go, never a queued or running
+        one, with their task instances, attempts, log pieces and events; DAGs and their versions
+        stay. Runs go oldest first (by end time, then id), from just after `after`; a batch takes
+        at most `max_runs` runs, and stops before the run that would take its task instances past
+        `max_tasks` (a run larger than that goes alone). The outcome counts (`outcome_counts`)
+        keep counting what was deleted. With `dry_run`, counts what the batch would delete and
+        deletes nothing. Call again with `after=batch.last` until `last` is None.
+        """
         ...
 
     # -- events -------------------------------------------------------------------------
@@ -282,7 +354,8 @@ class Store(Protocol):
 
         {"runs": ended runs (success, failed, cancelled), "attempts": every attempt (queued and
         running ones too), "retries": the attempts numbered 2 or more}. They only grow, except
-        that a run re-opened by a retry leaves the count of the state it had ended in.
+        that a run re-opened by a retry leaves the count of the state it had ended in; runs and
+        attempts deleted by `prune_runs` are still counted.
         """
         ...
 

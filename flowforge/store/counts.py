@@ -20,6 +20,8 @@ COUNT_ATTEMPTS = (
     "SELECT dag_id, state, COUNT(*), SUM(CASE WHEN attempt > 1 THEN 1 ELSE 0 END) FROM attempts"
     " WHERE dag_id IS NOT NULL GROUP BY dag_id, state"
 )
+# What prune_runs deleted, so that the outcome counts never go down.
+PRUNED_OUTCOMES = "SELECT kind, dag_id, state, n, retries FROM pruned_outcomes"
 
 
 class Counts(SqlBase):
@@ -42,7 +44,10 @@ class Counts(SqlBase):
         return {"dags": dags, "runs": runs, "tasks": tasks}
 
     def outcome_counts(self) -> dict[str, dict[tuple[str, str], int]]:
-        """Counts by (dag_id, state), never reset: ended runs, every attempt, and retries among the attempts."""
+        """Counts by (dag_id, state), never reset: ended runs, every attempt, and retries among the attempts.
+
+        Runs and attempts deleted by a prune still count (table pruned_outcomes).
+        """
         runs: dict[tuple[str, str], int] = {}
         attempts: dict[tuple[str, str], int] = {}
         retries: dict[tuple[str, str], int] = {}
@@ -53,4 +58,11 @@ class Counts(SqlBase):
             for dag_id, state, n, again in self._exec(cur, COUNT_ATTEMPTS).fetchall():
                 attempts[(dag_id, state)] = int(n)
                 retries[(dag_id, state)] = int(again or 0)
+            for kind, dag_id, state, n, again in self._exec(cur, PRUNED_OUTCOMES).fetchall():
+                key = (dag_id, state)
+                if kind == "run":
+                    runs[key] = runs.get(key, 0) + int(n)
+                else:
+                    attempts[key] = attempts.get(key, 0) + int(n)
+                    retries[key] = retries.get(key, 0) + int(again)
         return {"runs": runs, "attempts": attempts, "retries": retries}

@@ -26,6 +26,12 @@ SELECT_RUNS = RUN_COLUMNS.select
 GET_RUN = SELECT_RUNS + " WHERE run_id = ?"
 GET_RUN_BY_KEY = SELECT_RUNS + " WHERE dag_id = ? AND idempotency_key = ?"
 RUN_STATE = "SELECT state FROM runs WHERE run_id = ?"
+# A DAG's last ended runs, read from the index runs_dag_ended (ended_at is set only on ended runs;
+# the state is checked too, as the promise is about ended runs).
+ENDED_RUNS = (
+    SELECT_RUNS + " WHERE dag_id = ? AND ended_at IS NOT NULL AND state IN ('success', 'failed', 'cancelled')"
+    " ORDER BY ended_at DESC, run_id DESC LIMIT ?"
+)
 INSERT_RUN = (
     "INSERT INTO runs (run_id, dag_id, dag_version, state, triggered_by, params_json, logical_date,"
     " idempotency_key, created_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)"
@@ -121,6 +127,10 @@ class Runs(EventLog):
         sql = SELECT_RUNS + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY created_at DESC, run_id DESC LIMIT ? OFFSET ?"
         return [RUN_COLUMNS.build(r) for r in self._all(sql, (*params, limit, offset))]
+
+    def ended_runs(self, dag_id: str, limit: int) -> list[Run]:
+        """The DAG's last `limit` ended runs, the last to end first, in one query (index runs_dag_ended)."""
+        return [RUN_COLUMNS.build(r) for r in self._all(ENDED_RUNS, (dag_id, limit))]
 
     def set_run_state(self, run_id: str, expected: Sequence[RunState], new: RunState, now: float) -> bool:
         """Move a run to `new` if it is in one of `expected`; sets started_at/ended_at."""

@@ -182,6 +182,43 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             " AND a.state = 'lost')",
         ],
     ),
+    (
+        5,
+        [
+            # What an attempt wrote to $FLOWFORGE_OUTPUT, as a JSON object of strings (NULL: none);
+            # a successful attempt's outputs reach its downstream tasks as environment variables.
+            "ALTER TABLE attempts ADD COLUMN outputs_json TEXT",
+        ],
+    ),
+    (
+        6,
+        [
+            # Pruning (Store.prune_runs) reads the ended runs oldest first by end time, and
+            # deletes each one's events: both read just the rows they touch, however long the
+            # history (ended_at is set only on ended runs).
+            "CREATE INDEX runs_ended ON runs (ended_at, run_id)",
+            "CREATE INDEX events_run ON events (run_id)",
+            # The outcome counters of /metrics never go down: what a prune deleted is added up
+            # here (kind 'run' or 'attempt'), in the deleting transaction.
+            """CREATE TABLE pruned_outcomes (
+                kind TEXT NOT NULL,
+                dag_id TEXT NOT NULL,
+                state TEXT NOT NULL,
+                n BIGINT NOT NULL,
+                retries BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (kind, dag_id, state))""",
+        ],
+    ),
+    (
+        7,
+        [
+            # A DAG's statistics (Store.ended_runs) read its last ended runs, the last to end first,
+            # and the slow note of a running task (Store.success_durations) each task's last
+            # successful attempts: both read just the rows they return, however long the history.
+            "CREATE INDEX runs_dag_ended ON runs (dag_id, ended_at, run_id)",
+            "CREATE INDEX attempts_task_success ON attempts (dag_id, task_id, ended_at) WHERE state = 'success'",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

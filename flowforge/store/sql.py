@@ -2,7 +2,7 @@
 
 Each part of the protocol lives in its own module, as a class on `db.SqlBase` named after what
 it owns: dags, runs, tasks (task instances and attempts), control (stopping and clearing runs),
-events, leases, logs, workers and counts. `SqlStore` composes them and migrates the schema; a
+events, leases, logs, workers, counts and retention. `SqlStore` composes them and migrates the schema; a
 driver (sqlite.py, postgres.py) subclasses it and supplies the connection (`_transaction`,
 `close`). Queries are written with `?` placeholders and rendered once per dialect.
 """
@@ -17,6 +17,7 @@ from flowforge.store.counts import Counts
 from flowforge.store.dags import Dags
 from flowforge.store.leases import Leases
 from flowforge.store.logs import TaskLogs
+from flowforge.store.retention import Retention
 from flowforge.store.runs import Runs
 from flowforge.store.tasks import TaskInstances
 from flowforge.store.workers import Workers
@@ -24,7 +25,7 @@ from flowforge.store.workers import Workers
 MAX_VERSION = "SELECT MAX(version) FROM schema_version"
 
 
-class SqlStore(Dags, Runs, TaskInstances, RunControl, TaskLogs, Workers, Leases, Counts):
+class SqlStore(Dags, Runs, TaskInstances, RunControl, TaskLogs, Workers, Leases, Counts, Retention):
     """The Store protocol over any DB-API connection; a driver supplies `_transaction` and `close`."""
 
     def migrate(self) -> int:

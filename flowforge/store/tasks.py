@@ -7,8 +7,9 @@ queue message can never overwrite a newer attempt.
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flowforge.core.errors import NotFound
@@ -25,11 +26,20 @@ TASK_COLUMNS = Columns(
     " exit_code, error, worker_id, lease_token, lease_expires_at, lost_attempts",
     state=TaskState,
 )
+
+
+def _outputs(stored: str | None) -> dict[str, str]:
+    """An attempt's outputs from their column: a JSON object of strings, NULL for none."""
+    return {} if stored is None else dict(json.loads(stored))
+
+
 ATTEMPT_COLUMNS = Columns(
     Attempt,
     "attempts",
-    "run_id, task_id, attempt, state, worker_id, queued_at, started_at, ended_at, exit_code, error",
+    "run_id, task_id, attempt, state, worker_id, queued_at, started_at, ended_at, exit_code, error,"
+    " outputs_json AS outputs",
     state=TaskState,
+    outputs=_outputs,
 )
 LIST_TI = TASK_COLUMNS.select + " WHERE run_id = ? ORDER BY position"
 GET_TI = TASK_COLUMNS.select + " WHERE run_id = ? AND task_id = ?"
@@ -63,9 +73,24 @@ FINISH_TI = (
     " AND (CAST(? AS TEXT) IS NULL OR lease_token = ?)"
 )
 FINISH_ATTEMPT = (
-    "UPDATE attempts SET state = ?, ended_at = ?, exit_code = ?, error = ?"
+    "UPDATE attempts SET state = ?, ended_at = ?, exit_code = ?, error = ?, outputs_json = ?"
     " WHERE run_id = ? AND task_id = ? AND attempt = ?"
 )
+# The outputs a run's tasks pass downstream: those of each one's successful attempt (at most one
+# that is not cleared, by the index attempts_one_success).
+RUN_OUTPUTS = (
+    "SELECT task_id, outputs_json FROM attempts"
+    " WHERE run_id = ? AND state = 'success' AND NOT cleared AND outputs_json IS NOT NULL"
+)
+# One task's last successful attempts over every run of its DAG, read from the partial index
+# attempts_task_success; `success_durations` joins one such part per task into one statement.
+TASK_SUCCESSES = (
+    "SELECT task_id, started_at, ended_at FROM attempts"
+    " WHERE dag_id = ? AND task_id = ? AND state = 'success' AND started_at IS NOT NULL"
+    " ORDER BY ended_at DESC LIMIT ?"
+)
+# Parts per statement: SQLite allows 500 terms in a compound SELECT.
+SUCCESS_BATCH = 100
 # An attempt abandoned by set_task_states (cancel, dead worker, ...) is closed as well.
 CLOSE_ATTEMPT = (
     "UPDATE attempts SET state = ?, ended_at = ?"
@@ -103,6 +128,42 @@ class TaskInstances(EventLog):
     def attempts(self, run_id: str, task_id: str) -> list[Attempt]:
         """Every attempt of a task instance, oldest first."""
         return [ATTEMPT_COLUMNS.build(r) for r in self._all(LIST_ATTEMPTS, (run_id, task_id))]
+
+    def task_outputs(self, run_id: str, task_ids: Sequence[str] | None = None) -> dict[str, dict[str, str]]:
+        """The outputs of the run's tasks that succeeded with some (of `task_ids`, by default all), in one query."""
+        if task_ids is not None and not task_ids:
+            return {}
+        sql, params = RUN_OUTPUTS, [run_id]
+        if task_ids is not None:
+            sql += f" AND task_id IN {marks(len(task_ids))}"
+            params += task_ids
+        return {task_id: _outputs(stored) for task_id, stored in self._all(sql, params)}
+
+    def success_durations(
+        self, dag_id: str, task_ids: Sequence[str], limit: int = 20
+    ) -> dict[str, list[float]]:
+        """By task id, the durations of each task's last `limit` successful attempts, the last to end first.
+
+        One statement for up to SUCCESS_BATCH tasks (a UNION ALL of one indexed part per task), all
+        in one read transaction.
+        """
+        wanted = list(dict.fromkeys(task_ids))
+        found: dict[str, list[float]] = {}
+        if not wanted or limit < 1:
+            return found
+        rows: list[Any] = []
+        with self._transaction(write=False) as cur:
+            for start in range(0, len(wanted), SUCCESS_BATCH):
+                batch = wanted[start : start + SUCCESS_BATCH]
+                sql = " UNION ALL ".join(
+                    f"SELECT * FROM ({TASK_SUCCESSES}) AS s{i}" for i in range(len(batch))
+                )
+                params = [value for task_id in batch for value in (dag_id, task_id, limit)]
+                rows += self._exec(cur, sql, params).fetchall()
+        # A UNION ALL promises no order: each task's part is put back in order here.
+        for task_id, started, ended in sorted(rows, key=lambda row: row[2], reverse=True):
+            found.setdefault(task_id, []).append(max(0.0, ended - started))
+        return found
 
     def queue_tasks(self, run_id: str, tasks: Sequence[tuple[str, int]], now: float) -> list[str]:
         """Queue each (task_id, attempt) still `pending`/`up_for_retry` at that attempt; returns ids queued."""
@@ -194,10 +255,12 @@ class TaskInstances(EventLog):
         lease_token: str | None = None,
         attempt_state: TaskState | None = None,
         free: bool | None = None,
+        outputs: Mapping[str, str] | None = None,
     ) -> bool:
         """`running` → `state` if this worker still runs this attempt (with this lease); False when fenced off.
 
         A `free` attempt (by default, one recorded as `lost`) adds one to the instance's `lost_attempts`.
+        `outputs` are kept with the attempt (none when empty).
         """
         if state not in FINISH_STATES:
             raise ValueError(f"finish_task state must be success, failed or up_for_retry, not {state}")
@@ -209,9 +272,9 @@ class TaskInstances(EventLog):
                       worker_id, lease_token, lease_token)  # fmt: skip
             if self._exec(cur, FINISH_TI, params).rowcount != 1:
                 return False
-            self._exec(
-                cur, FINISH_ATTEMPT, (str(attempt_state), now, exit_code, error, run_id, task_id, attempt)
-            )
+            stored = json.dumps(dict(outputs), ensure_ascii=False) if outputs else None
+            row = (str(attempt_state), now, exit_code, error, stored, run_id, task_id, attempt)
+            self._exec(cur, FINISH_ATTEMPT, row)
             self._emit_tasks(cur, run_id, [task_id], now)
         return True
 

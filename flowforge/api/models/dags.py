@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from flowforge.api.models.base import Answer, Page
-from flowforge.core.model import TriggerRule
+from flowforge.core.model import RunState, TriggerRule
 
 
 class TaskSpecOut(Answer):
@@ -135,3 +135,32 @@ class BackfillResult(Answer):
     dry_run: bool
     ticks: list[BackfillTick]
     created: int = Field(description="runs created by this call")
+
+
+class RunDuration(Answer):
+    """One ended run in a DAG's statistics."""
+
+    run_id: str
+    state: RunState
+    started_at: float | None
+    ended_at: float | None
+    duration_secs: float | None = Field(
+        description="ended_at - started_at; null for a run that never started"
+    )
+
+
+class DagStats(Answer):
+    """GET /api/v1/dags/{dag_id}/stats: how long the DAG's last ended runs took, and how many succeeded."""
+
+    dag_id: str
+    runs: list[RunDuration] = Field(
+        description="the last ended runs (success, failed, cancelled), the last to end first"
+    )
+    p50_secs: float | None = Field(
+        description="median duration of the successful ones among them (nearest rank); null for none"
+    )
+    p95_secs: float | None = Field(
+        description="95th percentile duration of the successful ones among them (nearest rank); null for none"
+    )
+    success_rate: float | None = Field(description="share of them that succeeded, 0 to 1; null for no run")
+    count: int = Field(description="how many runs were read (at most `runs` asked for)")

@@ -57,11 +57,34 @@ class TaskInstanceOut(Answer):
     )
 
 
+class SlowNoteOut(Answer):
+    """A running attempt that has run well past its task's usual time."""
+
+    factor: float = Field(description="how many times the usual time it has run so far")
+    usual_secs: float = Field(description="the usual time: the p95 of the task's last 20 successful attempts")
+    message: str = Field(description='e.g. "running 3.1× longer than usual (p95 12 s)"')
+
+
+class RunTaskOut(TaskInstanceOut):
+    """A task instance in a run's detail."""
+
+    slow: SlowNoteOut | None = Field(
+        None,
+        description="for a running task only: set once it has run longer than max(2 × p95, p95 + 30 s) "
+        "of its last 20 successful attempts (over every run of the DAG), when it has at least 5; else null",
+    )
+
+
 class RunDetail(RunOut):
     """A run with every task instance."""
 
-    tasks: list[TaskInstanceOut]
+    tasks: list[RunTaskOut]
     waiting: str | None = Field(description="why the run or its tasks wait, when they wait for a slot")
+    outputs: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="by task id, the outputs each task that succeeded with some passes downstream "
+        "(its successful attempt's); secret-looking keys masked",
+    )
 
 
 class RunRetried(RunDetail):
@@ -89,6 +112,11 @@ class AttemptOut(Answer):
     ended_at: float | None
     exit_code: int | None
     error: str | None
+    outputs: dict[str, str] = Field(
+        default_factory=dict,
+        description="the KEY=VALUE lines the attempt wrote to $FLOWFORGE_OUTPUT ({} for none); "
+        "a successful attempt's reach its downstream tasks; secret-looking keys masked",
+    )
 
 
 class TaskDetail(TaskInstanceOut):

@@ -1,10 +1,10 @@
-"""Answers about the system: workers, counts, the DAG folder and status."""
+"""Answers about the system: workers, counts, the DAG folder and status; pruning old runs."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
-from flowforge.api.models.base import Answer, Page, Ready
+from flowforge.api.models.base import Answer, Page, Ready, RequestBody
 
 
 class WorkerOut(Answer):
@@ -66,4 +66,43 @@ class Status(Answer):
     ready: Ready = Field(description="readiness, as GET /ready answers it")
     dag_folder: DagFolderState | None = Field(
         None, description="the --dags folder, when this server keeps one"
+    )
+
+
+class PruneRequest(RequestBody):
+    """Body of POST /api/v1/prune."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"older_than": "30d", "dry_run": True}]})
+
+    older_than: str = Field(
+        min_length=1,
+        max_length=32,
+        description="delete runs that ended longer ago than this: a whole number and a unit, "
+        "s, m, h, d or w (30d, 12h, 2w); more than 0, at most 100 years",
+    )
+    dry_run: bool = Field(False, description="only count what would be deleted; delete nothing")
+    cursor: str | None = Field(
+        None,
+        max_length=200,
+        description="the `next` of an earlier answer with the same older_than and dry_run: go on "
+        "from there, at that answer's cutoff",
+    )
+
+
+class PruneResult(Answer):
+    """POST /api/v1/prune: what was deleted (with `dry_run`: what would be) by this request."""
+
+    dry_run: bool
+    older_than: str = Field(description="the age asked for")
+    cutoff: float = Field(description="runs that ended before this time (epoch seconds) were deleted")
+    runs: int = Field(
+        description="ended runs (success, failed, cancelled); queued and running runs always stay"
+    )
+    task_instances: int
+    attempts: int
+    log_chunks: int = Field(description="stored pieces of task logs")
+    events: int = Field(description="state-change events of those runs")
+    next: str | None = Field(
+        description="null when no run that ended before the cutoff is left; else the request took its "
+        "time and more remain: send the same request again with this as `cursor`"
     )
