@@ -20,7 +20,10 @@ try:
 except ImportError:  # a plain `pip install -e .` has no playwright
     sync_playwright = None
 
+from flowforge.core.model import RunState
+from flowforge.store import Store, open_store
 from tests.cluster import Cluster
+from tests.durations_support import ended_run, parallel_dag, running_run
 from tests.harness import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -121,7 +124,14 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser, server: Cluster) -> Iterator[Page]:
     """A fresh tab on the server; fails the test on a script error or a CSP violation."""
-    context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
+    with watched_tab(browser, server.url) as tab:
+        yield tab
+
+
+@contextmanager
+def watched_tab(browser: Browser, url: str) -> Iterator[Page]:
+    """A fresh tab on the API at `url`; fails on a script error or a CSP violation."""
+    context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 900})
     tab = context.new_page()
     problems: list[str] = []
     tab.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
@@ -428,3 +438,272 @@ def test_a_500_task_dag_draws_quickly_and_its_grid_stays_usable(page: Page, serv
         f"\n500-task DAG: graph drawn in {graph_ms:.0f} ms, 25×500 grid built in {grid_ms:.0f} ms, "
         f"grid refresh {refresh_ms:.0f} ms, page loaded in {loaded:.1f} s, cell click to run view {click_s:.1f} s"
     )
+
+
+RED = "rgb(207, 34, 46)"  # --c-failed in app.css
+
+PARAMS = """\
+id: page-params
+params: {region: eu, batch: 100}
+tasks:
+  - {id: say, command: 'echo "region=$FLOWFORGE_PARAM_REGION batch=$FLOWFORGE_PARAM_BATCH"'}
+"""
+
+
+def test_trigger_form_prefills_params_and_shows_the_apis_refusal(page: Page, server: Cluster) -> None:
+    server.submit(PARAMS)
+    page.goto("/")
+    page.locator("tr[data-dag='page-params']").get_by_role("button", name="Trigger").click()
+    dialog = page.locator("#trigger-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("h2")).to_have_text("Trigger page-params")
+    region = dialog.locator("input[name='region']")
+    expect(region).to_have_value("eu")
+    expect(dialog.locator("input[name='batch']")).to_have_value("100")
+    region.fill("us")
+    # A param the DAG does not declare: the API refuses it, and says so in the form, which stays open.
+    dialog.get_by_role("button", name="Add a param").click()
+    dialog.get_by_label("Param name").fill("regoin")
+    dialog.get_by_label("Param value").fill("x")
+    dialog.get_by_role("button", name="Trigger run").click()
+    error = dialog.get_by_role("alert")
+    expect(error).to_contain_text("not declared by the DAG")
+    expect(error.locator("li")).to_have_text(
+        re.compile(r"regoin: not declared by the DAG; did you mean 'region'\?")
+    )
+    expect(dialog).to_be_visible()
+    screenshot(page, "trigger-form.png")
+    assert server.get("/api/v1/runs", dag_id="page-params")["runs"] == []
+    dialog.get_by_role("button", name="Remove this param").click()
+    dialog.get_by_role("button", name="Trigger run").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#message")).to_contain_text("Triggered page-params")
+    run_id = page.locator("#message a").text_content()
+    assert run_id
+    assert server.wait_run(run_id)["params"] == {"region": "us", "batch": "100"}
+    page.goto(f"/#/runs/{run_id}/say")
+    expect(page.locator("#view .meta").first).to_contain_text("Paramsbatch=100, region=us")
+    expect(page.locator("pre.log")).to_have_text("region=us batch=100\n", timeout=20_000)
+
+
+def test_retry_failed_tasks_gantt_attempts_explain_and_version(
+    page: Page, server: Cluster, tmp_path: Path
+) -> None:
+    def flaky(name: str) -> str:
+        marker = tmp_path / name
+        return f"  - {{id: {name}, command: 'test -f {marker} || {{ touch {marker}; exit 1; }}'}}\n"
+
+    dag = "id: page-retry-all\ntasks:\n" + flaky("left") + flaky("right")
+    dag += "  - {id: joined, command: echo joined, depends_on: [left, right]}\n"
+    server.submit(dag)
+    run_id = server.trigger("page-retry-all")
+    assert server.wait_run(run_id)["state"] == "failed"
+    page.goto(f"/#/runs/{run_id}/joined")
+    expect(page.locator("#run-state")).to_have_text("failed")
+    meta = page.locator("#view .meta").first
+    expect(meta).to_contain_text("DAG version1 (latest)")
+    # Why the task is in its state, as the API explains it.
+    why = server.get(f"/api/v1/runs/{run_id}/tasks/joined/explain")
+    expect(page.locator(".explain-summary")).to_have_text(why["summary"])
+    expect(page.locator(".explain-reasons li")).to_have_count(len(why["reasons"]))
+    expect(page.locator(".explain-reasons li").first).to_contain_text(why["reasons"][0]["message"])
+
+    page.get_by_role("button", name="Retry failed tasks").click()
+    expect(page.locator("#message")).to_contain_text("3 tasks will run again (left, right, joined)")
+    expect(page.locator("#run-state")).to_have_text("success", timeout=20_000)
+    expect(page.get_by_role("button", name="Retry failed tasks")).to_be_hidden()
+    # Each retried task: two bars in its row, the failed attempt in the failed colour.
+    for task in ("left", "right"):
+        bars = page.locator(f"svg.gantt .gantt-row[data-task='{task}'] rect.bar")
+        expect(bars).to_have_count(2)
+        expect(bars.nth(0)).to_have_attribute("data-state", "failed")
+        expect(bars.nth(1)).to_have_attribute("data-state", "success")
+        assert bars.nth(0).evaluate("e => getComputedStyle(e).fill") == RED
+        assert bars.nth(1).evaluate("e => getComputedStyle(e).fill") == GREEN
+        expect(page.locator(f"svg.gantt .gantt-row[data-task='{task}'] .gantt-note")).to_contain_text(
+            "2 attempts"
+        )
+    expect(page.locator("svg.gantt .gantt-row[data-task='joined'] rect.bar")).to_have_count(1)
+    page.mouse.move(0, 0)
+    screenshot(page, "run-retried.png")
+    expect(page.locator(".explain-summary")).to_have_text(
+        server.get(f"/api/v1/runs/{run_id}/tasks/joined/explain")["summary"]
+    )
+
+    # A newer version of the DAG: the run keeps its own, and says it is no longer the latest.
+    server.submit(dag.replace("echo joined", "echo joined again"))
+    expect(meta).to_contain_text("DAG version1 (not the latest: the DAG is at version 2)", timeout=20_000)
+
+
+def test_deactivate_hides_the_dag_until_activated(page: Page, server: Cluster) -> None:
+    server.submit("id: page-retire\ntasks:\n  - {id: a, command: 'true'}\n")
+    page.goto("/")
+    row = page.locator("tr[data-dag='page-retire']")
+    expect(row.locator(".flag")).to_have_text("active")
+    row.get_by_role("button", name="Deactivate").click()  # the page asks first (accepted here)
+    expect(page.locator("#message")).to_contain_text("page-retire is deactivated")
+    expect(row).to_have_count(0)
+    assert server.get("/api/v1/dags/page-retire")["active"] is False
+    page.get_by_label("Show inactive DAGs").check()
+    expect(row.locator(".flag")).to_have_text("inactive")
+    expect(row.get_by_role("button", name="Trigger")).to_be_hidden()
+    row.get_by_role("button", name="Activate").click()
+    expect(row.locator(".flag")).to_have_text("active")
+    expect(row.get_by_role("button", name="Trigger")).to_be_visible()
+    assert server.get("/api/v1/dags/page-retire")["active"] is True
+    # The DAG's own page has the same buttons.
+    page.goto("/#/dags/page-retire")
+    page.locator(".title-row").get_by_role("button", name="Deactivate").click()
+    expect(page.locator("#view .meta").first).to_contain_text("Statusinactive")
+    expect(page.locator(".title-row").get_by_role("button", name="Trigger")).to_be_hidden()
+    page.locator(".title-row").get_by_role("button", name="Activate").click()
+    expect(page.locator("#view .meta").first).to_contain_text("Statusactive")
+
+
+def test_grid_columns_are_labelled_by_logical_date_or_start(browser: Browser, server: Cluster) -> None:
+    server.submit("id: page-ticks\nschedule: '0 6 * * *'\ntasks:\n  - {id: a, command: 'true'}\n")
+    assert server.http is not None
+    answer = server.http.post(
+        "/api/v1/dags/page-ticks/backfill", json={"start": "2026-01-01", "end": "2026-01-03"}
+    )
+    assert answer.status_code == 201, answer.text
+    ticks = [t["run_id"] for t in answer.json()["ticks"]]
+    manual = server.trigger("page-ticks")
+    for run_id in [*ticks, manual]:
+        server.wait_run(run_id)
+    started = server.get(f"/api/v1/runs/{manual}")["started_at"]
+    context = browser.new_context(base_url=server.url, timezone_id="Asia/Tokyo")  # UTC+9, no summer time
+    try:
+        tab = context.new_page()
+        tab.goto("/#/dags/page-ticks")
+        labels = {
+            run_id: tab.locator(f".grid th.grid-run:has(a[href$='/{run_id}']) .run-label")
+            for run_id in [*ticks, manual]
+        }
+        # Scheduled ticks by their logical date, in the browser's zone; a manual run by its start.
+        expect(labels[ticks[0]]).to_have_text("01-01 15:00")
+        expect(labels[ticks[1]]).to_have_text("01-02 15:00")
+        expect(labels[manual]).to_have_text(time.strftime("%m-%d %H:%M", time.gmtime(started + 9 * 3600)))
+        screenshot(tab, "grid-labels.png")
+        assert "logical date 2026-01-01 15:00:00" in (
+            tab.locator(f".grid a.sq[href$='/{ticks[0]}']").get_attribute("title") or ""
+        )
+    finally:
+        context.close()
+
+
+def test_task_outputs_show_as_text(page: Page, server: Cluster) -> None:
+    server.submit(f"""\
+id: page-outputs
+tasks:
+  - id: count
+    command: |
+      echo rows=12840 >> "$FLOWFORGE_OUTPUT"
+      printf '%s\\n' 'html={XSS_PAYLOAD}' >> "$FLOWFORGE_OUTPUT"
+""")
+    run_id = server.trigger("page-outputs")
+    assert server.wait_run(run_id)["state"] == "success"
+    page.goto(f"/#/runs/{run_id}/count")
+    outputs = page.locator("#task-panel .outputs")
+    expect(outputs.locator("h4")).to_have_text("Outputs of attempt 1")
+    expect(outputs.locator("tr").nth(0)).to_have_text("rows12840")
+    expect(outputs.locator("tr").nth(1)).to_have_text("html" + XSS_PAYLOAD)
+    assert page.evaluate("typeof window.pwned") == "undefined"
+    assert page.locator("img, main script").count() == 0
+
+
+# -- durations: a DAG's last runs as bars, the slow note of a running task ---------------------------
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Store]]:
+    """`flowforge api` alone (no scheduler, no worker: nothing moves on its own) and its store, in
+    which the tests write run history with the times they choose."""
+    server = Cluster(tmp_path_factory.mktemp("page-history"))
+    try:
+        server.start_api()
+        store = open_store(f"sqlite:///{server.home / 'flowforge.db'}")
+        try:
+            yield server, store
+        finally:
+            store.close()
+    finally:
+        server.close()
+
+
+def test_a_dags_run_durations_are_bars_in_their_states_colours(
+    browser: Browser, history: tuple[Cluster, Store]
+) -> None:
+    server, store = history
+    t0 = time.time() - 86_400
+    store.put_dag(parallel_dag("page-durations", ("a",)), "src", t0)
+    took = [  # seconds, how the run ended, and how the page writes the seconds
+        (12.0, RunState.SUCCESS, "12s"),
+        (30.0, RunState.SUCCESS, "30s"),
+        (4.0, RunState.FAILED, "4.0s"),
+        (60.0, RunState.SUCCESS, "1m00s"),
+    ]
+    ids = [
+        ended_run(store, "page-durations", t0 + 600 * i, {"a": secs}, state)
+        for i, (secs, state, _) in enumerate(took)
+    ]
+    with watched_tab(browser, server.url) as tab:
+        tab.goto("/#/dags/page-durations")
+        bars = tab.locator("#dag-durations svg.durations rect.bar")
+        expect(bars).to_have_count(4)
+        for bar, run_id, (_, state, text) in zip(bars.all(), ids, took, strict=True):  # oldest left
+            expect(bar).to_have_attribute("data-run", run_id)
+            expect(bar).to_have_attribute("data-state", str(state))
+            expect(bar.locator("title")).to_have_text(
+                re.compile(rf"^run {run_id}: {state}, took {text}\nended ")
+            )
+            assert bar.evaluate("e => getComputedStyle(e).fill") == (
+                RED if state == RunState.FAILED else GREEN
+            )
+        # As tall as each run took: the 60 s run twice the 30 s one.
+        heights = [float(bar.get_attribute("height") or 0) for bar in bars.all()]
+        assert heights[3] == pytest.approx(2 * heights[1]) and heights[0] < heights[1]
+        # Beside the chart: p50 and p95 of the successful runs (12, 30, 60 s), and 3 of 4 succeeded.
+        meta = tab.locator("#dag-durations .durations-meta")
+        expect(meta).to_contain_text("p5030s")
+        expect(meta).to_contain_text("p951m00s")
+        expect(meta).to_contain_text("Succeeded75% of 4")
+        tab.mouse.move(0, 0)
+        screenshot(tab, "dag-durations.png")
+        bars.nth(2).click()  # the failed run
+        expect(tab).to_have_url(re.compile(rf"#/runs/{ids[2]}$"))
+        expect(tab.locator("#run-state")).to_have_text("failed")
+
+
+def test_a_task_running_far_longer_than_usual_shows_the_slow_badge(
+    browser: Browser, history: tuple[Cluster, Store]
+) -> None:
+    server, store = history
+    now = time.time()
+    store.put_dag(parallel_dag("page-slow", ("usual", "slow")), "src", now - 86_400)
+    for i in range(5):  # each task's usual time: 10 s, five times
+        ended_run(store, "page-slow", now - 86_400 + 600 * i, {"usual": 10.0, "slow": 10.0})
+    # Both running now: one for 5 s (as usual), one for five minutes (30 times its usual time).
+    run_id = running_run(store, "page-slow", {"usual": now - 5, "slow": now - 300})
+    note = server.get(f"/api/v1/runs/{run_id}")["tasks"]
+    message = next(t for t in note if t["task_id"] == "slow")["slow"]["message"]
+    assert message.startswith("running 30× longer than usual")
+    with watched_tab(browser, server.url) as tab:
+        tab.goto(f"/#/runs/{run_id}")
+        listed = tab.locator(".slow-list li")
+        expect(listed).to_have_count(1)
+        expect(listed).to_have_attribute("data-task", "slow")
+        expect(listed.locator(".slow-badge")).to_have_text(message)
+        node = tab.locator("svg.graph g.node[data-task='slow']")
+        expect(node).to_have_class(re.compile(r"\bslow\b"))
+        expect(node.locator(".node-state")).to_have_text("running · slow")
+        expect(node.locator("title")).to_contain_text(message)
+        expect(tab.locator("svg.graph g.node[data-task='usual']")).not_to_have_class(re.compile(r"\bslow\b"))
+        tab.mouse.move(0, 0)
+        screenshot(tab, "run-slow-task.png")
+        listed.locator("a").click()
+        expect(tab).to_have_url(re.compile(rf"#/runs/{run_id}/slow$"))
+        expect(tab.locator("#task-slow")).to_have_text(message)
+        expect(tab.locator("#task-slow")).to_be_visible()
+        tab.locator("svg.graph g.node[data-task='usual']").click()
+        expect(tab).to_have_url(re.compile(rf"#/runs/{run_id}/usual$"))
+        expect(tab.locator("#task-state")).to_have_text("running")
+        expect(tab.locator("#task-slow")).to_be_hidden()

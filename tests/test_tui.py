@@ -9,15 +9,18 @@ from typing import Any
 import pytest
 from rich.text import Text
 from textual.pilot import Pilot
-from textual.widgets import Log
+from textual.widgets import Checkbox, DataTable, Input, Log, Static
 
+from flowforge.api import models
 from flowforge.cli import app as cli_app
 from flowforge.tui import FlowForgeApp
+from flowforge.tui.feed import STATS_PER_FETCH, STATS_TTL, Focus, Poller
 from flowforge.tui.graph import DagGraph
-from flowforge.tui.grid import RunGrid
+from flowforge.tui.grid import CELL, HEADER_ROWS, RunGrid
 from flowforge.tui.layout import build_topology, neighbour, place
+from flowforge.tui.panes.dags import DagsPane, spark_bars
 from flowforge.tui.panes.log import NO_TASK
-from flowforge.tui.screens import ConfirmScreen
+from flowforge.tui.screens import ConfirmScreen, ExplainScreen, TriggerScreen
 from tests.tui_support import T0, RecordedApi, big_dag, drawn, fixture_document, recorded_app, run_app, until
 
 
@@ -110,8 +113,8 @@ def test_clicks_select_tasks_and_open_logs(utc: None) -> None:
         grid = app.query_one("#grid", RunGrid)
         assert grid.task_id == "report"
         # A double click in the grid opens that cell's log.
-        row = grid.tasks.index("load-warehouse") + 1
-        column = grid.label_width + 2 * (len(grid.visible_runs()) - 1)
+        row = grid.tasks.index("load-warehouse") + HEADER_ROWS
+        column = grid.label_width + CELL * (len(grid.visible_runs()) - 1) + CELL // 2
         await pilot.click(grid, offset=(column, 1 + row), times=2)
         await until(pilot, lambda: app.focus_state.task_id == "load-warehouse", "the grid click")
         await until(pilot, lambda: "batch 2/4" in "\n".join(app.query_one("#log", Log).lines), "its log")
@@ -238,6 +241,176 @@ def test_names_and_output_cannot_drive_the_terminal(utc: None) -> None:
     run_app(app, scenario, (160, 48))
 
 
+def test_grid_columns_are_labelled_by_when_each_run_stands_for(utc: None) -> None:
+    doc = fixture_document()
+    runs = [r for r in doc["runs"] if r["dag_id"] == "etl-pipeline"]
+    runs[1]["logical_date"] = T0 + 2400 - 1800  # a scheduled run started late: its tick labels it
+    runs[2]["logical_date"] = None  # a manual run: its start labels it
+    runs[4]["logical_date"] = runs[4]["started_at"] = T0 - 86400  # yesterday: the date, not the time
+    app = FlowForgeApp(RecordedApi(doc), poll_interval=3600, clock=lambda: T0 + 3670)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await settle(pilot, task_id=None)
+        grid = app.query_one("#grid", RunGrid)
+        header = "".join(seg.text for seg in grid.render_line(0)).split()
+        assert header == ["06-14", "15:06", "15:26", "15:16", "16:06"]
+        glyphs = "".join(seg.text for seg in grid.render_line(1)).split()
+        assert glyphs == ["run", "■", "✔", "✔", "✘", "◐"]
+
+    run_app(app, scenario, (80, 24))
+
+
+def test_trigger_form_sends_the_params_with_their_defaults_types(utc: None) -> None:
+    doc = fixture_document()
+    doc["dags"][1]["params"] = {"region": "eu", "batch": 100, "dry_run": False}  # hello
+    app = FlowForgeApp(RecordedApi(doc), poll_interval=3600, clock=lambda: T0 + 3670)
+    assert isinstance(app.api, RecordedApi)
+    recorded = app.api
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await settle(pilot, task_id=None)
+        app.query_one("#dags").focus()
+        await pilot.press("down")  # hello
+        await until(pilot, lambda: app.focus_state.dag_id == "hello", "hello to be selected")
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, TriggerScreen), "the trigger form")
+        form = app.screen
+        assert [form.query_one(f"#param-{i}", Input).value for i in (0, 1)] == ["eu", "100"]
+        assert form.query_one("#param-2", Checkbox).value is False
+        form.query_one("#param-0", Input).value = "us"
+        form.query_one("#param-1", Input).value = "250"
+        form.query_one("#param-2", Checkbox).value = True
+        form.query_one("#extra", Input).value = "owner=ops oops"
+        await pilot.click("#go")
+        error = form.query_one("#trigger-error", Static)
+        await until(
+            pilot, lambda: "expected NAME=VALUE, got 'oops'" in str(error.render()), "the form's error"
+        )
+        assert recorded.actions == [] and app.screen is form  # nothing sent, the form stays
+        form.query_one("#extra", Input).value = "owner=ops"
+        form.query_one("#extra", Input).focus()
+        await pilot.press("enter")  # enter in a field sends the form too
+        await until(pilot, lambda: not isinstance(app.screen, TriggerScreen), "the form to close")
+        assert recorded.actions == [
+            ("trigger", "hello", {"region": "us", "batch": 250, "dry_run": True, "owner": "ops"})
+        ]
+        await pilot.press("t", "escape")  # closed without a run: nothing sent
+        await pilot.pause(0.2)
+        assert len(recorded.actions) == 1
+        app.query_one("#dags").focus()
+        await pilot.press("down")  # flaky-retries declares no params: triggered at once
+        await until(pilot, lambda: app.focus_state.dag_id == "flaky-retries", "flaky-retries")
+        await pilot.press("t")
+        await until(pilot, lambda: len(recorded.actions) == 2, "the plain trigger")
+        assert recorded.actions[-1] == ("trigger", "flaky-retries")
+        assert not isinstance(app.screen, TriggerScreen)
+
+    run_app(app, scenario, (100, 30))
+
+
+def test_new_keys_ask_then_reach_the_api(utc: None) -> None:
+    app = recorded_app()
+    assert isinstance(app.api, RecordedApi)
+    recorded = app.api
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await settle(pilot, task_id=None)
+        app.query_one("#runs").focus()
+        await pilot.press("down")  # b81d03e6: failed, with two tasks that never ran
+        await until(pilot, lambda: app.focus_state.run_id == "b81d03e6c2a94f17", "the failed run")
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the retry-failed dialog")
+        _, text = drawn(app)
+        assert "load-warehouse, report, notify run again" in text
+        await pilot.press("y")
+        app.query_one("#runs").focus()
+        await pilot.press("up")  # the running run has no failed task: nothing to ask
+        await until(pilot, lambda: app.focus_state.run_id == "5f2c9e1a7b3d4c60", "the running run")
+        await pilot.press("R")
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the deactivate dialog")
+        await pilot.press("y")
+        await until(pilot, lambda: len(recorded.actions) == 2, "two requests")
+        assert recorded.actions == [("retry failed", "b81d03e6c2a94f17"), ("deactivate", "etl-pipeline")]
+
+    run_app(app, scenario, (100, 30))
+
+
+def test_inactive_dags_show_on_request_and_can_be_activated(utc: None) -> None:
+    doc = fixture_document()
+    doc["dags"][2]["active"] = False  # flaky-retries
+    app = FlowForgeApp(RecordedApi(doc), poll_interval=3600, clock=lambda: T0 + 3670)
+    assert isinstance(app.api, RecordedApi)
+    recorded = app.api
+
+    def listed() -> list[str]:
+        table = app.query_one("#dags")
+        return [" ".join("".join(s.text for s in table.render_line(y)).split()) for y in range(1, 6)]
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await settle(pilot, task_id=None)
+        assert not any("flaky-retries" in line for line in listed())
+        await pilot.press("i")
+        await until(pilot, lambda: any("flaky-retries" in line for line in listed()), "the inactive DAG")
+        assert "✘ flaky-retries inactiv" in listed()  # cut to the sidebar's width
+        app.query_one("#dags").focus()
+        await pilot.press("down", "down")
+        await until(pilot, lambda: app.focus_state.dag_id == "flaky-retries", "flaky-retries")
+        await pilot.press("t")  # an inactive DAG cannot run: nothing is sent
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the activate dialog")
+        assert "Activate flaky-retries again" in drawn(app)[1]
+        await pilot.press("y")
+        await until(pilot, lambda: bool(recorded.actions), "the request")
+        assert recorded.actions == [("activate", "flaky-retries")]
+
+    run_app(app, scenario, (100, 30))
+
+
+def test_explain_key_shows_why_as_text(utc: None) -> None:
+    doc = fixture_document()
+    why = doc["explain"]["5f2c9e1a7b3d4c60/load-warehouse"]
+    why["reasons"].append({"code": "odd", "message": f"a reason with {HOSTILE}"})
+    app = FlowForgeApp(RecordedApi(doc), poll_interval=3600, clock=lambda: T0 + 3670)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, ExplainScreen), "the explanation")
+        await until(pilot, lambda: "attempt 1 failed" in drawn(app)[1], "its reasons")
+        raw, text = drawn(app)
+        assert "running: attempt 2 of 3 on worker-a" in text
+        assert "• attempt 1 failed (exit code 1)  (retrying)" in text
+        assert "a reason with \\x1b[2J\\x1b]0;title\\x07[bold red]loud[/bold red]" in text
+        for sequence in ("\x1b[2J", "\x1b]", "\x07"):
+            assert sequence not in raw
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ExplainScreen), "the screen to close")
+
+    run_app(app, scenario, (100, 30))
+
+
+def test_outputs_of_the_attempt_shown_are_listed(utc: None) -> None:
+    doc = fixture_document()
+    attempts = doc["tasks"]["5f2c9e1a7b3d4c60/load-warehouse"]["attempts"]
+    attempts[0]["outputs"] = {"rows": "12840", "note": f"{HOSTILE}"}
+    app = FlowForgeApp(RecordedApi(doc), poll_interval=3600, clock=lambda: T0 + 3670)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await settle(pilot)  # attempt 2 is shown: it has no outputs
+        shown = app.query_one("#attempts", Static)
+        assert "outputs:" not in str(shown.render())
+        await pilot.press("left_square_bracket")
+        await until(pilot, lambda: "outputs:" in str(shown.render()), "attempt 1's outputs")
+        assert "outputs: rows=12840 · note=\\x1b[2J\\x1b]0;title\\x07[bold red]loud[/bold red]" in str(
+            shown.render()
+        )
+
+    run_app(app, scenario, (160, 48))
+
+
 def test_layout_of_a_diamond() -> None:
     topology = build_topology([("a", []), ("b", ["a"]), ("c", ["a"]), ("d", ["b", "c"])])
     canvas = place(topology, boxed=False)
@@ -316,3 +489,117 @@ def test_cli_has_a_tui_command() -> None:
     result = CliRunner().invoke(cli_app, ["tui", "--help"])
     assert result.exit_code == 0
     assert "dashboard" in result.stdout
+
+
+# -- durations: sparklines in the DAG list, the slow note of a running task --------------------------
+def dag_cells(app: FlowForgeApp) -> dict[str, dict[str, str]]:
+    """The DAG list as drawn: DAG id → column key → the cell's text."""
+    table = app.query_one("#dags", DataTable)
+    columns = [str(c.key.value) for c in table.ordered_columns]
+    return {
+        str(row.key.value): {
+            col: str(getattr(cell, "plain", cell))
+            for col, cell in zip(columns, table.get_row(row.key), strict=True)
+        }
+        for row in table.ordered_rows
+    }
+
+
+def test_each_dag_shows_a_sparkline_of_its_last_durations_where_there_is_room(utc: None) -> None:
+    app = recorded_app()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await settle(pilot, task_id=None)
+        await until(pilot, lambda: "took" in dag_cells(app).get("hello", {}), "the sparklines")
+        cells = dag_cells(app)
+        spark = cells["etl-pipeline"]["took"]
+        width = len(spark)
+        assert 6 <= width <= 20
+        # Oldest left, the newest ended run (b81d03e6, failed after 61 s) at the right end; the
+        # cancelled one before it took 30 s of the 66 s the longest shown took: half a block.
+        assert spark.endswith("▄▇▇█") and spark.strip() == spark
+        assert cells["hello"]["took"] == " " * (width - 1) + "█"  # one run: the longest, right-aligned
+        # Each bar is in its run's state's colour: the failed run's bar like a failed state.
+        table = app.query_one("#dags", DataTable)
+        bar = table.get_cell("etl-pipeline", "took").spans[-1]
+        assert bar.style == app.query_one(DagsPane).state_style("failed")
+        # A narrow screen drops the sparklines first: every id and schedule keeps its width.
+        await pilot.resize_terminal(80, 24)
+        await until(pilot, lambda: "took" not in dag_cells(app)["hello"], "the sparklines to go")
+        assert dag_cells(app)["nightly-backup"] == {
+            "last": "■",
+            "id": "nightly-backup",
+            "schedule": "paused @daily",
+        }
+        await pilot.resize_terminal(160, 48)
+        await until(pilot, lambda: "took" in dag_cells(app)["hello"], "the sparklines to come back")
+
+    run_app(app, scenario, (160, 48))
+
+
+def test_spark_bars_scale_to_the_longest_run_shown() -> None:
+    def run(state: str, secs: float | None) -> Any:
+        return models.RunDuration(run_id="r", state=state, started_at=None, ended_at=None, duration_secs=secs)
+
+    runs = [run("success", 80.0), run("cancelled", None), run("failed", 10.0), run("success", 40.0)]
+    assert spark_bars(runs, 10) == [("▄", "success"), ("▁", "failed"), ("·", "cancelled"), ("█", "success")]
+    assert spark_bars(runs, 2) == [("·", "cancelled"), ("█", "success")]  # only the latest two
+    assert spark_bars([run("success", 0.0)], 5) == [("▁", "success")]  # no time at all: still a bar
+
+
+def test_durations_are_asked_at_most_once_per_30_seconds_per_dag() -> None:
+    doc = fixture_document()
+    many = [{**doc["dags"][1], "id": f"dag-{i:02d}", "name": f"dag-{i:02d}"} for i in range(20)]
+    doc["dags"].extend(many)  # 24 DAGs
+    api = RecordedApi(doc)
+    now = [1000.0]
+    poller = Poller(api, clock=lambda: now[0])
+    poller.want_stats = False  # no room to show them: not asked
+    assert poller.fetch(Focus(dag_id="dag-07")).stats == {} and api.stats_asked == []
+    poller.want_stats = True
+    snaps = [poller.fetch(Focus(dag_id="dag-07"))]
+    # The DAG selected first; at most STATS_PER_FETCH per fetch, so a long list fills in over a few.
+    assert api.stats_asked[0] == "dag-07" and len(api.stats_asked) == STATS_PER_FETCH
+    for _ in range(5):
+        now[0] += 1
+        snaps.append(poller.fetch(Focus(dag_id="dag-07")))
+    assert sorted(api.stats_asked) == sorted(d["id"] for d in doc["dags"])  # each once
+    assert snaps[-1].stats.keys() == {d["id"] for d in doc["dags"]}
+    assert [r.duration_secs for r in snaps[-1].stats["etl-pipeline"].runs[:2]] == [61.0, 54.0]
+    now[0] = 1000.0 + STATS_TTL - 0.5
+    poller.fetch(Focus(dag_id="dag-07"))
+    assert len(api.stats_asked) == len(doc["dags"])  # still fresh: not asked again
+    now[0] = 1000.0 + STATS_TTL
+    poller.fetch(Focus(dag_id="dag-07"))
+    assert api.stats_asked[len(doc["dags"])] == "dag-07"  # 30 s on: asked again, the selected first
+
+
+SLOW = {"factor": 3.1, "usual_secs": 12.0, "message": "running 3.1× longer than usual (p95 12 s)"}
+
+
+def test_a_task_running_far_longer_than_usual_is_marked_and_its_note_shown(utc: None) -> None:
+    doc = fixture_document()
+    for ti in doc["instances"]["5f2c9e1a7b3d4c60"]:
+        if ti["task_id"] == "load-warehouse":
+            ti["slow"] = {**SLOW, "message": SLOW["message"] + " " + HOSTILE}
+    app = FlowForgeApp(RecordedApi(doc), poll_interval=3600, clock=lambda: T0 + 3670)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        graph = app.query_one("#graph", DagGraph)
+        assert graph.is_slow("load-warehouse") and not graph.is_slow("quality-check")
+        assert "!◐ load-warehouse" in graph.rendered_text()
+        assert " ◐ quality-check" in graph.rendered_text()
+        shown = str(app.query_one("#attempts", Static).render())
+        assert "! running 3.1× longer than usual (p95 12 s) \\x1b[2J\\x1b]0;title\\x07" in shown
+        raw, _ = drawn(app)
+        for sequence in ("\x1b[2J", "\x1b]", "\x07"):
+            assert sequence not in raw
+        # An older attempt has no such note: it ended.
+        await pilot.press("left_square_bracket")
+        await until(pilot, lambda: "attempt 1" in title(app.query_one("#logpane")), "attempt 1")
+        await until(
+            pilot, lambda: "longer than usual" not in str(app.query_one("#attempts").render()), "no note"
+        )
+
+    run_app(app, scenario, (160, 48))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input, Log
+from textual.widgets import Input, Log, Static
 
 from flowforge.api.models import RunDetail
 from flowforge.client import ApiClient
@@ -16,7 +16,7 @@ from flowforge.tui import FlowForgeApp
 from flowforge.tui.feed import EventChanges
 from flowforge.tui.graph import DagGraph
 from flowforge.tui.grid import RunGrid
-from flowforge.tui.screens import ConfirmScreen, HelpScreen
+from flowforge.tui.screens import ConfirmScreen, HelpScreen, TriggerScreen
 from tests.harness import FlowForgeProcess, free_port, wait_until
 from tests.tui_support import drawn, run_app, until
 
@@ -366,3 +366,111 @@ def test_reconnects_when_the_api_comes_back(tmp_path: Path) -> None:
             run_app(app, scenario, (80, 24))
     finally:
         proc.stop()
+
+
+@pytest.mark.e2e
+def test_trigger_form_shows_the_apis_refusal_then_starts_the_run(api: ApiClient, server: str) -> None:
+    api.submit_dag(
+        "id: tui-params\nparams: {region: eu, batch: 100}\n"
+        "tasks:\n  - {id: say, command: 'echo region=$FLOWFORGE_PARAM_REGION'}\n"
+    )
+    app, client = dashboard(server)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await select_dag(pilot, "tui-params")
+        app.query_one("#dags").focus()
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, TriggerScreen), "the trigger form")
+        form = app.screen
+        assert isinstance(form, TriggerScreen)
+        region, batch = form.field("region"), form.field("batch")
+        assert isinstance(region, Input) and isinstance(batch, Input)
+        assert (region.value, batch.value) == ("eu", "100")
+        region.value = "us"
+        extra = form.query_one("#extra", Input)
+        extra.value = "regoin=x"
+        extra.focus()
+        await pilot.press("enter")
+        error = form.query_one("#trigger-error", Static)
+        await until(
+            pilot, lambda: "did you mean 'region'" in str(error.render()), "the API's refusal in the form"
+        )
+        assert "not declared by the DAG" in str(error.render())
+        assert app.screen is form and api.list_runs(dag_id="tui-params").runs == []
+        extra.value = ""
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, TriggerScreen), "the form to close")
+        await until(pilot, lambda: bool(app.snapshot and app.snapshot.runs), "the run to appear")
+        assert app.snapshot is not None
+        run = wait_run(api, app.snapshot.runs[0].run_id, {"success"})
+        assert run.params == {"region": "us", "batch": "100"}  # declared params are text, as written
+        assert run.triggered_by == "tui"
+
+    with client:
+        run_app(app, scenario, (100, 30))
+
+
+@pytest.mark.e2e
+def test_retry_failed_key_runs_every_failed_task_again(api: ApiClient, server: str, tmp_path: Path) -> None:
+    def flaky(name: str) -> str:
+        marker = tmp_path / name
+        return f"  - {{id: {name}, command: 'test -f {marker} || {{ touch {marker}; exit 1; }}'}}\n"
+
+    submit(
+        api,
+        "tui-retry-all",
+        flaky("left") + flaky("right") + "  - {id: both, command: 'true', depends_on: [left, right]}\n",
+    )
+    run_id = api.trigger("tui-retry-all").run_id
+    wait_run(api, run_id, {"failed"})
+    app, client = dashboard(server)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await select_dag(pilot, "tui-retry-all")
+        await until(pilot, lambda: app.focus_state.run_id == run_id, "the failed run to be selected")
+        grid = app.query_one("#grid", RunGrid)
+        await until(pilot, lambda: grid.state_of(run_id, "both") == "upstream_failed", "the failure to show")
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: grid.state_of(run_id, "both") == "success", "the run to succeed", 30)
+        assert grid.state_of(run_id, "left") == grid.state_of(run_id, "right") == "success"
+        assert [len(api.get_task(run_id, t).attempts) for t in ("left", "right", "both")] == [2, 2, 1]
+
+    with client:
+        run_app(app, scenario, (100, 30))
+
+
+@pytest.mark.e2e
+def test_deactivate_asks_then_the_dag_leaves_the_list_until_activated(api: ApiClient, server: str) -> None:
+    submit(api, "tui-retire", "  - {id: a, command: 'true'}\n")
+    app, client = dashboard(server)
+
+    def listed() -> set[str]:
+        return {str(r.key.value) for r in app.query_one("#dags").ordered_rows}  # type: ignore[attr-defined]
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await select_dag(pilot, "tui-retire")
+        app.query_one("#dags").focus()
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        assert api.get_dag("tui-retire").active
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation again")
+        await pilot.press("y")
+        await until(pilot, lambda: "tui-retire" not in listed(), "the DAG to leave the list")
+        assert not api.get_dag("tui-retire").active
+        await pilot.press("i")  # inactive DAGs shown: it is back, marked, and can be activated
+        await until(pilot, lambda: "tui-retire" in listed(), "the inactive DAG")
+        await select_dag(pilot, "tui-retire")
+        assert "inactive" in drawn(app)[1]
+        app.query_one("#dags").focus()
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the activation")
+        await pilot.press("y")
+        await until(pilot, lambda: api.get_dag("tui-retire").active, "the DAG to be active again")
+
+    with client:
+        run_app(app, scenario, (100, 30))

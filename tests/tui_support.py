@@ -16,7 +16,17 @@ from typing import Any
 from rich.console import Console
 from textual.pilot import Pilot
 
-from flowforge.api.models import DagSummary, LogPage, RunDetail, RunList, Status, TaskDetail
+from flowforge.api.models import (
+    DagStats,
+    DagSummary,
+    LogPage,
+    RunDetail,
+    RunList,
+    Status,
+    TaskDetail,
+    TaskExplanation,
+)
+from flowforge.core.durations import percentile, success_rate
 from flowforge.tui import FlowForgeApp
 
 
@@ -89,6 +99,23 @@ ETL_TASKS = [
     ("load-warehouse", ["transform"]),
     ("report", ["load-warehouse", "quality-check"]),
     ("notify", ["report", "extract-users"]),
+]
+
+
+# (state, seconds) of etl-pipeline's older runs, the latest first.
+ETL_HISTORY = [
+    ("success", 55),
+    ("success", 52),
+    ("success", 66),
+    ("failed", 12),
+    ("success", 58),
+    ("success", 54),
+    ("success", 61),
+    ("success", 49),
+    ("success", 57),
+    ("success", 100),
+    ("success", 53),
+    ("success", 56),
 ]
 
 
@@ -185,8 +212,21 @@ def fixture_document() -> dict[str, Any]:
         },
         "dags": [dag, *others],
         "runs": sorted([*runs, *other_runs], key=lambda r: -r["created_at"]),
+        # Older ended runs of etl-pipeline, past the runs listed: only its statistics read them.
+        "history": [
+            _run(f"01d{i:013d}", state, -1200 - 3600 * (i + 1), -1200 - 3600 * (i + 1) + took)
+            for i, (state, took) in enumerate(ETL_HISTORY)
+        ],
         "instances": instances,
         "tasks": {"5f2c9e1a7b3d4c60/load-warehouse": {**load, "attempts": attempts}},
+        "explain": {
+            "5f2c9e1a7b3d4c60/load-warehouse": {
+                "state": "running",
+                "run_state": "running",
+                "summary": "running: attempt 2 of 3 on worker-a",
+                "reasons": [{"code": "retrying", "message": "attempt 1 failed (exit code 1)"}],
+            }
+        },
         "logs": {
             "5f2c9e1a7b3d4c60/load-warehouse/1": "connecting to warehouse…\nerror: connection reset by peer\n",
             "5f2c9e1a7b3d4c60/load-warehouse/2": "connecting to warehouse…\nloading 12840 rows into analytics.orders\n"
@@ -249,12 +289,14 @@ class RecordedApi:
     def __init__(self, doc: dict[str, Any]) -> None:
         self.doc = doc
         self.actions: list[tuple[Any, ...]] = []
+        self.stats_asked: list[str] = []  # the DAG ids whose statistics were asked for, in order
 
     def status(self) -> Status:
         return Status.model_validate(self.doc["status"])
 
     def list_dags(self, include_inactive: bool = False) -> list[DagSummary]:
-        return [dag_summary(d) for d in self.doc["dags"]]
+        dags = [dag_summary(d) for d in self.doc["dags"]]
+        return [d for d in dags if include_inactive or d.active]
 
     def list_runs(
         self, dag_id: str | None = None, state: str | None = None, limit: int = 50, offset: int = 0
@@ -287,8 +329,44 @@ class RecordedApi:
         page = {"run_id": run_id, "task_id": task_id, "attempt": attempt or 0, "text": text[after:]}
         return LogPage.model_validate({**page, "cursor": len(text), "done": True})
 
+    def dag_stats(self, dag_id: str, runs: int = 50) -> DagStats:
+        """The document's ended runs of the DAG (history included), summed up as the API does."""
+        self.stats_asked.append(dag_id)
+        ended = [
+            r
+            for r in [*self.doc["runs"], *self.doc.get("history", [])]
+            if r["dag_id"] == dag_id and r["ended_at"] is not None
+        ]
+        ended = sorted(ended, key=lambda r: -r["ended_at"])[:runs]
+        durations = [
+            {
+                **{k: r[k] for k in ("run_id", "state", "started_at", "ended_at")},
+                "duration_secs": None if r["started_at"] is None else r["ended_at"] - r["started_at"],
+            }
+            for r in ended
+        ]
+        ok = [
+            d["duration_secs"]
+            for d in durations
+            if d["state"] == "success" and d["duration_secs"] is not None
+        ]
+        return DagStats.model_validate(
+            {
+                "dag_id": dag_id,
+                "runs": durations,
+                "p50_secs": percentile(ok, 50),
+                "p95_secs": percentile(ok, 95),
+                "success_rate": success_rate([d["state"] for d in durations]),
+                "count": len(durations),
+            }
+        )
+
+    def explain_task(self, run_id: str, task_id: str) -> TaskExplanation:
+        why = self.doc["explain"][f"{run_id}/{task_id}"]
+        return TaskExplanation.model_validate({"run_id": run_id, "task_id": task_id, **why})
+
     def trigger(self, dag_id: str, params: dict[str, Any] | None = None, triggered_by: str = "cli") -> None:
-        self.actions.append(("trigger", dag_id))
+        self.actions.append(("trigger", dag_id, params) if params else ("trigger", dag_id))
 
     def pause_dag(self, dag_id: str) -> None:
         self.actions.append(("pause", dag_id))
@@ -301,6 +379,15 @@ class RecordedApi:
 
     def retry_task(self, run_id: str, task_id: str, downstream: bool = False) -> None:
         self.actions.append(("retry", run_id, task_id, downstream))
+
+    def retry_run(self, run_id: str) -> None:
+        self.actions.append(("retry failed", run_id))
+
+    def delete_dag(self, dag_id: str) -> None:
+        self.actions.append(("deactivate", dag_id))
+
+    def activate_dag(self, dag_id: str) -> None:
+        self.actions.append(("activate", dag_id))
 
 
 def recorded_app() -> FlowForgeApp:

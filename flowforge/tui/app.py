@@ -15,14 +15,14 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from textual import events, on, work
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
 from textual.worker import Worker, get_current_worker
 
-from flowforge.api.models import DagSummary, RunOut
 from flowforge.client import ApiError, ApiUnreachable
+from flowforge.tui.actions import DashboardActions
 from flowforge.tui.feed import (
     ChangeSource,
     DashboardApi,
@@ -34,15 +34,14 @@ from flowforge.tui.feed import (
 )
 from flowforge.tui.graph import DagGraph
 from flowforge.tui.grid import RunGrid
-from flowforge.tui.messages import ConnectionLost, Notice, SnapshotReady
+from flowforge.tui.messages import ConnectionLost, SnapshotReady
 from flowforge.tui.panes.dags import DagsPane
 from flowforge.tui.panes.graph import GraphPane
 from flowforge.tui.panes.grid import GridPane
 from flowforge.tui.panes.log import LogPane, stepped_attempt, task_worth_reading
 from flowforge.tui.panes.runs import RunsPane
 from flowforge.tui.panes.status import StatusBar
-from flowforge.tui.screens import ConfirmScreen, HelpScreen
-from flowforge.tui.states import RUN_ACTIVE
+from flowforge.tui.screens import HelpScreen
 from flowforge.tui.text import visible
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ WIDE = 130  # columns from which the grid and the log sit side by side
 MAX_BACKOFF = 8.0
 
 
-class FlowForgeApp(App[None]):
+class FlowForgeApp(DashboardActions):
     """DAGs on the left; the selected DAG's runs, live graph, runs × tasks grid and task log on the right."""
 
     CSS_PATH = "app.tcss"
@@ -62,6 +61,10 @@ class FlowForgeApp(App[None]):
         Binding("p", "pause", "Pause"),
         Binding("c", "cancel_run", "Cancel"),
         Binding("r", "retry_task", "Retry"),
+        Binding("R", "retry_failed", "Retry failed", show=False),
+        Binding("d", "deactivate", "Deactivate / activate", show=False),
+        Binding("e", "explain", "Why", show=False),
+        Binding("i", "toggle_inactive", "Inactive DAGs", show=False),
         Binding("l", "toggle_log", "Logs"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("question_mark", "help", "Help", key_display="?"),
@@ -190,7 +193,9 @@ class FlowForgeApp(App[None]):
             return
         self.snapshot = snap
         self.query_one(StatusBar).show_connected(snap)
-        selected = self.query_one(DagsPane).show(snap.dags, snap.last_runs)
+        dags_pane = self.query_one(DagsPane)
+        selected = dags_pane.show(snap.dags, snap.last_runs, snap.stats)
+        self.poller.want_stats = dags_pane.has_room_for_durations
         if selected is not None:
             self._select_dag(selected)
         focus = self.focus_state
@@ -205,7 +210,7 @@ class FlowForgeApp(App[None]):
         dag = next((d for d in snap.dags if d.id == snap.focus.dag_id), None)
         self.query_one(RunsPane).show(snap.runs, focus.run_id, dag, self.clock())
         self.query_one(GraphPane).show_run(snap, focus.run_id, focus.task_id)
-        self.query_one(GridPane).show_runs(snap, focus.run_id, focus.task_id)
+        self.query_one(GridPane).show_runs(snap, focus.run_id, focus.task_id, self.clock())
         if snap.focus.run_id == focus.run_id and snap.focus.task_id == focus.task_id:
             self.query_one(LogPane).show_task(snap, focus, self.clock(), self.query_one(DagsPane).state_style)
         for problem in snap.problems:
@@ -248,75 +253,13 @@ class FlowForgeApp(App[None]):
         if event.open_log:
             self.show_log(True)
 
-    def _dag(self) -> DagSummary | None:
-        if self.snapshot is None:
-            return None
-        return next((d for d in self.snapshot.dags if d.id == self.focus_state.dag_id), None)
-
-    def _run(self) -> RunOut | None:
-        if self.snapshot is None:
-            return None
-        return next((r for r in self.snapshot.runs if r.run_id == self.focus_state.run_id), None)
-
     # -- actions ------------------------------------------------------------------------------
-    def action_trigger(self) -> None:
-        """Start a run of the selected DAG."""
-        dag = self._dag()
-        if dag is None:
-            self.notify("select a DAG first", severity="warning")
-            return
-        self.follow_latest = True
-        self._call(f"triggered {dag.id}", lambda: self.api.trigger(dag.id, triggered_by="tui"))
-
-    def action_pause(self) -> None:
-        """Pause the selected DAG, or unpause it when paused."""
-        dag = self._dag()
-        if dag is None:
-            return
-        if dag.paused:
-            self._call(f"unpaused {dag.id}", lambda: self.api.unpause_dag(dag.id))
-        else:
-            self._call(f"paused {dag.id}", lambda: self.api.pause_dag(dag.id))
-
-    def action_cancel_run(self) -> None:
-        """Cancel the selected run, after asking."""
-        run = self._run()
-        if run is None:
-            self.notify("select a run first", severity="warning")
-            return
-        if run.state not in RUN_ACTIVE:
-            self.notify(f"run {run.run_id[:8]} has already finished ({run.state})", severity="warning")
-            return
-        run_id = run.run_id
-
-        def answered(result: dict[str, bool] | None) -> None:
-            if result is not None:
-                self._call(f"cancelled run {run_id[:8]}", lambda: self.api.cancel_run(run_id))
-
-        question = (
-            f"Cancel run {run_id} of {run.dag_id}?\nIts running tasks are killed, the rest are cancelled."
-        )
-        self.push_screen(ConfirmScreen("Cancel run", question, "Cancel run"), answered)
-
-    def action_retry_task(self) -> None:
-        """Retry the selected task of the selected run, after asking."""
-        run, task_id = self._run(), self.focus_state.task_id
-        if run is None or task_id is None:
-            self.notify("select a task first (arrows and enter on the graph or grid)", severity="warning")
-            return
-        run_id = run.run_id
-
-        def answered(result: dict[str, bool] | None) -> None:
-            if result is not None:
-                downstream = result.get("downstream", False)
-                self._call(
-                    f"retrying {task_id}" + (" and downstream" if downstream else ""),
-                    lambda: self.api.retry_task(run_id, task_id, downstream=downstream),
-                )
-
-        question = f"Retry task {task_id} of run {run_id}?\nIts state is cleared and it runs again."
-        options = {"downstream": "also the tasks downstream of it"}
-        self.push_screen(ConfirmScreen("Retry task", question, "Retry", options), answered)
+    # Those that change something through the API are in `DashboardActions`.
+    def action_toggle_inactive(self) -> None:
+        """Show or hide the inactive DAGs in the list."""
+        shown = not self.focus_state.inactive
+        self.refocus(inactive=shown)
+        self.notify("inactive DAGs shown" if shown else "inactive DAGs hidden")
 
     def action_toggle_log(self) -> None:
         """Show or hide the log of the selected task (with none selected, the one most worth reading)."""
@@ -351,25 +294,6 @@ class FlowForgeApp(App[None]):
         self.changes.wake()
         self.changes.close()
         super().exit(*args, **kwargs)
-
-    @work(thread=True, group="actions", exit_on_error=False)
-    def _call(self, done: str, request: Callable[[], Any]) -> None:
-        """Send one request; say what happened; fetch again at once."""
-        # Messages, not call_from_thread: that blocks, and would hang on an app that is closing.
-        try:
-            request()
-        except ApiUnreachable as exc:
-            self.post_message(Notice(f"API unreachable: {exc.reason}", "error"))
-        except ApiError as exc:
-            self.post_message(Notice(exc.message, "error"))
-        else:
-            self.post_message(Notice(done))
-        self.changes.wake()
-
-    def on_notice(self, message: Notice) -> None:
-        """Show a background request's outcome."""
-        if self.is_running:
-            self.notify(visible(message.text), severity=message.severity, markup=False)
 
 
 def run_tui(api_url: str, token: str | None = None) -> None:

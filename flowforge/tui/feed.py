@@ -15,14 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flowforge.api.models import (
+    DagStats,
     DagSummary,
     LogPage,
     RunDetail,
     RunList,
     RunOut,
+    RunTaskOut,
+    SlowNoteOut,
     Status,
     TaskDetail,
-    TaskInstanceOut,
+    TaskExplanation,
 )
 from flowforge.client import ApiClient, ApiError
 from flowforge.tui.layout import Topology, build_topology
@@ -30,12 +33,15 @@ from flowforge.tui.states import RUN_ACTIVE
 
 log = logging.getLogger(__name__)
 
-Instances = dict[str, TaskInstanceOut]  # a run's task instances by task id
+Instances = dict[str, RunTaskOut]  # a run's task instances by task id
 
 RUNS_SHOWN = 25  # runs of the selected DAG listed, and the most the grid can show
 RECENT_RUNS = 200  # runs read at once to find every DAG's last run
 SPEC_BY_TASK_LIMIT = 300  # old versions are rebuilt task by task up to this many tasks
 LAST_RUN_TTL = 30.0  # seconds a DAG's last run, looked up on its own, is reused
+STATS_RUNS = 50  # ended runs a DAG's statistics are read over
+STATS_TTL = 30.0  # seconds a DAG's statistics are reused before they are asked again
+STATS_PER_FETCH = 10  # the most DAGs whose statistics one fetch asks for: a long list fills in over a few
 
 
 class DashboardApi(Protocol):
@@ -61,6 +67,11 @@ class DashboardApi(Protocol):
     def unpause_dag(self, dag_id: str) -> object: ...
     def cancel_run(self, run_id: str) -> object: ...
     def retry_task(self, run_id: str, task_id: str, downstream: bool = False) -> object: ...
+    def retry_run(self, run_id: str) -> object: ...
+    def delete_dag(self, dag_id: str) -> object: ...
+    def activate_dag(self, dag_id: str) -> object: ...
+    def explain_task(self, run_id: str, task_id: str) -> TaskExplanation: ...
+    def dag_stats(self, dag_id: str, runs: int = 50) -> DagStats: ...
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,7 @@ class Focus:
     run_id: str | None = None
     task_id: str | None = None
     attempt: int | None = None  # None: the latest attempt, followed as retries happen
+    inactive: bool = False  # the DAG list shows inactive DAGs too
     generation: int = 0
 
 
@@ -105,6 +117,7 @@ class Snapshot:
     status: Status | None = None
     dags: list[DagSummary] = field(default_factory=list)
     last_runs: dict[str, RunOut] = field(default_factory=dict)  # DAG id → its newest run
+    stats: dict[str, DagStats] = field(default_factory=dict)  # DAG id → its last ended runs' durations
     runs: list[RunOut] = field(default_factory=list)  # of focus.dag_id, newest first
     instances: dict[str, Instances] = field(default_factory=dict)  # run id → its task instances
     graph: GraphInfo | None = None
@@ -189,6 +202,16 @@ class EventChanges(PollingChanges):
         self._client.close()
 
 
+def slow_note(instance: RunTaskOut | None) -> SlowNoteOut | None:
+    """The API's note on a running task that runs far longer than usual; None otherwise.
+
+    None too from an API that sends no such note.
+    """
+    if instance is None or instance.state != "running":
+        return None
+    return getattr(instance, "slow", None)
+
+
 def _run_signature(run: RunOut) -> tuple[Any, ...]:
     return (run.state, run.started_at, run.ended_at)
 
@@ -202,6 +225,8 @@ class Poller:
         self._instances: dict[str, tuple[tuple[Any, ...], Instances]] = {}
         self._topologies: dict[tuple[str, int], GraphInfo] = {}
         self._last_run_cache: dict[str, tuple[float, RunOut | None]] = {}
+        self._stats_cache: dict[str, tuple[float, DagStats | None]] = {}
+        self.want_stats = True  # False while the DAG list has no room for durations: none are asked
         self._log_key: tuple[Any, ...] | None = None
         self._log_cursor = 0
         self._log_done = False
@@ -210,8 +235,9 @@ class Poller:
         """One consistent picture for `focus`; raises ApiUnreachable when the API does not answer."""
         snap = Snapshot(focus=focus)
         snap.status = self.api.status()
-        snap.dags = self.api.list_dags()
+        snap.dags = self.api.list_dags(include_inactive=focus.inactive)
         snap.last_runs = self._last_runs(snap.dags)
+        snap.stats = self._stats(snap.dags, focus.dag_id, snap.problems)
         dag = next((d for d in snap.dags if d.id == focus.dag_id), None)
         if dag is None:
             return snap
@@ -243,6 +269,33 @@ class Poller:
             if cached is not None:
                 out[dag.id] = cached
         return out
+
+    def _stats(self, dags: list[DagSummary], first: str | None, problems: list[str]) -> dict[str, DagStats]:
+        """Each listed DAG's statistics, asked at most once per STATS_TTL seconds per DAG.
+
+        The DAGs never read come first, then the stalest; the selected one (`first`) before the
+        others. At most STATS_PER_FETCH are asked per fetch, so a long list costs a few calls a
+        second, not one per DAG. A DAG the API has no statistics for (removed since it was listed,
+        or an API without the route) is left out until its time comes again. None are asked (or
+        shown) while `want_stats` is off: the app turns it off while the DAG list has no room for them.
+        """
+        if not self.want_stats:
+            return {}
+        now = self._clock()
+        listed = {d.id for d in dags}
+        for gone in set(self._stats_cache) - listed:
+            del self._stats_cache[gone]
+        due = [d.id for d in dags if now - self._stats_cache.get(d.id, (-STATS_TTL, None))[0] >= STATS_TTL]
+        due.sort(key=lambda dag_id: (dag_id != first, self._stats_cache.get(dag_id, (-STATS_TTL, None))[0]))
+        for dag_id in due[:STATS_PER_FETCH]:
+            stats = None
+            try:
+                stats = self.api.dag_stats(dag_id, runs=STATS_RUNS)
+            except ApiError as exc:
+                if exc.status not in (404, 405):
+                    problems.append(f"durations of {dag_id}: {exc.message}")
+            self._stats_cache[dag_id] = (now, stats)
+        return {k: s for k, (_, s) in self._stats_cache.items() if s is not None}
 
     def _instances_of(self, runs: list[RunOut], problems: list[str]) -> dict[str, Instances]:
         out: dict[str, Instances] = {}

@@ -1,4 +1,8 @@
-"""The live DAG graph: a Line API widget drawing a cached layout, coloured by task state at draw time."""
+"""The live DAG graph: a Line API widget drawing a cached layout, coloured by task state at draw time.
+
+A running task that has run far longer than usual (the API's slow note) is marked with SLOW_MARK
+before its state's glyph.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +19,19 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from flowforge.tui.layout import Canvas, Placed, Topology, neighbour, place
-from flowforge.tui.states import STATE_CLASSES, foreground, state_class, task_glyph
+from flowforge.tui.states import SLOW_MARK, STATE_CLASSES, foreground, state_class, task_glyph
 
 
 class DagGraph(ScrollView, can_focus=True):
     """Boxes per task in columns by depth, connectors left to right; arrow keys move, enter opens the log."""
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = {"graph--edge", "graph--node", "graph--selected", *STATE_CLASSES}
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "graph--edge",
+        "graph--node",
+        "graph--selected",
+        "graph--slow",
+        *STATE_CLASSES,
+    }
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "move('up')", "Up", show=False),
         Binding("down", "move('down')", "Down", show=False),
@@ -50,6 +60,7 @@ class DagGraph(ScrollView, can_focus=True):
         self._canvas: Canvas | None = None
         self._canvas_key: tuple[int, bool, int] | None = None
         self._states: dict[str, str] = {}
+        self._slow: frozenset[str] = frozenset()
         self._empty_text = "no DAG selected"
 
     # -- data in ----------------------------------------------------------------------------
@@ -68,6 +79,16 @@ class DagGraph(ScrollView, can_focus=True):
         if states != self._states:
             self._states = dict(states)
             self.refresh()
+
+    def set_slow(self, task_ids: set[str] | frozenset[str]) -> None:
+        """The tasks to mark as running far longer than usual; repaints only on a change."""
+        if task_ids != self._slow:
+            self._slow = frozenset(task_ids)
+            self.refresh()
+
+    def is_slow(self, task_id: str) -> bool:
+        """Whether the graph marks the task as running far longer than usual."""
+        return task_id in self._slow
 
     def state_of(self, task_id: str) -> str | None:
         """The state the graph shows for a task."""
@@ -160,9 +181,12 @@ class DagGraph(ScrollView, can_focus=True):
         selected = node.task_id == self.selected
         body = self.get_component_rich_style("graph--selected" if selected else "graph--node")
         glyph = task_glyph(state)
+        slow = node.task_id in self._slow
+        lead = Segment(SLOW_MARK, body + foreground(self.get_component_rich_style("graph--slow")))
         if part == "line":
             label = f" {glyph} {node.label}".ljust(node.width - 1) + " "
-            return [Segment(label[:1], body), Segment(label[1], body + colour), Segment(label[2:], body)]
+            first = lead if slow else Segment(label[:1], body)
+            return [first, Segment(label[1], body + colour), Segment(label[2:], body)]
         border = colour + Style(bgcolor=self.rich_style.bgcolor)
         if not selected:  # a box is frame enough: no shading inside it
             body = Style(color=body.color, bgcolor=self.rich_style.bgcolor)
@@ -176,7 +200,7 @@ class DagGraph(ScrollView, can_focus=True):
         text = f" {glyph} {node.label}".ljust(inner)
         return [
             Segment(left, border),
-            Segment(text[:1], body),
+            lead if slow else Segment(text[:1], body),
             Segment(text[1], body + colour),
             Segment(text[2:], body),
             Segment(right, border),

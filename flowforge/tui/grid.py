@@ -1,8 +1,13 @@
-"""The grid of recent runs × tasks: a row per task, a column per run (newest on the right), a glyph per cell."""
+"""The grid of recent runs × tasks: a row per task, a column per run (newest on the right), a glyph per cell.
+
+Each column is labelled with when its run stands for (its logical date, else its start) above
+the run's state glyph.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from rich.cells import cell_len, set_cell_size
@@ -17,8 +22,25 @@ from textual.strip import Strip
 from flowforge.api.models import RunOut, TaskInstanceOut
 from flowforge.tui.states import STATE_CLASSES, foreground, run_glyph, state_class, task_glyph
 
-CELL = 2  # columns per run: the glyph and a space
+LABEL = 5  # a column's label: `HH:MM` for a run of today, `MM-DD` for an older one
+CELL = LABEL + 1  # columns per run: the label's width (the glyph in its middle) and a space
+HEADER_ROWS = 2  # the labels, then the runs' state glyphs
 MAX_LABEL = 24
+
+
+def run_label(run: RunOut, now: float) -> str:
+    """When the run stands for, short: its logical date, else its start (else its creation), local time."""
+    when = run.logical_date or run.started_at or run.created_at
+    local = time.localtime(when)
+    if time.strftime("%Y%m%d", local) == time.strftime("%Y%m%d", time.localtime(now)):
+        return time.strftime("%H:%M", local)
+    return time.strftime("%m-%d", local)
+
+
+def _centred(text: str) -> tuple[str, str]:
+    """The padding left and right of `text` centred in a column's label width."""
+    left = (LABEL - cell_len(text)) // 2
+    return " " * left, " " * max(0, LABEL - cell_len(text) - left)
 
 
 class RunGrid(ScrollView, can_focus=True):
@@ -53,23 +75,29 @@ class RunGrid(ScrollView, can_focus=True):
         self.tasks: list[str] = []
         self._label_width = 5
         self.runs: list[RunOut] = []  # oldest first
-        self._instances: dict[str, dict[str, TaskInstanceOut]] = {}  # run id → task id → instance
+        self._instances: Mapping[str, Mapping[str, TaskInstanceOut]] = {}  # run id → task id → instance
         self.run_id: str | None = None
         self.task_id: str | None = None
+        self._now = time.time()
 
     def show(
         self,
         tasks: Sequence[str],
         runs_newest_first: Sequence[RunOut],
-        instances: dict[str, dict[str, TaskInstanceOut]],
+        instances: Mapping[str, Mapping[str, TaskInstanceOut]],
+        now: float | None = None,
     ) -> None:
-        """Replace the data; the cursor stays on the same run and task where they still exist."""
+        """Replace the data; the cursor stays on the same run and task where they still exist.
+
+        `now` decides which runs are of today (labelled with their time, older ones with their date).
+        """
+        self._now = time.time() if now is None else now
         if list(tasks) != self.tasks:
             self.tasks = list(tasks)
             self._label_width = min(MAX_LABEL, max([4, *(cell_len(t) for t in self.tasks)])) + 1
         self.runs = [r for r in reversed(runs_newest_first) if r.run_id in instances]
         self._instances = instances
-        self.virtual_size = Size(self.size.width, len(self.tasks) + 1)
+        self.virtual_size = Size(self.size.width, len(self.tasks) + HEADER_ROWS)
         self.refresh()
 
     def state_of(self, run_id: str, task_id: str) -> str | None:
@@ -83,7 +111,7 @@ class RunGrid(ScrollView, can_focus=True):
         self.run_id, self.task_id = run_id, task_id
         if moved and task_id in self.tasks:
             row = self.tasks.index(task_id)
-            top, height = int(self.scroll_y), max(1, self.scrollable_content_region.height - 1)
+            top, height = int(self.scroll_y), max(1, self.scrollable_content_region.height - HEADER_ROWS)
             if row < top:
                 self.scroll_to(y=row, animate=False, force=True)
             elif row >= top + height:
@@ -107,7 +135,7 @@ class RunGrid(ScrollView, can_focus=True):
 
     # -- drawing ------------------------------------------------------------------------------
     def render_line(self, y: int) -> Strip:
-        """The sticky header on the first row, task rows under it."""
+        """The sticky header on the first rows (labels, run states), task rows under it."""
         width = self.scrollable_content_region.width
         base = self.rich_style
         if not self.tasks:
@@ -116,16 +144,18 @@ class RunGrid(ScrollView, can_focus=True):
         label_w = self.label_width
         # Full styles (not partial): the theme's translucent colours must be blended with the background.
         column = self.get_component_rich_style("grid--column")
-        if y == 0:
+        if y < HEADER_ROWS:
             header = self.get_component_rich_style("grid--header")
-            segments = [Segment("run".ljust(label_w), header)]
+            segments = [Segment(("run" if y else "").ljust(label_w), header)]
             for run in runs:
                 style = header + foreground(self.get_component_rich_style(state_class(run.state)))
                 if run.run_id == self.run_id:
                     style += column
-                segments.append(Segment(run_glyph(run.state) + " ", style))
+                text = run_label(run, self._now) if y == 0 else run_glyph(run.state)
+                left, right = _centred(text)
+                segments += [Segment(left + text + right, style), Segment(" ", base)]
             return Strip(segments).extend_cell_length(width, base).crop(0, width).apply_style(base)
-        row = y - 1 + int(self.scroll_y)
+        row = y - HEADER_ROWS + int(self.scroll_y)
         if row >= len(self.tasks):
             return Strip.blank(width, base)
         task_id = self.tasks[row]
@@ -139,10 +169,13 @@ class RunGrid(ScrollView, can_focus=True):
             ti = self._instances.get(run.run_id, {}).get(task_id)
             state = ti.state if ti else None
             style = foreground(self.get_component_rich_style(state_class(state)))
+            pad = base
             if run.run_id == self.run_id:
-                style = (cursor if task_id == self.task_id else column) + style
-            segments.append(Segment(task_glyph(state), style))
-            segments.append(Segment(" ", column if run.run_id == self.run_id else base))
+                pad = cursor if task_id == self.task_id else column
+                style = pad + style
+            left, right = _centred(task_glyph(state))
+            segments += [Segment(left, pad), Segment(task_glyph(state), style), Segment(right, pad)]
+            segments.append(Segment(" ", base))
         return Strip(segments).extend_cell_length(width, base).crop(0, width).apply_style(base)
 
     # -- moving -------------------------------------------------------------------------------
@@ -166,9 +199,9 @@ class RunGrid(ScrollView, can_focus=True):
     def on_click(self, event: events.Click) -> None:
         """Select the clicked cell; a double click opens its log."""
         offset = event.get_content_offset(self)
-        if offset is None or offset.y == 0 or not self.tasks:
+        if offset is None or offset.y < HEADER_ROWS or not self.tasks:
             return
-        row = offset.y - 1 + int(self.scroll_y)
+        row = offset.y - HEADER_ROWS + int(self.scroll_y)
         runs = self.visible_runs()
         col = (offset.x - self.label_width) // CELL
         if row < len(self.tasks) and 0 <= col < len(runs) and offset.x >= self.label_width:

@@ -26,6 +26,9 @@ RUN_GLYPHS: dict[str, str] = {
     RunState.CANCELLED: "■",
 }
 
+# Before a running task's glyph: the task runs far longer than usual (the API's slow note).
+SLOW_MARK = "!"
+
 # Every state a cell can show, for the widgets' COMPONENT_CLASSES (styled in app.tcss).
 ALL_STATES: tuple[str, ...] = tuple(dict.fromkeys([*map(str, TaskState), *map(str, RunState)]))
 STATE_CLASSES: frozenset[str] = frozenset({f"state--{s}" for s in ALL_STATES} | {"state--unknown"})

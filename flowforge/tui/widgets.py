@@ -72,6 +72,12 @@ class StateTable(DataTable[Any]):
         for (label, key), width in zip(self._spec, self._widths, strict=True):
             self.add_column(label, key=key, width=width)
 
+    def respec(self, columns: Sequence[tuple[str, str]]) -> None:
+        """Change the (label, key) columns; the next `sync_rows` builds the table anew with them."""
+        if list(columns) != self._spec:
+            self._spec = list(columns)
+            self._widths = []
+
     def sync_rows(self, rows: Sequence[tuple[str, Sequence[Any]]], keep: str | None) -> None:
         """Show these (key, cells) rows: cells updated in place, the table rebuilt when keys or widths change.
 
@@ -84,7 +90,7 @@ class StateTable(DataTable[Any]):
         keys = [k for k, _ in rows]
         current = [str(r.key.value) for r in self.ordered_rows]
         widths = [
-            max([cell_len(label), *(_cell_width(cells[i]) for _, cells in rows)])
+            max([cell_len(label), *(cell_width(cells[i]) for _, cells in rows)])
             for i, (label, _) in enumerate(self._spec)
         ]
         if keys == current and widths == self._widths:
@@ -106,5 +112,6 @@ class StateTable(DataTable[Any]):
                 self.move_cursor(row=target, animate=False, scroll=True)
 
 
-def _cell_width(value: Any) -> int:
+def cell_width(value: Any) -> int:
+    """How many terminal cells a table cell's text takes."""
     return value.cell_len if isinstance(value, Text) else cell_len(str(value))

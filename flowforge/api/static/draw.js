@@ -138,6 +138,22 @@ export function fmtTime(value) {
     + `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
+/**
+ * When a run stands for: its logical date (the schedule tick) when it has one, else when it started
+ * (or, not started yet, when it was created). Epoch seconds.
+ */
+export function runWhen(run) {
+  return run.logical_date ?? run.started_at ?? run.created_at;
+}
+
+/** A run's short label for a grid column: `MM-DD HH:MM` (local time) of `runWhen`. */
+export function runLabel(run) {
+  const when = runWhen(run);
+  if (when === null || when === undefined) return "";
+  const d = new Date(when * 1000);
+  return `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
 /** A span of seconds as `0.4s`, `12s`, `3m05s`, `2h03m`. */
 export function fmtSecs(secs) {
   if (secs === null || secs === undefined || !Number.isFinite(secs)) return "";
@@ -299,24 +315,27 @@ export class GraphView {
     this.container.replaceChildren(root);
   }
 
-  label(id, stateName, note) {
+  label(id, stateName, note, slow) {
     const node = this.nodes.get(id);
     const name = node.task.name && node.task.name !== id ? ` (${node.task.name})` : "";
     const command = node.task.command ? `\n$ ${node.task.command}` : "";
-    setText(node.title, `${id}${name}: ${stateName || "no run yet"}${note ? `, ${note}` : ""}${command}`);
+    const why = slow ? `\n${slow}` : "";
+    setText(node.title, `${id}${name}: ${stateName || "no run yet"}${note ? `, ${note}` : ""}${why}${command}`);
     const shown = stateName ? stateName.replace(/_/g, " ") + (note ? ` · ${note}` : "") : "";
     setText(node.state, stateName ? shown : (node.task.command ? clip(node.task.command, 24) : ""));
     if (stateName) setStateClass(node.group, stateName);
     else node.group.setAttribute("class", "node state-none");
     setAttr(node.group, "data-state", stateName || null);
+    node.group.classList.toggle("slow", Boolean(slow));
   }
 
   /**
    * Colour every box by `states` (task id → state) and add its `notes` (task id → short text);
-   * tasks missing from `states` are shown plain.
+   * tasks missing from `states` are shown plain. `slow` (task id → the API's slow note message)
+   * marks the running tasks that run far longer than usual.
    */
-  setStates(states, notes = new Map()) {
-    for (const id of this.nodes.keys()) this.label(id, states.get(id) || null, notes.get(id) || "");
+  setStates(states, notes = new Map(), slow = new Map()) {
+    for (const id of this.nodes.keys()) this.label(id, states.get(id) || null, notes.get(id) || "", slow.get(id) || "");
   }
 
   /** Mark one task as selected (or none). */
@@ -340,6 +359,7 @@ export class RunGrid {
     this.shape = "";
     this.cells = new Map();
     this.heads = new Map();
+    this.labels = new Map();
   }
 
   /**
@@ -354,7 +374,9 @@ export class RunGrid {
       this.build(runs, taskIds);
     }
     for (const { run, tasks } of runs) {
-      updateSquare(this.heads.get(run.run_id), run.state, `run ${run.run_id}, ${fmtTime(run.created_at)}`);
+      const when = run.logical_date ? `logical date ${fmtTime(run.logical_date)}` : fmtTime(runWhen(run));
+      updateSquare(this.heads.get(run.run_id), run.state, `run ${run.run_id}, ${when}`);
+      setText(this.labels.get(run.run_id), runLabel(run));
       for (const id of taskIds) {
         const cell = this.cells.get(run.run_id + "\n" + id);
         const ti = tasks.get(id);
@@ -373,11 +395,15 @@ export class RunGrid {
   build(runs, taskIds) {
     this.cells = new Map();
     this.heads = new Map();
+    this.labels = new Map();
     const head = el("tr", null, el("th", { scope: "col", class: "grid-task" }, "Task \\ run"));
     for (const { run } of runs) {
       const sq = stateSquare(this.runHref(run.run_id));
+      // The column's label: when the run stands for, written upwards to fit the column's width.
+      const label = el("span", { class: "run-label", "aria-hidden": "true" });
       this.heads.set(run.run_id, sq);
-      head.append(el("th", { scope: "col", class: "grid-run" }, sq));
+      this.labels.set(run.run_id, label);
+      head.append(el("th", { scope: "col", class: "grid-run" }, label, sq));
     }
     const body = el("tbody");
     for (const id of taskIds) {
@@ -399,16 +425,33 @@ export class RunGrid {
 const ROW_H = 22;
 
 /**
- * A Gantt chart of a run's task instances: a bar from start to end (to now while running),
- * a lighter lead-in while queued, each row's state and duration in text at its end.
+ * The bars of one task's row: every attempt before the latest (from `earlier`, the task detail's
+ * attempts), then the latest from the task instance itself, which the run's answer keeps current.
  */
-export function drawGantt(container, tasks, { href, now, selected }) {
-  const started = tasks.filter((t) => t.started_at || t.queued_at);
-  const rows = [...started].sort((a, b) => (a.queued_at || a.started_at) - (b.queued_at || b.started_at));
-  const waiting = tasks.filter((t) => !(t.started_at || t.queued_at));
+function ganttBars(t, earlier) {
+  const bars = (earlier || []).filter((a) => a.attempt < t.attempt && (a.started_at || a.queued_at))
+    .map((a) => ({ attempt: a.attempt, state: a.state, queued_at: a.queued_at, started_at: a.started_at, ended_at: a.ended_at }));
+  if (t.started_at || t.queued_at) {
+    bars.push({ attempt: t.attempt, state: t.state, queued_at: t.queued_at, started_at: t.started_at, ended_at: t.ended_at });
+  }
+  return bars;
+}
+
+/**
+ * A Gantt chart of a run's task instances: a bar from start to end (to now while running),
+ * a lighter lead-in while queued, each row's state and duration in text at its end. A retried
+ * task shows every attempt as a bar of its own in its row, each in its attempt's state's colour;
+ * `attempts` maps a task id to its attempts (only needed for tasks past their first attempt).
+ */
+export function drawGantt(container, tasks, { href, now, selected, attempts = new Map() }) {
+  const barsOf = new Map(tasks.map((t) => [t.task_id, ganttBars(t, attempts.get(t.task_id))]));
+  const firstOf = (t) => Math.min(...barsOf.get(t.task_id).map((b) => b.queued_at || b.started_at));
+  const started = tasks.filter((t) => barsOf.get(t.task_id).length);
+  const rows = [...started].sort((a, b) => firstOf(a) - firstOf(b));
+  const waiting = tasks.filter((t) => !barsOf.get(t.task_id).length);
   const all = [...rows, ...waiting];
-  const t0 = Math.min(...started.map((t) => t.queued_at || t.started_at), now);
-  const t1 = Math.max(...started.map((t) => t.ended_at || now), t0 + 1);
+  const t0 = Math.min(...started.map(firstOf), now);
+  const t1 = Math.max(...started.flatMap((t) => barsOf.get(t.task_id).map((b) => b.ended_at || now)), t0 + 1);
   // Below ~520 px the bars would be too short to read: the box scrolls sideways instead.
   const width = Math.max(520, container.clientWidth || 800);
   const labelW = width < 700 ? 120 : 170;
@@ -430,27 +473,97 @@ export function drawGantt(container, tasks, { href, now, selected }) {
   all.forEach((t, i) => {
     const y = 22 + i * ROW_H;
     const state = t.state.replace(/_/g, " ");
+    const bars = barsOf.get(t.task_id);
     const duration = t.started_at ? fmtDuration(t.started_at, t.ended_at) : "";
+    const tries = bars.length > 1 ? bars.map((b) => `\nattempt ${b.attempt}: ${b.state.replace(/_/g, " ")}`
+      + (b.started_at ? `, ${fmtTime(b.started_at)}, ran ${fmtDuration(b.started_at, b.ended_at)}` : "")).join("") : "";
     const group = svg("g", { class: "gantt-row " + stateClass(t.state) + (t.task_id === selected ? " selected" : ""),
       "data-task": t.task_id, "data-state": t.state },
       svg("title", null, `${t.task_id}: ${state}` + (duration ? `, ran ${duration}` : "")
-        + (t.started_at ? `\nstarted ${fmtTime(t.started_at)}` : "") + (t.ended_at ? `\nended ${fmtTime(t.ended_at)}` : "")),
+        + (t.started_at ? `\nstarted ${fmtTime(t.started_at)}` : "") + (t.ended_at ? `\nended ${fmtTime(t.ended_at)}` : "") + tries),
       svg("rect", { x: 0, y: y - 2, width, height: ROW_H, class: "row-bg" }),
       svg("text", { x: 4, y: y + 13, class: "gantt-label" }, clip(t.task_id, labelW < 170 ? 15 : 22)));
-    if (t.queued_at && t.started_at && t.started_at > t.queued_at) {
-      group.append(svg("rect", { x: x(t.queued_at), y: y + 3, width: Math.max(1, x(t.started_at) - x(t.queued_at)),
-        height: ROW_H - 10, class: "bar-wait" }));
-    }
     let end = x(t0);
-    if (t.started_at) {
-      end = x(t.ended_at || now);
-      group.append(svg("rect", { x: x(t.started_at), y, width: Math.max(2, end - x(t.started_at)),
-        height: ROW_H - 4, rx: 3, class: "bar" }));
-    } else if (t.queued_at) {
-      end = x(now);
+    for (const b of bars) {
+      if (b.queued_at && b.started_at && b.started_at > b.queued_at) {
+        group.append(svg("rect", { x: x(b.queued_at), y: y + 3, width: Math.max(1, x(b.started_at) - x(b.queued_at)),
+          height: ROW_H - 10, class: "bar-wait" }));
+      }
+      if (b.started_at) {
+        end = x(b.ended_at || now);
+        group.append(svg("rect", { x: x(b.started_at), y, width: Math.max(2, end - x(b.started_at)),
+          height: ROW_H - 4, rx: 3, class: "bar " + stateClass(b.state), "data-attempt": b.attempt, "data-state": b.state }));
+      } else if (b.queued_at) {
+        end = x(now);
+      }
     }
-    group.append(svg("text", { x: end + 6, y: y + 13, class: "gantt-note" }, [state, duration].filter(Boolean).join(" · ")));
+    const note = [state, duration, bars.length > 1 ? `${bars.length} attempts` : ""].filter(Boolean).join(" · ");
+    group.append(svg("text", { x: end + 6, y: y + 13, class: "gantt-note" }, note));
     root.append(href ? svg("a", { href: href(t.task_id) }, group) : group);
   });
+  container.replaceChildren(root);
+}
+
+// ---- the durations chart --------------------------------------------------------------------
+
+const DUR_BAR_W = 14;
+const DUR_GAP = 4;
+const DUR_AXIS_W = 56;
+const DUR_NOTE_W = 84;
+const DUR_TOP = 12;
+const DUR_CHART_H = 110;
+
+/**
+ * A DAG's last ended runs as a bar chart (`stats` is the API's DagStats, the last to end first):
+ * one bar per run, oldest left, as tall as the run took, in its state's colour, linking to the
+ * run, its title saying the run, its state and how long it took; dashed lines mark the p50 and
+ * p95 of the successful runs. A run that never started is a flat stub.
+ */
+export function drawDurations(container, stats, { href }) {
+  const runs = [...stats.runs].reverse();
+  if (!runs.length) {
+    container.replaceChildren(el("p", { class: "muted" }, "No ended runs yet: their durations show here."));
+    return;
+  }
+  const longest = Math.max(0, ...runs.map((r) => r.duration_secs ?? 0), stats.p95_secs ?? 0);
+  const scale = longest > 0 ? longest : 1;
+  const width = DUR_AXIS_W + runs.length * (DUR_BAR_W + DUR_GAP) + DUR_NOTE_W;
+  const height = DUR_TOP + DUR_CHART_H + 6;
+  const base = DUR_TOP + DUR_CHART_H;
+  const y = (secs) => base - (secs / scale) * DUR_CHART_H;
+  const root = svg("svg", {
+    class: "durations", width, height, viewBox: `0 0 ${width} ${height}`,
+    role: "group", "aria-label": `Durations of the last ${runs.length} ended runs, oldest first`,
+  });
+  root.append(
+    svg("line", { x1: DUR_AXIS_W - 4, x2: width - DUR_NOTE_W, y1: base + 0.5, y2: base + 0.5, class: "axis" }),
+    svg("text", { x: DUR_AXIS_W - 8, y: DUR_TOP + 4, class: "axis-label", "text-anchor": "end" }, fmtSecs(longest)),
+    svg("text", { x: DUR_AXIS_W - 8, y: base, class: "axis-label", "text-anchor": "end" }, "0"));
+  const bars = svg("g", { class: "bars" });
+  runs.forEach((run, i) => {
+    const x = DUR_AXIS_W + i * (DUR_BAR_W + DUR_GAP);
+    const secs = run.duration_secs;
+    const top = secs === null || secs === undefined ? base - 2 : Math.min(base - 2, y(secs));
+    const state = String(run.state).replace(/_/g, " ");
+    const took = secs === null || secs === undefined ? "never started" : `took ${fmtSecs(secs)}`;
+    const ended = run.ended_at ? `\nended ${fmtTime(run.ended_at)}` : "";
+    bars.append(svg("a", { href: href(run.run_id), class: "dur-link" },
+      svg("rect", {
+        x, y: top, width: DUR_BAR_W, height: base - top, rx: 2,
+        class: "bar " + stateClass(run.state), "data-run": run.run_id, "data-state": run.state,
+      }, svg("title", null, `run ${run.run_id}: ${state}, ${took}${ended}`))));
+  });
+  root.append(bars);
+  // The percentile lines, labelled past the last bar; labels kept apart when the lines are close.
+  let lastLabel = -Infinity;
+  for (const [name, secs] of [["p95", stats.p95_secs], ["p50", stats.p50_secs]]) {
+    if (secs === null || secs === undefined) continue;
+    const at = y(secs);
+    const labelY = Math.max(at + 4, lastLabel + 12);
+    lastLabel = labelY;
+    root.append(
+      svg("line", { x1: DUR_AXIS_W - 4, x2: width - DUR_NOTE_W + 4, y1: at, y2: at, class: "pline " + name }),
+      svg("text", { x: width - DUR_NOTE_W + 8, y: labelY, class: "pline-label" }, `${name} ${fmtSecs(secs)}`));
+  }
   container.replaceChildren(root);
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flowforge.tui.feed import Snapshot
+from flowforge.tui.feed import Snapshot, slow_note
 from flowforge.tui.graph import DagGraph
 from flowforge.tui.states import run_glyph
 
@@ -26,10 +26,15 @@ class GraphPane(DagGraph):
         instances = snap.instances.get(run_id or "", {})
         self.show(snap.graph.topology)
         self.set_states({t: i.state for t, i in instances.items()})
+        self.set_slow({t for t, i in instances.items() if slow_note(i) is not None})
         run = next((r for r in snap.runs if r.run_id == run_id), None)
         title = f"Graph · {snap.graph.dag_id} v{snap.graph.version}"
         if run:
             title += f" · run {run.run_id[:8]} {run_glyph(run.state)} {run.state}"
+        dag = next((d for d in snap.dags if d.id == snap.graph.dag_id), None)
+        if dag is not None:  # whether the run used the DAG's latest version
+            latest = dag.version == snap.graph.version
+            title += " · the latest version" if latest else f" · not the latest (v{dag.version} is)"
         if not snap.graph.exact:
             title += " · structure of the latest version"
         self.border_title = title

@@ -13,10 +13,10 @@ class GridPane(RunGrid):
         super().__init__(id=id, classes="stateful")
         self.border_title = "Grid: runs × tasks"
 
-    def show_runs(self, snap: Snapshot, run_id: str | None, task_id: str | None) -> None:
+    def show_runs(self, snap: Snapshot, run_id: str | None, task_id: str | None, now: float) -> None:
         """The snapshot's runs in the task order of the drawn graph; the cursor on `run_id` and `task_id`."""
         if snap.graph is None:
             self.show([], [], {})
             return
-        self.show(snap.graph.topology.task_order, snap.runs, snap.instances)
+        self.show(snap.graph.topology.task_order, snap.runs, snap.instances, now)
         self.select(run_id, task_id)

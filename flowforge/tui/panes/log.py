@@ -10,9 +10,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Log, Static
 
-from flowforge.api.models import TaskDetail
-from flowforge.tui.feed import Focus, Snapshot
-from flowforge.tui.states import TASK_LIVE, task_glyph
+from flowforge.api.models import AttemptOut, SlowNoteOut, TaskDetail
+from flowforge.tui.feed import Focus, Snapshot, slow_note
+from flowforge.tui.states import SLOW_MARK, TASK_LIVE, task_glyph
 from flowforge.tui.text import LogCleaner, visible
 from flowforge.tui.widgets import fmt_duration, fmt_time
 
@@ -20,8 +20,29 @@ NO_TASK = "select a task: arrows and enter on the graph or grid"
 MAX_ATTEMPT_LINES = 3
 
 
-def attempts_text(task: TaskDetail, shown: int, now: float, style_of: Callable[[str | None], Any]) -> Text:
-    """One line per attempt: number, state, worker, start, duration, exit code, error; `shown` marked."""
+def attempt_outputs(attempt: AttemptOut) -> dict[str, Any]:
+    """The outputs an attempt recorded (`outputs: {key: value}`); {} for none, or from an API without them."""
+    outputs = getattr(attempt, "outputs", None)
+    return dict(outputs) if isinstance(outputs, dict) else {}
+
+
+def outputs_line(outputs: dict[str, Any]) -> str:
+    """`key=value · key=value`, every part made visible."""
+    return " · ".join(f"{visible(str(k))}={visible(str(v))}" for k, v in outputs.items())
+
+
+def attempts_text(
+    task: TaskDetail,
+    shown: int,
+    now: float,
+    style_of: Callable[[str | None], Any],
+    slow: SlowNoteOut | None = None,
+) -> Text:
+    """One line per attempt: number, state, worker, start, duration, exit code, error; `shown` marked.
+
+    Under the attempt shown, the outputs it recorded, when it has any, and `slow` (the API's note
+    on a running attempt that runs far longer than usual).
+    """
     text = Text()
     attempts = task.attempts
     if not attempts:
@@ -44,6 +65,12 @@ def attempts_text(task: TaskDetail, shown: int, now: float, style_of: Callable[[
         if a.error and a.error != f"exit code {a.exit_code}":
             bits.append(visible(a.error))
         text.append("  " + " · ".join(bits) + "\n")
+        if slow is not None and a.attempt == shown:
+            text.append(f"    {SLOW_MARK} {visible(slow.message)}\n", style_of("failed"))
+        outputs = attempt_outputs(a) if a.attempt == shown else {}
+        if outputs:
+            text.append("    outputs: ", "dim")
+            text.append(outputs_line(outputs) + "\n")
     text.rstrip()
     return text
 
@@ -114,7 +141,13 @@ class LogPane(Vertical):
         if task is None:
             return
         shown = focus.attempt or task.attempt
-        _set_text(self.query_one("#attempts", Static), attempts_text(task, shown, now, style_of))
+        # The run's detail carries the note; it speaks of the latest attempt only.
+        slow = (
+            slow_note(snap.instances.get(task.run_id, {}).get(task.task_id))
+            if shown == task.attempt
+            else None
+        )
+        _set_text(self.query_one("#attempts", Static), attempts_text(task, shown, now, style_of, slow))
         # The attempt shown: an older one (`[`) has its own state and times, not the task's.
         attempt = next((a for a in task.attempts if a.attempt == shown), None)
         state, started, ended = (
