@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from flowforge.api.errors import error_response
 from flowforge.api.models import SAFE_INT_MAX, errors
+from flowforge.core.errors import Unavailable
 from flowforge.core.records import Event
 from flowforge.operations import attempt_ended
 from flowforge.store.base import Store
@@ -89,7 +90,10 @@ async def sse_stream(
     yield f"retry: {RECONNECT_MS}\n\n"
     last_sent = time.monotonic()
     while await ctx.go_on():
-        events = await run_in_threadpool(store.events_after, after)
+        try:
+            events = await run_in_threadpool(store.events_after, after)
+        except Unavailable:  # the database is away: the stream stays open and goes on once it is back
+            events = []
         for event in events:
             after = event.id
             if _matches(event, run_id, dag_id):
@@ -108,16 +112,19 @@ async def log_stream(
 ) -> AsyncIterator[str]:
     """An attempt's log as plain text, from cursor `after`, until the attempt has ended."""
     while await ctx.go_on():
-        # The state first: once it says the attempt ended, the reads below get all it wrote.
-        ti = await run_in_threadpool(store.get_task_instance, run_id, task_id)
-        ended = attempt_ended(ti, attempt)
-        while True:  # a page at a time, so that a huge log never sits in memory whole
-            text, after = await run_in_threadpool(
-                store.read_log, run_id, task_id, attempt, after, LOG_PAGE_BYTES
-            )
-            if not text:
-                break
-            yield text
+        try:
+            # The state first: once it says the attempt ended, the reads below get all it wrote.
+            ti = await run_in_threadpool(store.get_task_instance, run_id, task_id)
+            ended = attempt_ended(ti, attempt)
+            while True:  # a page at a time, so that a huge log never sits in memory whole
+                text, after = await run_in_threadpool(
+                    store.read_log, run_id, task_id, attempt, after, LOG_PAGE_BYTES
+                )
+                if not text:
+                    break
+                yield text
+        except Unavailable:  # the database is away: the stream stays open and goes on once it is back
+            ended = False
         if ended:
             return
         await asyncio.sleep(POLL_SECS)

@@ -28,7 +28,10 @@ BLOCK_SECS = 1.0
 # Below this a blocking call is not worth it: a non-blocking one is used instead.
 MIN_BLOCK_SECS = 0.01
 BACKOFF_MIN_SECS = 0.1
-BACKOFF_MAX_SECS = 5.0
+# The longest wait between tries while Redis is away, and so how long after it is back a process
+# may take to notice: every thread of the process shares one backoff, which grows with each of
+# their failures. A try costs one refused connection, so a short cap is cheap.
+BACKOFF_MAX_SECS = 2.0
 # Log the first failure of an outage, then every this many, so a long outage stays visible
 # without flooding the log.
 LOG_EVERY_FAILURES = 50
@@ -81,6 +84,7 @@ class RedisQueue:
         self._lock = threading.Lock()
         self._failures = 0
         self._retry_at = 0.0  # monotonic time before which calls back off after a failure
+        self._since = 0.0  # monotonic time of the first failure of the outage going on
         try:
             self._redis = redis.Redis.from_url(
                 base_url,
@@ -123,7 +127,9 @@ class RedisQueue:
         try:
             self._redis.rpush(self._tasks, *(m.encode() for m in messages))
         except RedisError as exc:
+            self._failed("push task messages", exc)
             raise Unavailable(f"Redis unavailable: {exc}") from exc
+        self._succeeded()
 
     def get(self, timeout: float) -> TaskMessage | None:
         """Move the oldest message into this consumer's processing list and return it; None on timeout.
@@ -185,9 +191,11 @@ class RedisQueue:
         """Messages waiting in the shared list (not those being processed); raises Unavailable when unreachable."""
         try:
             n: Any = self._redis.llen(self._tasks)  # typed as maybe-awaitable by some redis-py versions
-            return int(n)
         except RedisError as exc:
+            self._failed("count task messages", exc)
             raise Unavailable(f"Redis unavailable: {exc}") from exc
+        self._succeeded()
+        return int(n)
 
     def release_consumer(self, consumer: str) -> int:
         """Give back every message `consumer` took but never acked (it died); returns how many.
@@ -220,7 +228,9 @@ class RedisQueue:
             pipe.ltrim(self._wake, 0, 0)
             pipe.execute()
         except RedisError as exc:
-            log.warning("could not wake the scheduler through Redis: %s", exc)
+            self._failed("wake the scheduler", exc)
+            return
+        self._succeeded()
 
     def wait_for_wake(self, timeout: float) -> bool:
         """Block until the doorbell rings or `timeout` passes; True when it rang. Errors: logged, retried."""
@@ -247,20 +257,32 @@ class RedisQueue:
 
     # -- outages -----------------------------------------------------------------------------
     def _failed(self, what: str, exc: BaseException) -> None:
+        """Count a call that failed; the blocking calls wait out a backoff that grows with the count.
+
+        One warning when an outage starts and one every `LOG_EVERY_FAILURES` failures, whatever
+        call failed (each caller that gives up says so too); one when a call succeeds again.
+        """
         with self._lock:
             self._failures += 1
             failures = self._failures
+            if failures == 1:
+                self._since = time.monotonic()
             delay = min(BACKOFF_MIN_SECS * 2 ** min(failures - 1, 16), BACKOFF_MAX_SECS)
             self._retry_at = time.monotonic() + delay
-        if failures == 1 or failures % LOG_EVERY_FAILURES == 0:
-            log.warning("Redis unavailable (could not %s: %s); retrying in %.1fs", what, exc, delay)
+        if failures == 1:
+            log.warning("Redis unavailable (could not %s: %s); every call fails until it is back", what, exc)
+        elif failures % LOG_EVERY_FAILURES == 0:
+            log.warning(
+                "Redis still unavailable after %d failed call(s) (could not %s: %s)", failures, what, exc
+            )
 
     def _succeeded(self) -> None:
         if self._failures:  # read without the lock: the common case costs nothing
             with self._lock:
                 failures, self._failures, self._retry_at = self._failures, 0, 0.0
+                lasted = time.monotonic() - self._since
             if failures:
-                log.warning("Redis is reachable again after %d failed call(s)", failures)
+                log.warning("Redis is reachable again after %d failed call(s) in %.1fs", failures, lasted)
 
     def _sleep_out_backoff(self, deadline: float) -> bool:
         """Wait out a backoff in progress; False when `deadline` or `close()` came first."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -71,6 +73,40 @@ def check_connection(url: str) -> None:
         raise Unavailable(f"cannot connect to PostgreSQL: {reason}") from None
 
 
+class Outage:
+    """Whether calls are failing for want of the server: one warning when they start, one when they stop.
+
+    Every caller logs its own failed call too; these two lines say when the server went away
+    and when this process could use it again, whichever thread noticed first.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._since = 0.0
+
+    def failed(self, reason: str) -> Unavailable:
+        """Count a call that failed for want of the server; the Unavailable error to raise."""
+        with self._lock:
+            self._failures += 1
+            first = self._failures == 1
+            if first:
+                self._since = time.monotonic()
+        if first:
+            log.warning("%s; every call fails until it is back", reason)
+        return Unavailable(reason)
+
+    def succeeded(self) -> None:
+        """A call went through: end the outage, if one was going on."""
+        if not self._failures:  # read without the lock: the common case costs nothing
+            return
+        with self._lock:
+            failures, self._failures = self._failures, 0
+            lasted = time.monotonic() - self._since
+        if failures:
+            log.warning("PostgreSQL is reachable again after %d failed call(s) in %.1fs", failures, lasted)
+
+
 class PostgresStore(SqlStore):
     """The Store on PostgreSQL: every thread borrows a connection from one pool per process.
 
@@ -84,6 +120,7 @@ class PostgresStore(SqlStore):
     ) -> None:
         super().__init__(POSTGRES)
         self.url = url
+        self._outage = Outage()
         check_connection(url)
         self._pool = ConnectionPool(
             url,
@@ -124,11 +161,12 @@ class PostgresStore(SqlStore):
             with self._pool.connection() as conn, conn.cursor() as cur:
                 yield cur
         except PoolTimeout as exc:
-            raise Unavailable(f"PostgreSQL unavailable: {describe_error(exc)}") from exc
+            raise self._outage.failed(f"PostgreSQL unavailable: {describe_error(exc)}") from exc
         except psycopg.OperationalError as exc:
             if is_connection_error(exc):
-                raise Unavailable(f"PostgreSQL unavailable: {describe_error(exc)}") from exc
+                raise self._outage.failed(f"PostgreSQL unavailable: {describe_error(exc)}") from exc
             raise
+        self._outage.succeeded()
 
     def close(self) -> None:
         """Close every pooled connection (idempotent)."""
