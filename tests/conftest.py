@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from flowforge.services import Services
 from flowforge.store import Store, open_store
 from tests.backends import PG_ENV, REDIS_ENV, pg_database, redis_prefix, require_env
+
+if TYPE_CHECKING:
+    from tests.cli_support import LiveApi
 
 # "postgres" runs on a fresh database per test, and is skipped unless FLOWFORGE_TEST_PG is set.
 STORE_BACKENDS = ["sqlite-memory", "sqlite-file", "postgres"]
@@ -65,6 +69,21 @@ def services(tmp_path: Path) -> Iterator[Services]:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+def api(services: Services) -> Iterator[LiveApi]:
+    """The real API on `services`, served by uvicorn in a thread, and the CLI run against it."""
+    from typer.testing import CliRunner
+
+    from flowforge.api import create_app
+    from tests.cli_support import CLEAN_ENV, LiveApi, serving
+
+    with serving(create_app(services, api_token="")) as url:
+        try:
+            yield LiveApi(url, services, CliRunner(env=CLEAN_ENV))
+        finally:
+            services.stopping.set()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from flowforge.api import create_app
 from flowforge.cli import app
-from flowforge.services import Services
-from tests.cli_support import BAD, CLEAN_ENV, GOOD, LiveApi, serving
+from tests.cli_support import BAD, CLEAN_ENV, GOOD, LiveApi
 
 
 def dag(name: str, tasks: int = 1) -> str:
     lines = [f"id: {name}", "tasks:"]
     lines += [f"  - {{id: t{i}, command: 'echo {i}'}}" for i in range(tasks)]
     return "\n".join(lines) + "\n"
-
-
-@pytest.fixture
-def api(services: Services) -> Iterator[LiveApi]:
-    with serving(create_app(services, api_token="")) as url:
-        try:
-            yield LiveApi(url, services, CliRunner(env=CLEAN_ENV))
-        finally:
-            services.stopping.set()
 
 
 @pytest.fixture

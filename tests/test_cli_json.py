@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from typer.testing import CliRunner
-
-from flowforge.api import create_app, models
+from flowforge.api import models
 from flowforge.cli.application import COMMAND_MODULES
 from flowforge.cli.jsonshapes import SHAPES
 from flowforge.cli.reference import reference
 from flowforge.core.model import TaskState
-from flowforge.services import Services
-from tests.cli_support import CLEAN_ENV, LiveApi, serving, start_task
+from tests.cli_support import LiveApi, start_task
 
 SCHEDULED = """\
 id: nightly
@@ -27,15 +22,6 @@ tasks:
   - {id: load, command: echo load, depends_on: [extract]}
 """
 NO_JSON = {"up", "api", "scheduler", "worker", "tui", "completion"}  # processes, a screen, a shell script
-
-
-@pytest.fixture
-def api(services: Services) -> Iterator[LiveApi]:
-    with serving(create_app(services, api_token="")) as url:
-        try:
-            yield LiveApi(url, services, CliRunner(env=CLEAN_ENV))
-        finally:
-            services.stopping.set()
 
 
 def check(api: LiveApi, command: str, *args: str) -> Any:

@@ -5,17 +5,13 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 
 import pytest
-from typer.testing import CliRunner
 
-from flowforge.api import create_app
 from flowforge.cli.safetext import SGR_RESET, TerminalLog
 from flowforge.client import ApiClient
 from flowforge.core.model import TaskState
-from flowforge.services import Services
-from tests.cli_support import CLEAN_ENV, LiveApi, in_terminal, serving, start_task
+from tests.cli_support import LiveApi, in_terminal, start_task
 
 THREE = """\
 id: three
@@ -25,15 +21,6 @@ tasks:
   - {id: report, command: echo report, depends_on: [fetch, parse]}
 """
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00 "
-
-
-@pytest.fixture
-def api(services: Services) -> Iterator[LiveApi]:
-    with serving(create_app(services, api_token="")) as url:
-        try:
-            yield LiveApi(url, services, CliRunner(env=CLEAN_ENV))
-        finally:
-            services.stopping.set()
 
 
 def finish(api: LiveApi, run_id: str, task_id: str, state: TaskState, log: str, code: int) -> None:

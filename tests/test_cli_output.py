@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 
 import pytest
-from typer.testing import CliRunner
 
-from flowforge.api import create_app
 from flowforge.client import ApiClient
 from flowforge.core.model import TaskState
-from flowforge.services import Services
-from tests.cli_support import CLEAN_ENV, LiveApi, in_terminal, serving, start_task
+from tests.cli_support import LiveApi, in_terminal, start_task
 from tests.harness import clean_env, cli
 
 ETL = """\
@@ -26,15 +22,6 @@ tasks:
 """
 SGR = re.compile(r"\x1b\[[0-9;]*m")
 HOSTILE = "boom \x1b]0;pwned\x07\x1b[2J\u202egnp.exe"  # retitles the window, clears the screen, reverses text
-
-
-@pytest.fixture
-def api(services: Services) -> Iterator[LiveApi]:
-    with serving(create_app(services, api_token="")) as url:
-        try:
-            yield LiveApi(url, services, CliRunner(env=CLEAN_ENV))
-        finally:
-            services.stopping.set()
 
 
 @pytest.fixture

@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 
 import pytest
-from typer.testing import CliRunner
 
-from flowforge.api import create_app, models
+from flowforge.api import models
 from flowforge.core.model import RunState
-from flowforge.services import Services
-from tests.cli_support import CLEAN_ENV, LiveApi, served
-from tests.cli_support import serving as serving_app
+from tests.cli_support import LiveApi, served
 from tests.durations_support import ended_run, parallel_dag, running_run
 
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture
-def api(services: Services) -> Iterator[LiveApi]:
-    with serving_app(create_app(services, api_token="")) as url:
-        try:
-            yield LiveApi(url, services, CliRunner(env=CLEAN_ENV))
-        finally:
-            services.stopping.set()
 
 
 @pytest.fixture
