@@ -140,7 +140,17 @@ def test_a_command_finds_an_empty_private_file_and_its_outputs_come_back() -> No
     assert result.outputs == {"rows": "42", "name": "a b"}
     mode_size, dir_mode, path = log.splitlines()
     assert (mode_size, dir_mode) == ("600 0", "700")
-    assert not Path(path).exists() and not Path(path).parent.exists()  # removed afterwards
+    assert not Path(path).exists()  # removed afterwards
+
+
+def test_files_a_task_left_beside_its_outputs_file_go_with_the_attempt() -> None:
+    result, log = run(
+        'echo k=v > "$FLOWFORGE_OUTPUT.part"; mkdir "$FLOWFORGE_OUTPUT.d"; echo "$FLOWFORGE_OUTPUT"'
+    )
+    path = Path(log.strip())
+    assert result.succeeded and result.outputs == {}
+    assert not path.with_name(path.name + ".part").exists() and not path.with_name(path.name + ".d").exists()
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"  # the process's folder stays private
 
 
 def test_a_command_run_without_a_shell_gets_the_file_too(tmp_path: Path) -> None:
@@ -215,7 +225,7 @@ def test_a_symlink_in_the_files_place_is_not_followed(tmp_path: Path) -> None:
 
 
 def test_a_file_renamed_into_place_is_read_and_a_removed_one_means_none() -> None:
-    renamed, _ = run('d=$(dirname "$FLOWFORGE_OUTPUT"); echo k=v > "$d/tmp"; mv "$d/tmp" "$FLOWFORGE_OUTPUT"')
+    renamed, _ = run('echo k=v > "$FLOWFORGE_OUTPUT.tmp"; mv "$FLOWFORGE_OUTPUT.tmp" "$FLOWFORGE_OUTPUT"')
     assert renamed.succeeded and renamed.outputs == {"k": "v"}
     removed, _ = run('rm "$FLOWFORGE_OUTPUT"')
     assert removed.succeeded and removed.outputs == {}
