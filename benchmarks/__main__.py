@@ -57,6 +57,11 @@ def parser() -> argparse.ArgumentParser:
         help="the CLI's start-up against python -c pass (--cli --no-compare for only that)",
     )
     p.add_argument(
+        "--throughput",
+        action="store_true",
+        help="W5: 10,000 independent tasks on 32 slots against make -j32 (up; distributed when configured)",
+    )
+    p.add_argument(
         "--scale-runs", type=int, default=500, help="finished W1 runs of history for --scale (500)"
     )
     p.add_argument(
@@ -104,6 +109,12 @@ def run_sections(
         from benchmarks.scale import run_scale
 
         results["scale"] = run_scale(folder / "scale", runs=args.scale_runs, progress=progress)
+    if args.throughput:
+        from benchmarks.throughput import run_throughput
+
+        results["throughput"] = run_throughput(
+            folder / "throughput", max(1, min(args.runs, 3)), progress=progress, repo=args.repo.resolve()
+        )
     if args.cli:
         from benchmarks.cli_startup import run_cli_startup
 
@@ -136,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
-    if not (args.compare or args.profile or args.scale or args.cli):
-        console.print("nothing to do: --no-compare without --profile, --scale or --cli")
+    if not (args.compare or args.profile or args.scale or args.cli or args.throughput):
+        console.print("nothing to do: --no-compare without --profile, --scale, --cli or --throughput")
         return 2
     measured = commit(REPO_DIR)
     refused = why_not_saved(args)

@@ -181,6 +181,29 @@ def cli_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+THROUGHPUT_GOAL = 6.0  # × make -j32 on the same DAG (issue: W5 within 6× of make)
+
+
+def throughput_lines(results: dict[str, Any]) -> list[str]:
+    """W5: tasks per second of each system and the ratio to make -j32 (benchmarks/throughput.py)."""
+    section = results.get("throughput")
+    if not section:
+        return []
+    m = section["meta"]
+    lines = [
+        f"W5 throughput, {m.get('tasks')} independent tasks on {m.get('slots')} slots; {machine_text(m)}"
+    ]
+    for name, s in section["systems"].items():
+        ratio = s.get("ratio")
+        judged = "" if ratio is None else f", {ratio:.1f}× make{_goal(ratio <= THROUGHPUT_GOAL, section)}"
+        lines.append(
+            f"{name}: {_f(s['wall']['median'], '.2f')} s, {_f(s['tasks_per_sec'], '.0f')} tasks/s{judged}"
+        )
+    if section.get("distributed_skipped"):
+        lines.append(f"distributed: skipped ({section['distributed_skipped']})")
+    return lines
+
+
 # -- outputs ----------------------------------------------------------------------------------------
 def print_report(results: dict[str, Any], console: Console | None = None) -> None:
     """A readable report on the terminal."""
@@ -212,6 +235,8 @@ def print_report(results: dict[str, Any], console: Console | None = None) -> Non
             console.print(f"  {name} spread (max-min)/median: " + ", ".join(spreads))
     for line in memory_lines(results) + load_lines(results) + scale_lines(results) + cli_lines(results):
         console.print(line)
+    for line in throughput_lines(results):
+        console.print(line)
 
 
 def machine_text(meta: dict[str, Any]) -> str:
@@ -241,6 +266,7 @@ def markdown(results: dict[str, Any]) -> str:
         out += ["| " + " | ".join(row) + " |" for row in rows]
         out.append("")
     extra = memory_lines(results) + load_lines(results) + scale_lines(results) + cli_lines(results)
+    extra += throughput_lines(results)
     out += [f"- {line}" for line in extra if not line.startswith("query ")]
     return "\n".join(out).rstrip() + "\n"
 

@@ -121,6 +121,23 @@ def test_the_comparison_produces_a_well_formed_result(tiny, tmp_path, capsys):
     assert "tiny" in capsys.readouterr().out
 
 
+def test_the_throughput_section_runs_w5_shaped_work_on_32_slots(tmp_path, capsys):
+    from benchmarks.throughput import run_throughput, w5_yaml
+
+    if shutil.which("make") is None:
+        pytest.skip("GNU make is not installed")
+    spec = load_dag(w5_yaml(40))
+    assert len(spec.tasks) == 40 and spec.max_active_tasks == 40 and not any(t.depends_on for t in spec.tasks)
+    section = run_throughput(tmp_path / "w5", 1, tasks=40, progress=lambda *a: None)
+    assert {"make", "up"} <= set(section["systems"])
+    for name, figures in section["systems"].items():
+        assert figures["tasks_per_sec"] > 0, name
+    assert section["systems"]["up"]["ratio"] > 0
+    print_report({"throughput": section})
+    out = capsys.readouterr().out
+    assert "W5 throughput, 40 independent tasks on 32 slots" in out and "tasks/s" in out
+
+
 def test_the_command_line_refuses_unknown_workloads_and_doing_nothing(tmp_path):
     assert main(["--workloads", "W7", "--out", str(tmp_path / "r.json")]) == 2
     assert main(["--no-compare", "--out", str(tmp_path / "r.json")]) == 2
