@@ -57,9 +57,20 @@ def parser() -> argparse.ArgumentParser:
         help="the CLI's start-up against python -c pass (--cli --no-compare for only that)",
     )
     p.add_argument(
+        "--many-workers",
+        action="store_true",
+        help="api + scheduler + 30 API-mode workers x 4 slots on PostgreSQL + Redis: idle CPU, "
+        "1,000 x sleep 0.5, database connections, connection errors",
+    )
+    p.add_argument(
         "--throughput",
         action="store_true",
         help="W5: 10,000 independent tasks on 32 slots against make -j32 (up; distributed when configured)",
+    )
+    p.add_argument(
+        "--api-load",
+        action="store_true",
+        help="200 clients, 200 requests/s open-loop for 60 s against up and two APIs on PostgreSQL",
     )
     p.add_argument(
         "--scale-runs", type=int, default=500, help="finished W1 runs of history for --scale (500)"
@@ -109,6 +120,10 @@ def run_sections(
         from benchmarks.scale import run_scale
 
         results["scale"] = run_scale(folder / "scale", runs=args.scale_runs, progress=progress)
+    if args.many_workers:
+        from benchmarks.many_workers import run_many_workers
+
+        results["many_workers"] = run_many_workers(folder / "many_workers", progress=progress)
     if args.throughput:
         from benchmarks.throughput import run_throughput
 
@@ -121,6 +136,13 @@ def run_sections(
         results["cli"] = run_cli_startup(
             folder / "cli", args.runs, progress=progress, repo=args.repo.resolve()
         )
+    if args.api_load:
+        from benchmarks.apiload import api_load_lines, run_api_load
+
+        results["api_load"] = run_api_load(
+            folder / "api-load", distributed=args.distributed, progress=progress
+        )
+        console.print("\n".join(api_load_lines(results["api_load"])))
     return results
 
 
@@ -147,8 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
-    if not (args.compare or args.profile or args.scale or args.cli or args.throughput):
-        console.print("nothing to do: --no-compare without --profile, --scale, --cli or --throughput")
+    if not (
+        args.compare
+        or args.profile
+        or args.scale
+        or args.cli
+        or args.many_workers
+        or args.throughput
+        or args.api_load
+    ):
+        console.print(
+            "nothing to do: --no-compare without --profile, --scale, --cli, --many-workers or --throughput"
+        )
         return 2
     measured = commit(REPO_DIR)
     refused = why_not_saved(args)

@@ -181,6 +181,45 @@ def cli_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def many_workers_lines(results: dict[str, Any]) -> list[str]:
+    """API-mode workers at scale: idle CPU, 1,000 short tasks, connections, errors (benchmarks/many_workers.py)."""
+    section = results.get("many_workers")
+    if not section:
+        return []
+    m, goals = section["meta"], section.get("goals", {})
+    head = f"{m.get('workers')} API-mode workers × {m.get('slots')} slots on PostgreSQL + Redis; {machine_text(m)}"
+    if section.get("skipped"):
+        return [f"{head}: skipped ({section['skipped']})"]
+    lines = [head]
+    if section.get("error"):
+        lines.append(f"failed: {section['error'][:300]}")
+    run, conns = section.get("run"), section.get("connections", {})
+    if run:
+        secs = run["seconds"]
+        lines.append(
+            f"{run['tasks']} × sleep {m.get('sleep')}: trigger → done {secs:.2f}s (ideal {run['ideal_s']:.2f}s)"
+            f"{_goal(secs <= goals.get('run_secs', 6.0), section)}, {run['succeeded']} succeeded, "
+            f"{run['retried']} retried"
+        )
+    if "idle_cpu_percent" in section:
+        cpu = section["idle_cpu_percent"]
+        lines.append(
+            f"idle workers: {cpu:.2f}% of one core in all ({section['idle_cpu_percent_per_worker']:.3f}% each) "
+            f"over {section['idle_secs']:g}s{_goal(cpu <= goals.get('idle_cpu_percent', 2.0), section)}"
+        )
+    if conns:
+        peak = conns["peak_total"]
+        by_process = ", ".join(f"{name or '?'} {n}" for name, n in sorted(conns["by_process"].items()))
+        lines.append(
+            f"PostgreSQL connections, most at once (every {conns['every_s']}s): {peak}"
+            f"{_goal(peak <= goals.get('connections', 25), section)} ({by_process})"
+        )
+    errors = section.get("connection_errors")
+    if errors is not None:
+        lines.append(f"connection errors in the logs: {errors}{_goal(errors == 0, section)}")
+    return lines
+
+
 THROUGHPUT_GOAL = 6.0  # × make -j32 on the same DAG (issue: W5 within 6× of make)
 
 
@@ -237,6 +276,8 @@ def print_report(results: dict[str, Any], console: Console | None = None) -> Non
         console.print(line)
     for line in throughput_lines(results):
         console.print(line)
+    for line in many_workers_lines(results):
+        console.print(line)
 
 
 def machine_text(meta: dict[str, Any]) -> str:
@@ -267,6 +308,7 @@ def markdown(results: dict[str, Any]) -> str:
         out.append("")
     extra = memory_lines(results) + load_lines(results) + scale_lines(results) + cli_lines(results)
     extra += throughput_lines(results)
+    extra += many_workers_lines(results)
     out += [f"- {line}" for line in extra if not line.startswith("query ")]
     return "\n".join(out).rstrip() + "\n"
 

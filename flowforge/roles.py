@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+import anyio.to_thread
 import h11
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -36,7 +37,7 @@ from flowforge.metrics import SchedulerMetrics, WorkerMetrics, process_registry,
 from flowforge.operations import submit_dag_file
 from flowforge.services import Services, build_services
 from flowforge.services import StartupError as StartupError  # the CLI catches it from here
-from flowforge.settings import Settings, is_loopback, redact_url
+from flowforge.settings import API_THREADS, Settings, api_threads, is_loopback, redact_url
 from flowforge.store import Store
 
 if TYPE_CHECKING:
@@ -212,13 +213,16 @@ def raise_open_file_limit(settings: Settings) -> None:
         )
 
 
-def api_server(app: object, settings: Settings, stopping: threading.Event) -> uvicorn.Server:
+def api_server(
+    app: object, settings: Settings, stopping: threading.Event, threads: int = API_THREADS
+) -> uvicorn.Server:
     """A uvicorn server for `app` that returns from `run()` on SIGINT/SIGTERM.
 
     Plain uvicorn re-raises the signal once it has shut down, which would kill the process
     before the scheduler and workers could stop gracefully. `stopping` is set on the signal,
     so that open event streams end at once. Past --max-connections open connections (or
-    requests in progress), uvicorn answers 503.
+    requests in progress), uvicorn answers 503. At most `threads` requests run in threads at
+    once (each store call runs in one); the others wait their turn, not for a connection.
     """
 
     class _Server(uvicorn.Server):
@@ -226,6 +230,10 @@ def api_server(app: object, settings: Settings, stopping: threading.Event) -> uv
             stopping.set()
             super().handle_exit(sig, frame)
             self._captured_signals.clear()
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+            await super().startup(sockets)
 
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
@@ -313,20 +321,16 @@ def run_api(settings: Settings) -> None:
     """`flowforge api`: the REST API and the page until SIGINT/SIGTERM; its port is bound first."""
     sock = bind_api_socket(settings)
     try:
-        services = build_services(settings)
+        services = build_services(settings, role="api")
     except BaseException:
         sock.close()
         raise
     try:
-        server = api_server(_api_app(services, process_registry()), settings, services.stopping)
-        log.info(
-            "FlowForge %s API on http://%s:%d (store %s, queue %s)",
-            __version__,
-            settings.host,
-            settings.port,
-            redact_url(settings.db_url),
-            redact_url(settings.queue_url),
-        )
+        app = _api_app(services, process_registry())
+        server = api_server(app, settings, services.stopping, api_threads(settings, "api"))
+        db, queue = redact_url(settings.db_url), redact_url(settings.queue_url)
+        where = f"http://{settings.host}:{settings.port}"
+        log.info("FlowForge %s API on %s (store %s, queue %s)", __version__, where, db, queue)
         server.run(sockets=[sock])
     finally:
         sock.close()
@@ -336,15 +340,12 @@ def run_api(settings: Settings) -> None:
 def run_scheduler(settings: Settings, stop: threading.Event | None = None) -> None:
     """`flowforge scheduler`: the scheduler loop until SIGINT/SIGTERM (or until `stop` is set)."""
     stop = stop or threading.Event()
-    services = build_services(settings)
+    services = build_services(settings, role="scheduler")
     try:
         if threading.current_thread() is threading.main_thread():
             stop_on_signals(stop)
-        log.info(
-            "FlowForge scheduler (store %s, queue %s)",
-            redact_url(settings.db_url),
-            redact_url(settings.queue_url),
-        )
+        db, queue = redact_url(settings.db_url), redact_url(settings.queue_url)
+        log.info("FlowForge scheduler (store %s, queue %s)", db, queue)
         keep_in_step(services, stop)  # --dags DIR
         registry = process_registry()
         scheduler = make_scheduler(services, registry)
@@ -360,7 +361,7 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
     worker_id = new_worker_id()
     # The queue names this process's in-flight messages after the worker, so the scheduler can
     # give them back if it declares this worker dead.
-    services = build_services(settings, consumer=worker_id)
+    services = build_services(settings, consumer=worker_id, role="worker")
     try:
         if threading.current_thread() is threading.main_thread():
             stop_on_signals(stop)

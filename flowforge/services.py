@@ -13,7 +13,7 @@ from typing import Any
 
 from flowforge.core.errors import Unavailable
 from flowforge.queues import Queue, check_queue_url, open_queue
-from flowforge.settings import Settings, redact_url
+from flowforge.settings import Settings, db_pool_size, redact_url
 from flowforge.store import Store, open_store
 from flowforge.store.schema import SchemaTooNew
 
@@ -82,18 +82,22 @@ def _open(setting: str, url: str, opener: Callable[[], Any]) -> Any:
         raise StartupError(redact_url(f"{setting}={url}: {exc}"), 3) from None
 
 
-def build_services(settings: Settings, *, consumer: str | None = None) -> Services:
+def build_services(settings: Settings, *, consumer: str | None = None, role: str = "up") -> Services:
     """Open the store (migrating it) and the queue that the settings name; StartupError when one fails.
 
     `consumer` names this process's in-flight queue messages: a worker passes its worker id.
+    `role` (api, scheduler, worker, up) sizes the store's connection pool and names its connections.
     """
     if settings.db_url.startswith("sqlite:///"):
         settings.home.mkdir(parents=True, exist_ok=True)
-    # Every worker slot and API thread may hold a connection at once; a few more for heartbeats.
-    pool_size = max(10, settings.concurrency + 4)
+    pool_size, name = db_pool_size(settings, role), f"flowforge-{role}"
     # A bad queue URL (or Redis without its extra) is said before the store is opened and migrated.
     _open("FLOWFORGE_QUEUE", settings.queue_url, lambda: check_queue_url(settings.queue_url))
-    store = _open("FLOWFORGE_DB", settings.db_url, lambda: open_store(settings.db_url, pool_size=pool_size))
+    store = _open(
+        "FLOWFORGE_DB",
+        settings.db_url,
+        lambda: open_store(settings.db_url, pool_size=pool_size, application_name=name),
+    )
     try:
         queue = _open(
             "FLOWFORGE_QUEUE", settings.queue_url, lambda: open_queue(settings.queue_url, consumer=consumer)

@@ -38,6 +38,7 @@ SETTINGS_ENV_VARS = (
     "FLOWFORGE_MAX_CONNECTIONS",
     "FLOWFORGE_DAGS_DIR",
     "FLOWFORGE_RETENTION_DAYS",
+    "FLOWFORGE_DB_POOL_MAX",
 )
 # The settings that may hold a secret. A server command never keeps them in its environment block
 # (which any process of the same user can read in /proc/PID/environ): see `exec_without_secrets`.
@@ -91,6 +92,8 @@ class Settings:
     # about every `retention_every_secs` and once shortly after it starts.
     retention_days: int = 0
     retention_every_secs: float = 3600.0
+    # The most PostgreSQL connections this process holds; None: sized after its role (`db_pool_size`).
+    db_pool_max: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -138,10 +141,40 @@ class Settings:
             max_connections=_positive_int("FLOWFORGE_MAX_CONNECTIONS", cls.max_connections),
             dags_dir=Path(env["FLOWFORGE_DAGS_DIR"]).expanduser() if env.get("FLOWFORGE_DAGS_DIR") else None,
             retention_days=_retention_days(),
+            db_pool_max=_positive_int("FLOWFORGE_DB_POOL_MAX", 0) or None,
         )
         if overrides.get("allowed_hosts"):
             overrides["allowed_hosts"] = host_names(overrides["allowed_hosts"], "--allowed-host")
         return replace(base, **{k: v for k, v in overrides.items() if v is not None and v != []})
+
+
+# -- PostgreSQL connections: each process holds a pool sized after what it does at once ----------------
+API_THREADS = 16  # requests the API serves at once in threads, each holding at most one connection
+SCHEDULER_CONNECTIONS = 3  # the scheduler loop, the DAG folder's thread, one to spare
+ROLES = ("api", "scheduler", "worker", "up")
+
+
+def db_pool_size(settings: Settings, role: str) -> int:
+    """The most PostgreSQL connections a process of `role` holds: FLOWFORGE_DB_POOL_MAX, else what it
+    does at once (the API: its request threads; the scheduler: 3; a worker: a slot each and its
+    heartbeat; `up`: all three). An API-mode worker holds none."""
+    if settings.db_pool_max:
+        return settings.db_pool_max
+    sizes = {
+        "api": API_THREADS,
+        "scheduler": SCHEDULER_CONNECTIONS,
+        "worker": settings.concurrency + 1,
+        "up": API_THREADS + SCHEDULER_CONNECTIONS + settings.concurrency + 1,
+    }
+    if role not in sizes:
+        raise ValueError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+    return sizes[role]
+
+
+def api_threads(settings: Settings, role: str) -> int:
+    """How many requests the API serves at once in threads: as many as its connections when it runs
+    alone (no request then waits for a connection), else API_THREADS."""
+    return db_pool_size(settings, "api") if role == "api" else API_THREADS
 
 
 def read_token_file(path: Path) -> str:

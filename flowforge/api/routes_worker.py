@@ -32,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from flowforge.api.errors import HttpError, error_body
 from flowforge.api.models import SAFE_INT_MAX, errors
 from flowforge.api.models.worker import (
+    MAX_LEASE_SECS,
     ClaimedTask,
     ClaimRequest,
     Finished,
@@ -58,7 +59,8 @@ log = logging.getLogger(__name__)
 WORKER_PREFIX = "/api/v1/worker"
 MAX_WAIT_SECS = 60.0  # the longest a claim may wait for a task
 BROKER_POLL_SECS = 1.0  # one `Queue.get` of the broker; it notices that nobody waits within this
-DISCONNECT_CHECK_SECS = 1.0  # a waiting claim notices its client went away within this
+CLAIM_NOW_TRIES = 5  # stale messages a finish's claim drops before it answers with no next task
+STOP_CHECK_SECS = 1.0  # a waiting claim notices the server stopping within this (its client going, at once)
 _TASK_IDS = Query(None, max_length=10_000, description="only these tasks (repeat for more)")
 
 
@@ -131,6 +133,13 @@ class ClaimBroker:
         return False
 
 
+async def _client_gone(request: Request) -> None:
+    """Return once the client has gone away (its connection closed): a waiting claim then ends at once,
+    and a message handed to it goes back on the queue instead of to a worker that is no more."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def give_back(queue: Queue, msg: TaskMessage) -> None:
     """Put a message nobody claimed back on the queue; if that fails the scheduler pushes the task again."""
     try:
@@ -185,24 +194,37 @@ class WorkerRoutes:
         the claim and dropped, and the wait goes on.
         """
         deadline = time.monotonic() + wait
-        while True:
-            msg = await self._next_message(request, body.worker_id, deadline)
-            if msg is None:
-                return Response(status_code=204)
-            ti = await run_in_threadpool(self._claim, msg, body)
-            if ti is not None:
-                return claimed_task(ti)
+        gone = asyncio.ensure_future(_client_gone(request))
+        try:
+            while True:
+                msg = await self._next_message(body.worker_id, deadline, gone)
+                if msg is None:
+                    return Response(status_code=204)
+                if gone.done():  # the worker went away (killed, cut off) as it was handed a message
+                    give_back(self.queue, msg)
+                    return Response(status_code=204)
+                ti = await run_in_threadpool(self._claim, msg, body)
+                if ti is not None:
+                    return claimed_task(ti)
+        finally:
+            gone.cancel()
 
-    async def _next_message(self, request: Request, worker_id: str, deadline: float) -> TaskMessage | None:
+    async def _next_message(
+        self, worker_id: str, deadline: float, gone: asyncio.Future[None]
+    ) -> TaskMessage | None:
+        """The next message for this claim, or None when the wait ends (its time, a stop, the client gone)."""
         if deadline <= time.monotonic():
             return await run_in_threadpool(self.queue.get, 0)
         future = self.broker.wait(worker_id)
         waiting = asyncio.wrap_future(future)
         while not waiting.done():
             left = deadline - time.monotonic()
-            if left <= 0 or self.services.stopping.is_set() or await request.is_disconnected():
+            if left <= 0 or self.services.stopping.is_set() or gone.done():
                 break
-            await asyncio.wait({waiting}, timeout=min(left, DISCONNECT_CHECK_SECS))
+            either: set[asyncio.Future[Any]] = {waiting, gone}
+            await asyncio.wait(
+                either, timeout=min(left, STOP_CHECK_SECS), return_when=asyncio.FIRST_COMPLETED
+            )
         if future.cancel():  # not handed a message (or released): nothing to give back
             return None
         return await waiting  # handed one meanwhile, or being handed one now
@@ -258,10 +280,21 @@ class WorkerRoutes:
                 )
         return LogsAppended(appended=len(body.chunks) - len(refused), refused=refused)
 
-    def finish(self, body: FinishRequest) -> Finished:
+    def finish(
+        self,
+        body: FinishRequest,
+        claim: float | None = Query(
+            None,
+            gt=0,
+            le=MAX_LEASE_SECS,
+            description="also claim the next ready task, if there is one now, with a lease of this many seconds",
+        ),
+    ) -> Finished | JSONResponse:
         """Record an attempt's result with its lease token (the store's finish); 409 when the lease is stale.
 
         A stale lease (the attempt was cancelled, timed out or given up as lost) records nothing.
+        With `?claim=`, the answer also carries the worker's next task (`next`), claimed as
+        `POST /claim` would without waiting: a busy worker takes its next task in the same round trip.
         """
         now = time.time()
         retry_at = None if body.retry_at is None else now + (body.retry_at - body.now)
@@ -289,23 +322,39 @@ class WorkerRoutes:
                 "the result is not recorded",
             )
         self.queue.wake_scheduler()
-        return Finished(recorded=True)
+        if claim is None:
+            return JSONResponse({"recorded": True})  # as before `?claim=`: no `next` at all
+        try:
+            ti = self._claim_now(ClaimRequest(worker_id=body.worker_id, lease_secs=claim))
+        except Exception as exc:  # the result is recorded: say so; the worker claims its next task anew
+            log.warning("POST %s/finish: could not claim the next task: %s", WORKER_PREFIX, exc)
+            ti = None
+        return Finished(recorded=True, next=None if ti is None else claimed_task(ti))
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
+    def _claim_now(self, body: ClaimRequest) -> TaskInstance | None:
+        """Claim the next ready task without waiting; None when the queue holds none now."""
+        for _ in range(CLAIM_NOW_TRIES):  # a stale message (a duplicate, a cancelled run) is dropped
+            msg = self.queue.get(0)
+            if msg is None:
+                return None
+            ti = self._claim(msg, body)
+            if ti is not None:
+                return ti
+        return None
+
+    # These three answer plain JSON as the store's records give it (no model to check it against):
+    # a spec of a thousand tasks is sent as it is, not walked by the framework's encoder first.
+    def get_run(self, run_id: str) -> JSONResponse:
         """A run as the worker needs it: its DAG version, params and logical date."""
-        return self.store.get_run(run_id).to_dict()
+        return JSONResponse(self.store.get_run(run_id).to_dict())
 
-    def get_outputs(
-        self,
-        run_id: str,
-        task_id: list[str] | None = _TASK_IDS,
-    ) -> dict[str, dict[str, str]]:
+    def get_outputs(self, run_id: str, task_id: list[str] | None = _TASK_IDS) -> JSONResponse:
         """What the run's tasks pass downstream, by task id (those of `task_id`, by default all)."""
-        return self.store.task_outputs(run_id, task_id)
+        return JSONResponse(self.store.task_outputs(run_id, task_id))
 
-    def get_spec(self, dag_id: str, version: int = Path(ge=1, le=SAFE_INT_MAX)) -> dict[str, Any]:
+    def get_spec(self, dag_id: str, version: int = Path(ge=1, le=SAFE_INT_MAX)) -> JSONResponse:
         """One stored version of a DAG's spec (what its tasks run)."""
-        return self.store.get_dag_spec(dag_id, version).to_dict()
+        return JSONResponse(self.store.get_dag_spec(dag_id, version).to_dict())
 
 
 _JSON_OBJECT: dict[int | str, dict[str, Any]] = {

@@ -39,8 +39,10 @@ from flowforge.store.base import LEADER_LEASE, Store
 worker_log = logging.getLogger("flowforge.worker")
 scheduler_log = logging.getLogger("flowforge.scheduler")
 
-# How often the worker looks for attempts whose lease may have lapsed (see `HeldLeases.fence`).
+# How often the worker looks for attempts whose lease may have lapsed (see `HeldLeases.fence`);
+# while it holds none, at most every FENCE_IDLE_SECS (a third of a lease if that is shorter).
 FENCE_CHECK_SECS = 0.1
+FENCE_IDLE_SECS = 1.0
 LEADER_TTL_SECS = 5.0  # a standby scheduler takes over within about this long after the leader died
 # Lost attempts per task instance retried without using a retry (FLOWFORGE_MAX_LOST_ATTEMPTS).
 MAX_LOST_ATTEMPTS = 3
@@ -171,8 +173,9 @@ class HeldLeases:
 
     def fence_loop(self, stop: threading.Event, slots: Sequence[threading.Thread]) -> None:
         """Fence every FENCE_CHECK_SECS until stopped and every slot is done (run in its own thread)."""
+        idle = min(FENCE_IDLE_SECS, self.lease_secs / 3)
         while not stop.is_set() or any(t.is_alive() for t in slots):
-            time.sleep(FENCE_CHECK_SECS)
+            time.sleep(FENCE_CHECK_SECS if self._held else idle)
             self.fence()
 
     def kill_all(self) -> int:

@@ -9,8 +9,12 @@ worker token.
 - `get` long-polls `POST /claim`: the API takes the message *and* claims the attempt, so what
   `get` returns is already claimed, and `claim_task` hands out that claim (one round trip a task).
   An idle slot waits in one request; `stop_claiming` ends the waits when the worker stops.
+- `finish_task` also claims the slot's next task (`?claim=`), which the slot's next `get` returns
+  without a request: a busy slot makes one round trip a task.
 - `renew_leases` and `finish_task` send the lease tokens; a stale one is a 409, which the loop
-  treats as a direct store's refusal: the task is killed, its result dropped.
+  treats as a direct store's refusal: the task is killed, its result dropped. A lease whose task
+  ended here, its result on its way, is neither renewed nor reported lost.
+- `get_run` and `get_dag_spec` are read once per worker, whichever slots ask at the same time.
 - `append_log` is batched: one thread ships the chunks of every slot in few requests, and a
   finish waits until its attempt's output is shipped.
 - An unreachable API raises `Unavailable`, as an unreachable store does: results are retried,
@@ -24,7 +28,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
@@ -52,7 +57,11 @@ if TYPE_CHECKING:  # the metrics are passed in; the engine does not import prome
 
 log = logging.getLogger("flowforge.worker")
 
-LONG_POLL_SECS = 20.0  # one claim waits this long for a ready task before asking again
+# One claim waits this long for a ready task before asking again: an idle slot costs a request this
+# often. Under the 60 s idle timeout of common proxies and load balancers, with room to spare.
+LONG_POLL_SECS = 45.0
+CACHE_SIZE = 256  # runs and DAG specs kept; past it, the cache starts afresh
+ENDED_KEPT = 1024  # lease tokens of attempts whose task ended here, remembered (see `renew_leases`)
 
 
 class ExecutionClient:
@@ -69,6 +78,12 @@ class ExecutionClient:
         self.logs = LogShipper(self.api)
         self._claims: dict[TaskMessage, TaskInstance] = {}
         self._lock = threading.Lock()
+        # What a task's run is and what its DAG version runs never change: read once per worker,
+        # however many slots start tasks of the same run at once (`_cached`).
+        self._cache: dict[tuple[str, str, int], Any] = {}
+        self._reading = threading.Lock()
+        self._ended: deque[str] = deque(maxlen=ENDED_KEPT)
+        self._next: dict[int, TaskMessage] = {}  # by slot thread: claimed with its last finish
         self._stopping = threading.Event()
         self._failures = 0
 
@@ -100,6 +115,9 @@ class ExecutionClient:
     def close(self) -> None:
         """Ship the log output left, then close the connections."""
         self._stopping.set()
+        with self._lock:
+            left, self._next = list(self._next.values()), {}
+        self.put(left)  # claimed with a last result as the worker stopped: left to their leases
         self.logs.close()
         self.api.close()
 
@@ -109,6 +127,10 @@ class ExecutionClient:
 
         Never raises: an unreachable API is logged and waited out, pacing the calls.
         """
+        with self._lock:
+            claimed = self._next.pop(threading.get_ident(), None)
+        if claimed is not None:  # handed with this slot's last result: no round trip
+            return claimed
         if self._stopping.is_set():
             self._stopping.wait(timeout)
             return None
@@ -168,7 +190,16 @@ class ExecutionClient:
     def renew_leases(
         self, worker_id: str, leases: Sequence[tuple[str, str, int, str]], now: float, lease_secs: float
     ) -> list[tuple[str, str, int, str]]:
-        """Renew the leases; those the API says are lost (409)."""
+        """Renew the leases; those the API says are lost (409).
+
+        The leases were listed before the call: an attempt whose task ended meanwhile, its result
+        being recorded, is neither renewed nor said to be lost (there is no task left to stop).
+        """
+        with self._lock:
+            ended = set(self._ended)
+        leases = [lease for lease in leases if lease[3] not in ended]
+        if not leases:
+            return []
         body = {
             "worker_id": worker_id,
             "lease_secs": lease_secs,
@@ -177,7 +208,13 @@ class ExecutionClient:
         resp = self.api.call("POST", "/renew", body=body)
         if resp.status_code == 409:
             lost = resp.json()["error"]["details"]
-            return [(d["run_id"], d["task_id"], int(d["attempt"]), d["lease_token"]) for d in lost]
+            with self._lock:
+                ended = set(self._ended)
+            return [
+                (d["run_id"], d["task_id"], int(d["attempt"]), d["lease_token"])
+                for d in lost
+                if d["lease_token"] not in ended
+            ]
         _expect(resp, "renew leases")
         return []
 
@@ -198,7 +235,11 @@ class ExecutionClient:
         free: bool | None = None,
         outputs: Mapping[str, str] | None = None,
     ) -> bool:
-        """Record the result with the lease token, once the attempt's output is shipped; False on a 409."""
+        """Record the result with the lease token, once the attempt's output is shipped; False on a 409.
+
+        Unless the worker is stopping, the same call claims this slot's next task (`?claim=`),
+        which its next `get` returns.
+        """
         if lease_token is None or free is not None:
             raise ValueError("an API-mode worker finishes an attempt with its lease token, and nothing more")
         if not self.logs.flush():
@@ -218,10 +259,24 @@ class ExecutionClient:
         }
         if outputs is not None:
             body["outputs"] = dict(outputs)
-        resp = self.api.call("POST", "/finish", body=body)
+        with self._lock:  # no renewal of it while its result is on its way (see `renew_leases`)
+            self._ended.append(lease_token)
+        params = None if self._stopping.is_set() else {"claim": self.lease_secs}
+        try:
+            resp = self.api.call("POST", "/finish", body=body, params=params)
+        except Unavailable:  # not recorded: keep renewing the lease while the result is retried
+            with self._lock:
+                self._ended.remove(lease_token)
+            raise
         if resp.status_code == 409:
             return False
-        _expect(resp, "record the result")
+        following = _expect(resp, "record the result").json().get("next")
+        with self._lock:
+            if following:
+                ti = _claimed(following, self.worker_id)
+                msg = TaskMessage(ti.run_id, ti.task_id, ti.attempt)
+                self._claims[msg] = ti
+                self._next[threading.get_ident()] = msg
         return True
 
     def append_log(self, run_id: str, task_id: str, attempt: int, text: str) -> None:
@@ -241,14 +296,31 @@ class ExecutionClient:
             )
 
     def get_run(self, run_id: str) -> Run:
-        """The run (its DAG version, params, logical date)."""
-        d = _expect(self.api.call("GET", f"/runs/{_segment(run_id)}"), "read the run").json()
-        return Run(**{**d, "state": RunState(d["state"])})
+        """The run (its DAG version, params, logical date); the state read first, kept since."""
+
+        def read() -> Run:
+            d = _expect(self.api.call("GET", f"/runs/{_segment(run_id)}"), "read the run").json()
+            return Run(**{**d, "state": RunState(d["state"])})
+
+        return cast(Run, self._cached(("run", run_id, 0), read))
 
     def get_dag_spec(self, dag_id: str, version: int) -> DagSpec:
         """One version of a DAG's spec."""
-        resp = self.api.call("GET", f"/dags/{_segment(dag_id)}/versions/{int(version)}")
-        return DagSpec.from_dict(_expect(resp, "read the DAG").json())
+
+        def read() -> DagSpec:
+            resp = self.api.call("GET", f"/dags/{_segment(dag_id)}/versions/{int(version)}")
+            return DagSpec.from_dict(_expect(resp, "read the DAG").json())
+
+        return cast(DagSpec, self._cached(("spec", dag_id, int(version)), read))
+
+    def _cached(self, key: tuple[str, str, int], read: Callable[[], Any]) -> Any:
+        """The value under `key`, read (once, whichever slots ask at the same time) when not yet kept."""
+        with self._reading:
+            if key not in self._cache:
+                if len(self._cache) >= CACHE_SIZE:
+                    self._cache.clear()
+                self._cache[key] = read()
+            return self._cache[key]
 
     def task_outputs(self, run_id: str, task_ids: Sequence[str] | None = None) -> dict[str, dict[str, str]]:
         """What the run's tasks (of `task_ids`, by default all) pass downstream."""

@@ -10,12 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from flowforge.core.errors import Conflict, Unavailable
+from flowforge.core.errors import Unavailable
 from flowforge.core.graph import topological_order
 from flowforge.core.model import DagSpec, RunState, TaskState
 from flowforge.core.plan import TaskView, plan_run
 from flowforge.core.records import Run, TaskInstance
-from flowforge.core.schedule import due_ticks
+from flowforge.engine.cron import make_scheduled_runs
+from flowforge.engine.leadership import KeptLease, LeadLost
 from flowforge.engine.leases import LEADER_TTL_SECS, MAX_LOST_ATTEMPTS, LeaderLease, Reaper
 from flowforge.engine.retention import RETENTION_EVERY_SECS, RETENTION_FIRST_SECS, Retention
 from flowforge.queues.base import Queue, TaskMessage
@@ -113,6 +114,11 @@ class Scheduler:
         self._pushed: dict[tuple[str, str, int], float] = {}
         self._drained: bool | None = None  # the queue held no message (asked once per tick, when needed)
         self._pruned_at = 0.0
+        # Renewed between the steps of a tick while `run` drives it (see `leadership`).
+        self.kept = KeptLease(lambda now: self.lead(now), leader_ttl, clock)
+        # The `now` of this leader's last cron pass, None when it was not leading then: ticks due
+        # since that pass are all made, even with `catchup: false` (a late pass is no downtime).
+        self._scheduled_at: float | None = None
         # With `retention_secs`, runs that ended longer ago are deleted, a batch per housekeeping tick.
         self.retention = (
             Retention(store, retention_secs, retention_every, min(RETENTION_FIRST_SECS, retention_every))
@@ -137,6 +143,13 @@ class Scheduler:
         schedules and dead workers, and so reads two tables less per finished task.
         """
         report = TickReport()
+        try:
+            self._tick(now, housekeeping, report)
+        except LeadLost:
+            log.warning("the scheduler lease was lost during a tick; this scheduler stopped acting")
+        return report
+
+    def _tick(self, now: float, housekeeping: bool, report: TickReport) -> None:
         self._drained = None
         runs = self._active_runs()
         if housekeeping and self._schedule(now, runs, report):
@@ -149,6 +162,7 @@ class Scheduler:
             self._pruned_at = now
         load = _Load.of(runs, self.store)
         for run in runs:
+            self.kept.check()
             spec, order = self._spec(run)
             if run.state == RunState.QUEUED:
                 started = self._start(run, spec, load, now, report)
@@ -164,7 +178,6 @@ class Scheduler:
             self._advance(run, spec, order, tis, load, now, report)
         if housekeeping and self.retention is not None:
             report.runs_pruned = self._retain(now)
-        return report
 
     def _retain(self, now: float) -> int:
         """One retention batch, last in the tick; a failure is logged and the batch tried again next tick."""
@@ -244,39 +257,11 @@ class Scheduler:
         return sorted(runs, key=lambda r: (r.created_at, r.logical_date or 0.0, r.run_id))
 
     def _schedule(self, now: float, runs: list[Run], report: TickReport) -> bool:
-        """Create the runs that cron ticks up to `now` call for; True when any was created.
-
-        Unique (dag_id, logical_date) makes this safe with two schedulers: the second one's
-        insert of the same tick is refused (Conflict) and skipped.
-        """
-        dags = [d for d in self.store.list_dags() if d.spec.schedule and not d.paused]
-        if not dags:
-            return False
-        latest = self.store.latest_logical_dates()
-        active: defaultdict[str, int] = defaultdict(int)
-        for run in runs:
-            active[run.dag_id] += 1
-        created = False
-        for dag in dags:
-            spec = dag.spec
-            assert spec.schedule is not None
-            after = max(latest.get(dag.dag_id, dag.schedule_after), dag.schedule_after)
-            room = spec.max_active_runs - active[dag.dag_id]
-            for tick in due_ticks(spec.schedule, spec.timezone, after, now, catchup=spec.catchup, limit=room):
-                try:
-                    run = self.store.create_run(
-                        dag.dag_id,
-                        triggered_by="schedule",
-                        params=dict(spec.params),
-                        now=now,
-                        logical_date=tick,
-                    )
-                except Conflict:
-                    continue  # another scheduler made this tick's run first
-                created = True
-                report.runs_created += 1
-                log.info("scheduled run for %s", tick, extra={"run_id": run.run_id, "dag_id": dag.dag_id})
-        return created
+        """Create the runs that cron ticks up to `now` call for (see `cron.make_scheduled_runs`)."""
+        created = make_scheduled_runs(self.store, now, runs, self._scheduled_at, self.kept.check)
+        self._scheduled_at = now  # not after a failed pass: the next one makes what this one did not
+        report.runs_created += created
+        return created > 0
 
     def _timed_out(self, run: Run, spec: DagSpec, now: float) -> bool:
         """Fail a run past its `run_timeout_secs` (workers then kill its tasks); True when it did."""
@@ -342,6 +327,8 @@ class Scheduler:
         leading = self.leader.hold(now)
         if self.metrics:
             self.metrics.is_leader.set(int(leading))
+        if not leading:
+            self._scheduled_at = None  # when it leads again, the ticks missed meanwhile are a gap
         return leading
 
     def run(self, stop: threading.Event, tick_secs: float = 1.0) -> None:
@@ -350,15 +337,16 @@ class Scheduler:
         Stands by without acting while another scheduler holds the lease.
         """
         housekept = float("-inf")  # monotonic time of the last tick with housekeeping
+        self.kept.keep()
         try:
             while not stop.is_set():
                 housekeeping = time.monotonic() - housekept >= tick_secs
                 try:
+                    if not self.kept.leading():
+                        stop.wait(tick_secs)
+                        continue
                     if housekeeping:
                         housekept = time.monotonic()
-                        if not self.lead(self.clock()):
-                            stop.wait(tick_secs)
-                            continue
                     started = time.perf_counter()
                     self.tick(self.clock(), housekeeping=housekeeping)
                     if self.metrics:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from flowforge.store.db import SqlBase
 
 TAKE_LEASE = "UPDATE leases SET holder = ?, expires_at = ? WHERE name = ? AND (holder = ? OR expires_at < ?)"
-INSERT_LEASE = "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)"
+# Two schedulers starting at once on a new database both insert: the second changes nothing
+# (rowcount 0) instead of failing with a unique violation in the database's log.
+INSERT_LEASE = "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING"
 RELEASE_LEASE = "UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ?"
 LEASE_HOLDER = "SELECT holder FROM leases WHERE name = ? AND expires_at >= ?"
 
@@ -22,10 +24,7 @@ class Leases(SqlBase):
         with self._transaction() as cur:
             if self._exec(cur, TAKE_LEASE, (holder, now + ttl, name, holder, now)).rowcount == 1:
                 return True
-            try:
-                return self._exec(cur, INSERT_LEASE, (name, holder, now + ttl)).rowcount == 1
-            except self.dialect.integrity_error:
-                return False  # another process inserted it first
+            return self._exec(cur, INSERT_LEASE, (name, holder, now + ttl)).rowcount == 1
 
     def release_lease(self, name: str, holder: str) -> None:
         """Give up the lease `name` if `holder` has it, so a standby takes over at once."""

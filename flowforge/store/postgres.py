@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from flowforge.core.errors import Unavailable
@@ -40,6 +41,11 @@ POOL_TIMEOUT_SECS = 3.0
 # a process reconnects within seconds, not after a backoff grown during a long outage.
 RECONNECT_TIMEOUT_SECS = 5.0
 DEFAULT_POOL_SIZE = 10
+# A pool opens connections as its callers need them, up to its size, and closes those left idle
+# this long, down to MIN_CONNECTIONS: a busy minute does not hold the server's connections for good.
+MIN_CONNECTIONS = 1
+MAX_IDLE_SECS = 60.0
+APPLICATION_NAME = "flowforge"  # pg_stat_activity.application_name, unless the process names its role
 
 
 def describe_error(exc: BaseException) -> str:
@@ -56,13 +62,13 @@ def is_connection_error(exc: psycopg.Error) -> bool:
     return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
-def check_connection(url: str) -> None:
+def check_connection(url: str, application_name: str = APPLICATION_NAME) -> None:
     """Connect once and disconnect; raises Unavailable (refused, unknown host, no such database, ...).
 
     Done before the pool opens because a pool only reports "timed out" whatever the cause.
     """
     try:
-        with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECS):
+        with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECS, application_name=application_name):
             pass
     except psycopg.ProgrammingError as exc:  # a malformed connection string: a configuration error
         raise ValueError(f"bad PostgreSQL URL: {describe_error(exc)}") from None
@@ -116,23 +122,34 @@ class PostgresStore(SqlStore):
     """
 
     def __init__(
-        self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE, timeout: float = POOL_TIMEOUT_SECS
+        self,
+        url: str,
+        *,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        timeout: float = POOL_TIMEOUT_SECS,
+        application_name: str = APPLICATION_NAME,
     ) -> None:
         super().__init__(POSTGRES)
         self.url = url
         self._outage = Outage()
-        check_connection(url)
+        try:  # an application_name in the URL wins over the role's
+            app_name = str(conninfo_to_dict(url).get("application_name") or application_name)
+        except psycopg.ProgrammingError:  # a malformed URL: check_connection says what is wrong
+            app_name = application_name
+        check_connection(url, app_name)
+        size = max(pool_size, 1)
         self._pool = ConnectionPool(
             url,
-            min_size=1,
-            max_size=max(pool_size, 1),
+            min_size=min(MIN_CONNECTIONS, size),
+            max_size=size,
+            max_idle=MAX_IDLE_SECS,
             open=False,
             # A quick round trip on each checkout: after a PostgreSQL restart the pool hands out
             # a fresh connection instead of a dead one, so no caller sees a stale-socket error.
             check=ConnectionPool.check_connection,
             timeout=timeout,
             reconnect_timeout=RECONNECT_TIMEOUT_SECS,
-            kwargs={"connect_timeout": CONNECT_TIMEOUT_SECS},
+            kwargs={"connect_timeout": CONNECT_TIMEOUT_SECS, "application_name": app_name},
             name="flowforge",
         )
         try:
@@ -146,11 +163,18 @@ class PostgresStore(SqlStore):
             raise
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> PostgresStore:
+    def from_url(
+        cls, url: str, *, pool_size: int = DEFAULT_POOL_SIZE, application_name: str = APPLICATION_NAME
+    ) -> PostgresStore:
         """Open `postgresql://user:password@host:port/dbname?option=value` (or `postgres://`)."""
         if not url.startswith(("postgresql://", "postgres://")):
             raise ValueError(f"bad PostgreSQL URL {url.split('@')[-1]!r}: expected postgresql://HOST/DBNAME")
-        return cls(url, pool_size=pool_size)
+        return cls(url, pool_size=pool_size, application_name=application_name)
+
+    @property
+    def pool_bounds(self) -> tuple[int, int]:
+        """(the connections kept open when idle, the most held at once)."""
+        return self._pool.min_size, self._pool.max_size
 
     @contextmanager
     def _transaction(self, write: bool = True) -> Iterator[Cursor]:

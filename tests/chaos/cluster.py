@@ -17,12 +17,15 @@ from pathlib import Path
 from tests.chaos.invariants import Verdict, query
 from tests.chaos.ledger import kill_survivors
 from tests.cluster import Cluster
-from tests.harness import children, free_port, wait_until
+from tests.harness import FlowForgeProcess, children, free_port, wait_until
 
 # Test-mode timings: workers renew leases every 0.5 s and heartbeat every 0.5 s; a lease (and a
 # worker's life without a heartbeat) lasts 3 × 0.5 = 1.5 s.
 HEARTBEAT_SECS = 0.5
 LEASE_SECS = 3 * HEARTBEAT_SECS
+# The worker token of clusters whose workers are API-mode ones (`worker --api-url`).
+WORKER_TOKEN = "chaos-worker-token-3b9e51f07c2a"
+WORKER_MODES = ("direct", "api")
 
 
 # -- figures ------------------------------------------------------------------------------------
@@ -93,11 +96,39 @@ class ChaosCluster(Cluster):
         queue_url: str,
         check_db_url: str | None = None,
         heartbeat: float = HEARTBEAT_SECS,
+        worker_mode: str = "direct",
     ) -> None:
         super().__init__(tmp_path, db_url=db_url, queue_url=queue_url, heartbeat=heartbeat, log_level="info")
         self.ledger = tmp_path / "ledger.txt"
         self.ledger.touch()
         self.db_url = check_db_url or db_url  # the checker's way in, never through a fault
+        if worker_mode not in WORKER_MODES:
+            raise ValueError(f"worker_mode {worker_mode!r}: expected one of {WORKER_MODES}")
+        # "api": workers hold only the API's URL and the worker token (the API is given the token too).
+        self.worker_mode = worker_mode
+        if worker_mode == "api":
+            self.env["FLOWFORGE_WORKER_TOKEN"] = WORKER_TOKEN
+
+    def start_worker(
+        self,
+        name: str,
+        concurrency: int,
+        env: dict[str, str] | None = None,
+        api_url: str | None = None,
+        mode: str | None = None,
+    ) -> FlowForgeProcess:
+        """A worker of `mode` (default: the cluster's); an API-mode one talks to `api_url` (default: the
+        API's URL) and has neither FLOWFORGE_DB nor FLOWFORGE_QUEUE."""
+        if (mode or self.worker_mode) == "direct":
+            return super().start_worker(name, concurrency, env)
+        base = {k: v for k, v in self.env.items() if k not in ("FLOWFORGE_DB", "FLOWFORGE_QUEUE")}
+        args = ["worker", "--api-url", api_url or self.url, "--concurrency", str(concurrency)]
+        proc = FlowForgeProcess(
+            args, name=name, env={**base, **(env or {})}, log_path=self.dir / f"{name}.log", repo=self.repo
+        )
+        self.procs[name] = proc
+        self.down.discard(name)
+        return proc
 
     def trigger(self, dag_id: str, triggered_by: str = "chaos") -> str:
         return super().trigger(dag_id, triggered_by)

@@ -38,9 +38,16 @@ def figures(request: pytest.FixtureRequest, seed: int) -> Iterator[Figures]:
 
 
 @pytest.fixture
-def pg_cluster(tmp_path: Path, pg_url: str, redis_url: str) -> Iterator[ChaosCluster]:
+def worker_mode() -> str:
+    """How `pg_cluster`'s workers reach their work: "direct" (the store and the queue) unless a
+    scenario is parametrized with "api" (`worker --api-url`, through the execution API)."""
+    return "direct"
+
+
+@pytest.fixture
+def pg_cluster(tmp_path: Path, pg_url: str, redis_url: str, worker_mode: str) -> Iterator[ChaosCluster]:
     """A cluster on a fresh PostgreSQL database and Redis key prefix (skipped without them)."""
-    cluster = ChaosCluster(tmp_path, db_url=pg_url, queue_url=redis_url)
+    cluster = ChaosCluster(tmp_path, db_url=pg_url, queue_url=redis_url, worker_mode=worker_mode)
     try:
         yield cluster
     finally:

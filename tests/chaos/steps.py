@@ -66,11 +66,14 @@ def long_pair_dag(dag_id: str, c: ChaosCluster, rng: random.Random) -> Dag:
     return make_dag(dag_id, c.ledger, tasks)
 
 
-def relay(pg_url: str) -> tuple[TcpProxy, str]:
-    """A TCP relay to PostgreSQL that a scenario can cut, and the database URL through it."""
-    target = urlsplit(pg_url)
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
-    return proxy, pg_url.replace(target.netloc, f"{target.username}@127.0.0.1:{proxy.port}", 1)
+def relay(url: str) -> tuple[TcpProxy, str]:
+    """A TCP relay to PostgreSQL (or to the API: an http:// URL) that a scenario can cut, and the URL
+    through it."""
+    target = urlsplit(url)
+    default_port = 80 if target.scheme == "http" else 5432
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or default_port).start()
+    user = f"{target.username}@" if target.username else ""
+    return proxy, url.replace(target.netloc, f"{user}127.0.0.1:{proxy.port}", 1)
 
 
 # -- what a fault hit -----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Chaos scenarios that strike workers: SIGKILL storms, a frozen worker, a cut-off worker, a graceful stop.
 
 Each starts `api`, `scheduler` and workers on PostgreSQL + Redis (skipped unless FLOWFORGE_TEST_PG
-and FLOWFORGE_TEST_REDIS are set), injects its faults on a seeded schedule (the seed is printed;
+and FLOWFORGE_TEST_REDIS are set), once with direct workers (the store and the queue) and once
+with API-mode workers (`worker --api-url`, holding only the worker token), injects its faults on a seeded schedule (the seed is printed;
 CHAOS_SEED=N replays it) once work is in flight, waits for every run to end within a bound (I7),
 then compares the task ledger with the store (I1-I5) and looks for task processes left behind (I6).
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.cluster import HEARTBEAT_SECS, LEASE_SECS, ChaosCluster, Figures
+from tests.chaos.cluster import HEARTBEAT_SECS, LEASE_SECS, WORKER_MODES, ChaosCluster, Figures
 from tests.chaos.invariants import Verdict
 from tests.chaos.ledger import (
     TERMINAL_RUN_STATES,
@@ -98,6 +99,7 @@ def killed_attempts_lost(c: ChaosCluster, kills: list[Kill], figures: Figures) -
     return extra
 
 
+@pytest.mark.parametrize("worker_mode", WORKER_MODES)
 def test_r1_worker_sigkill_storm(pg_cluster: ChaosCluster, seed: int, figures: Figures) -> None:
     """Four workers; every 1-2 s one of those running tasks dies with its tasks (SIGKILL of the tree) and comes back."""
     c, rng = pg_cluster, random.Random(seed)
@@ -147,6 +149,7 @@ def first_attempts_lost(c: ChaosCluster, run_id: str, victim_id: str) -> None:
     )
 
 
+@pytest.mark.parametrize("worker_mode", WORKER_MODES)
 def test_r2_paused_worker_loses_its_lease_and_its_late_result(
     pg_cluster: ChaosCluster, seed: int, figures: Figures
 ) -> None:
@@ -229,19 +232,26 @@ def retried(c: ChaosCluster) -> bool:
     return len([e for e in read_ledger(c.ledger) if e.kind == "start" and e.attempt == 2]) == 2
 
 
-def test_r8_worker_cut_off_from_the_database_fences_itself(
-    pg_url: str, redis_url: str, tmp_path: Path, seed: int, figures: Figures
+@pytest.mark.parametrize("worker_mode", WORKER_MODES)
+def test_r8_cut_off_worker_fences_itself(
+    pg_url: str, redis_url: str, tmp_path: Path, seed: int, figures: Figures, worker_mode: str
 ) -> None:
-    """One worker reaches PostgreSQL through a relay that is cut: it must kill its tasks within about a
-    lease of its last renewal, since the scheduler hands them to another worker once the lease lapses."""
+    """One worker reaches its work through a relay that is cut (a direct worker, PostgreSQL; an API-mode
+    worker, the API): it must kill its tasks within about a lease of its last renewal, since the
+    scheduler hands them to another worker once the lease lapses."""
     rng = random.Random(seed)
-    proxy, relayed = relay(pg_url)
-    c = ChaosCluster(tmp_path, db_url=pg_url, queue_url=redis_url)
+    c = ChaosCluster(tmp_path, db_url=pg_url, queue_url=redis_url, worker_mode=worker_mode)
+    proxy = None
     try:
         start = time.monotonic()
         c.start_api()
         c.start_scheduler()
-        c.start_worker("victim", 2, env={"FLOWFORGE_DB": relayed})
+        if worker_mode == "direct":
+            proxy, relayed = relay(pg_url)
+            c.start_worker("victim", 2, env={"FLOWFORGE_DB": relayed})
+        else:
+            proxy, relayed = relay(c.url)
+            c.start_worker("victim", 2, api_url=relayed)
         c.wait_workers(["victim"])
         dag = long_pair_dag("partition", c, rng)
         c.submit(dag.yaml)
@@ -275,7 +285,8 @@ def test_r8_worker_cut_off_from_the_database_fences_itself(
         )
     finally:
         c.close()
-        proxy.stop()
+        if proxy is not None:
+            proxy.stop()
 
 
 # -- R12 ------------------------------------------------------------------------------------------
@@ -290,6 +301,7 @@ def claims_after(c: ChaosCluster, runs: dict[str, Dag], worker_id: str, since: f
     return late
 
 
+@pytest.mark.parametrize("worker_mode", WORKER_MODES)
 def test_r12_graceful_worker_stop(pg_cluster: ChaosCluster, seed: int, figures: Figures) -> None:
     """SIGTERM to a worker running four tasks, with an idle slot, just as new work arrives."""
     c, rng = pg_cluster, random.Random(seed)

@@ -139,3 +139,6 @@ class Finished(Answer):
     """Answer of finish: the result is recorded (a stale lease makes it a 409, recording nothing)."""
 
     recorded: Literal[True]
+    next: ClaimedTask | None = Field(
+        None, description="with ?claim=LEASE_SECS: the next ready task, claimed for this worker, if one was"
+    )
