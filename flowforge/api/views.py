@@ -136,21 +136,7 @@ def dag_stats(stats: DagRunStats) -> DagStats:
 
 # -- runs and tasks ----------------------------------------------------------------------------------
 def _run_fields(run: Run) -> dict[str, Any]:
-    # As Run.to_dict, without its deep copy (dataclasses.asdict): that copy was most of the cost
-    # of a page of runs. The params are masked into a new mapping; the record is not changed.
-    d = dict(vars(run))
-    d["state"] = str(run.state)
-    d["params"] = mask_mapping(run.params or {})
-    return d
-
-
-def _task_fields(instance: TaskInstance) -> dict[str, Any]:
-    # As TaskInstance.to_dict (never the lease token), without its deep copy: a run's detail has
-    # a task instance per task.
-    d = dict(vars(instance))
-    d["state"] = str(instance.state)
-    del d["lease_token"], d["lost_attempts"]
-    return d
+    return {**run.to_dict(), "params": mask_mapping(run.params or {})}
 
 
 def run_out(run: Run) -> RunOut:
@@ -165,13 +151,13 @@ def triggered_run(trigger: Trigger) -> TriggeredRun:
 
 def task_out(instance: TaskInstance) -> TaskInstanceOut:
     """One task instance (never its lease token)."""
-    return TaskInstanceOut(**_task_fields(instance))
+    return TaskInstanceOut(**instance.to_dict())
 
 
 def run_task_out(instance: TaskInstance, slow: SlowNote | None) -> RunTaskOut:
     """A task instance in a run's detail, with its slow note when it runs well past its usual time."""
     note = None if slow is None else SlowNoteOut(**asdict(slow))
-    return RunTaskOut(**_task_fields(instance), slow=note)
+    return RunTaskOut(**instance.to_dict(), slow=note)
 
 
 def _detail_fields(snapshot: RunSnapshot) -> dict[str, Any]:
