@@ -27,7 +27,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="FlowForge against GNU make -j2: trigger → run end, hand-off latency, memory; "
-        "W4 load + validate; optionally a profile and a large-history scale test.",
+        "W4 load + validate; optionally a profile and a large-history scale test. "
+        "`python -m benchmarks soak --minutes N` runs the long soak instead (soak --help).",
     )
     p.add_argument("--runs", type=int, default=5, help="measured runs per workload and system (default 5)")
     p.add_argument(
@@ -90,7 +91,55 @@ def parser() -> argparse.ArgumentParser:
         "W4, --profile and --scale always use this one)",
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, databases)")
+    add_soak(p.add_subparsers(dest="command", metavar="{soak}", title="commands (not run by default)"))
     return p
+
+
+def add_soak(commands: Any) -> None:
+    """`soak`: the long soak under random SIGKILLs (benchmarks/soak.py), run on its own."""
+    from benchmarks import soak
+    from tests.chaos.cluster import HEARTBEAT_SECS
+
+    s = commands.add_parser(
+        "soak",
+        help="R13: a steady stream of tasks over N minutes on api + scheduler + workers (PostgreSQL + "
+        "Redis) with 1 %% of them SIGKILLed: I1-I7, RSS growth, queue back to 0, claim latency, database size",
+        description="R13 soak: --tasks tasks spread over --minutes on api + scheduler + --workers direct "
+        "workers on PostgreSQL + Redis, about --kill-rate of them seeing their worker SIGKILLed while they "
+        "run; then I1-I7, the RSS growth of every process after warm-up, the queue and queued rows back "
+        "to 0, claim latency p50/p95/p99, database size per 10,000 attempts, connections, log errors.",
+    )
+    s.add_argument("--minutes", type=float, default=soak.MINUTES, help="how long the stream lasts (30)")
+    s.add_argument("--tasks", type=int, default=soak.TASKS, help="tasks over the whole stream (10,000)")
+    s.add_argument("--workers", type=int, default=soak.WORKERS, help="workers (4)")
+    s.add_argument("--slots", type=int, default=soak.SLOTS, help="slots per worker (4)")
+    s.add_argument(
+        "--kill-rate",
+        type=float,
+        default=soak.KILL_RATE,
+        help="share of tasks whose worker is SIGKILLed (0.01)",
+    )
+    s.add_argument("--seed", type=int, default=None, help="the RNG's seed (default: a fresh one, printed)")
+    s.add_argument(
+        "--heartbeat",
+        type=float,
+        default=HEARTBEAT_SECS,
+        help="FLOWFORGE_HEARTBEAT_SECS of every process (the chaos suite's 0.5: leases of 1.5 s)",
+    )
+    s.add_argument(
+        "--worker-mode",
+        choices=("direct", "api"),
+        default="direct",
+        help="direct workers (the store and the queue) or API-mode ones (worker --api-url)",
+    )
+    # The same as the suite's options, accepted after `soak` too.
+    s.add_argument(
+        "--out",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="JSON results (default benchmarks/results/latest.json)",
+    )
+    s.add_argument("--keep", action="store_true", default=argparse.SUPPRESS, help="keep the temporary folder")
 
 
 def run_sections(
@@ -99,6 +148,22 @@ def run_sections(
     """Run the sections the options ask for, with their processes and files in `folder`."""
     progress = console.log
     results: dict[str, Any] = {}
+    if args.command == "soak":
+        from benchmarks.soak import run_soak
+
+        results["soak"] = run_soak(
+            folder / "soak",
+            minutes=args.minutes,
+            tasks=args.tasks,
+            workers=args.workers,
+            slots=args.slots,
+            kill_rate=args.kill_rate,
+            seed=args.seed,
+            heartbeat=args.heartbeat,
+            worker_mode=args.worker_mode,
+            progress=progress,
+        )
+        return results
     if args.compare:
         workloads = [load_workload(n) for n in names if n in RUN_WORKLOADS]
         results["compare"] = run_comparison(
@@ -170,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]{exc}[/red]")
         return 2
     if not (
-        args.compare
+        args.command
+        or args.compare
         or args.profile
         or args.scale
         or args.cli

@@ -243,6 +243,71 @@ def throughput_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def soak_lines(results: dict[str, Any]) -> list[str]:
+    """R13 soak: kills, I1-I7, RSS growth, queue back to 0, claim latency, database (benchmarks/soak.py)."""
+    section = results.get("soak")
+    if not section:
+        return []
+    m, goals = section["meta"], section.get("goals", {})
+    head = (
+        f"R13 soak, {m.get('minutes'):g} min on {m.get('workers')} {m.get('worker_mode')} workers × "
+        f"{m.get('slots')} slots on PostgreSQL + Redis, seed {m.get('seed')}; {machine_text(m)}"
+    )
+    if section.get("skipped"):
+        return [f"{head}: skipped ({section['skipped']})"]
+    lines = [head] + ([f"failed: {section['error'][:300]}"] if section.get("error") else [])
+    if "invariants" in section:
+        lines += _soak_work_lines(section, goals)
+    if "rss" in section:
+        lines += _soak_resource_lines(section, goals)
+    if "log_errors" in section:
+        conns = section["connections"]
+        by_process = ", ".join(f"{name or '?'} {n}" for name, n in sorted(conns["by_process"].items()))
+        own = "; flowforge-soak: the soak's own reads" if "flowforge-soak" in conns["by_process"] else ""
+        lines.append(f"PostgreSQL connections, most at once: {conns['peak_total']} ({by_process}{own})")
+        lines.append(f"error lines in the logs: {section['log_errors']}")
+    return lines
+
+
+def _soak_work_lines(section: dict[str, Any], goals: dict[str, Any]) -> list[str]:
+    kills, inv = section["kills"], section["invariants"]
+    ok = inv["ok"] and len(inv["violations"]) <= goals.get("violations", 0)
+    verdict = "hold" if inv["ok"] else f"{len(inv['violations'])} violation(s)"
+    return [
+        f"{section['tasks']:,} tasks in {section['runs']} runs over {section['stream_s']:g}s, "
+        f"{section['tasks_done']:,} succeeded; worker SIGKILLs: {kills['count']}, hitting {kills['tasks_hit']} "
+        f"running tasks ({kills['percent_of_tasks']:g} %), each worker back 0.5-1 s later",
+        f"I1-I7: {verdict}{_goal(ok, section)} "
+        f"(runs ended {section['drain_s']:g}s after the stream; lost attempts {inv['lost_attempts']}, "
+        f"re-executions {inv['re_executions']}, double successes {inv['double_successes']}, "
+        f"losses {inv['losses']})",
+    ] + [f"  {v}" for v in inv["violations"][:5]]
+
+
+def _soak_resource_lines(section: dict[str, Any], goals: dict[str, Any]) -> list[str]:
+    rss, queue, claim, db = section["rss"], section["queue"], section["claim_latency_ms"], section["database"]
+    worst, limit = rss["max_growth_percent"], goals.get("rss_growth_percent", 10.0)
+    judged = ", ".join(f"{name} {_f(g, '+.1f', ' %')}" for name, g in rss["judged"].items())
+    end = queue["end"]
+    zero = not (end["waiting"] or end["queued_rows"] or end["queued_attempts"])
+    return [
+        f"RSS growth after a {rss['warmup_s']:g}s warm-up (last-quarter median against the first sample, "
+        f"every {rss['every_s']:g}s), processes that lived through: {judged or 'none'}"
+        f"{_goal(None if worst is None else worst < limit, section)}; {rss['other_lives']} worker "
+        f"lives ended by a kill or begun by a restart not judged (largest growth "
+        f"{_f(rss['other_max_growth_percent'], '+.1f', ' %')} over the {rss['other_with_growth']} "
+        f"long enough to tell)",
+        f"queue: at most {queue['max_waiting']} messages waiting and {queue['max_queued_rows']} queued rows; "
+        f"at the end {end['waiting']} waiting, {end['taken']} taken, {end['queued_rows']} queued rows"
+        f"{_goal(zero, section)} ({_f(queue['back_to_zero_s'], 'g', 's')} after the runs ended)",
+        f"claim latency, queued → claimed: p50 {_f(claim['p50'], '.1f')} ms, p95 {_f(claim['p95'], '.1f')} ms, "
+        f"p99 {_f(claim['p99'], '.1f')} ms, max {_f(claim['max'], '.1f')} ms ({claim['n']:,} attempts)",
+        f"database: {db['start_mib']:g} MiB at the start, {db['end_mib']:g} MiB at the end for "
+        f"{db['attempts']:,} attempts: {db['mib_per_10k_attempts']:g} MiB per 10,000 attempts, of which "
+        f"{db['growth_mib_per_10k_attempts']:g} MiB grew during the soak",
+    ]
+
+
 # -- outputs ----------------------------------------------------------------------------------------
 def print_report(results: dict[str, Any], console: Console | None = None) -> None:
     """A readable report on the terminal."""
@@ -276,7 +341,7 @@ def print_report(results: dict[str, Any], console: Console | None = None) -> Non
         console.print(line)
     for line in throughput_lines(results):
         console.print(line)
-    for line in many_workers_lines(results):
+    for line in many_workers_lines(results) + soak_lines(results):
         console.print(line)
 
 
@@ -308,7 +373,7 @@ def markdown(results: dict[str, Any]) -> str:
         out.append("")
     extra = memory_lines(results) + load_lines(results) + scale_lines(results) + cli_lines(results)
     extra += throughput_lines(results)
-    extra += many_workers_lines(results)
+    extra += many_workers_lines(results) + soak_lines(results)
     out += [f"- {line}" for line in extra if not line.startswith("query ")]
     return "\n".join(out).rstrip() + "\n"
 
