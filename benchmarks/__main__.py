@@ -74,6 +74,12 @@ def parser() -> argparse.ArgumentParser:
         help="200 clients, 200 requests/s open-loop for 60 s against up and two APIs on PostgreSQL",
     )
     p.add_argument(
+        "--cron",
+        action="store_true",
+        help="1,000 DAGs firing once a minute each, watched 2 minutes: scheduler tick p99, cron run lateness "
+        "(up; distributed when configured)",
+    )
+    p.add_argument(
         "--scale-runs", type=int, default=500, help="finished W1 runs of history for --scale (500)"
     )
     p.add_argument(
@@ -201,6 +207,12 @@ def run_sections(
         results["cli"] = run_cli_startup(
             folder / "cli", args.runs, progress=progress, repo=args.repo.resolve()
         )
+    if args.cron:
+        from benchmarks.cron import run_cron
+
+        results["cron"] = run_cron(
+            folder / "cron", distributed=args.distributed, progress=progress, repo=args.repo.resolve()
+        )
     if args.api_load:
         from benchmarks.apiload import api_load_lines, run_api_load
 
@@ -243,9 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         or args.many_workers
         or args.throughput
         or args.api_load
+        or args.cron
     ):
         console.print(
-            "nothing to do: --no-compare without --profile, --scale, --cli, --many-workers or --throughput"
+            "nothing to do: --no-compare without --profile, --scale, --cli, --many-workers, --throughput or --cron"
         )
         return 2
     measured = commit(REPO_DIR)

@@ -341,7 +341,9 @@ def print_report(results: dict[str, Any], console: Console | None = None) -> Non
         console.print(line)
     for line in throughput_lines(results):
         console.print(line)
-    for line in many_workers_lines(results) + soak_lines(results):
+    from benchmarks.cron import cron_lines
+
+    for line in many_workers_lines(results) + soak_lines(results) + cron_lines(results):
         console.print(line)
 
 
@@ -373,7 +375,9 @@ def markdown(results: dict[str, Any]) -> str:
         out.append("")
     extra = memory_lines(results) + load_lines(results) + scale_lines(results) + cli_lines(results)
     extra += throughput_lines(results)
-    extra += many_workers_lines(results) + soak_lines(results)
+    from benchmarks.cron import cron_lines
+
+    extra += many_workers_lines(results) + soak_lines(results) + cron_lines(results)
     out += [f"- {line}" for line in extra if not line.startswith("query ")]
     return "\n".join(out).rstrip() + "\n"
 

@@ -8,6 +8,7 @@ message or a traceback (a database or queue URL or DSN, `password=…`) is shown
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -24,8 +25,13 @@ CONTEXT_ORDER = ("run_id", "task_id", "attempt", "dag_id", "worker_id")
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
+_SECRET_WORDS = tuple(word.lower() for word in SECRET_KEY_WORDS.split("|"))
+
+
+@functools.lru_cache(maxsize=256)
 def _secret_field(name: str) -> bool:
-    return any(word.lower() in name.lower() for word in SECRET_KEY_WORDS.split("|"))
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
 
 
 def context_of(record: logging.LogRecord) -> dict[str, Any]:

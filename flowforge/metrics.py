@@ -215,9 +215,10 @@ def _by_state(name: str, doc: str, counts: Mapping[str, int], states: list[str])
 class StoreCounters(Collector):
     """flowforge_runs_total, flowforge_tasks_total and flowforge_task_retries_total, counted in the store.
 
-    Counted at every scrape, so they survive restarts and show every process's work in one place
-    (the API). A count that goes down (a retry re-opens an ended run) would look like a counter
-    reset to Prometheus; the drop is added back, so each exported series only grows while this
+    Read from the counts the store keeps as rows change (a few rows, however long the history), so
+    they survive restarts and show every process's work in one place (the API). A run counts each
+    time it ends; a prune takes nothing away. Should a count ever go down, Prometheus would take it
+    for a counter reset: the drop is added back, so each exported series only grows while this
     process lives.
     """
 

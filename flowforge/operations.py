@@ -270,10 +270,9 @@ def trigger_run(
 
 def run_snapshot(store: Store, run_id: str) -> RunSnapshot:
     """A run with all its task instances and why it waits; NotFound."""
-    run = store.get_run(run_id)
-    tasks = store.task_instances(run_id)
+    run, tasks, outputs = store.run_view(run_id)  # one read transaction
     slow = slow_notes(store, run, tasks, time.time())
-    return RunSnapshot(run, tuple(tasks), waiting_note(store, run, tasks), store.task_outputs(run_id), slow)
+    return RunSnapshot(run, tuple(tasks), waiting_note(store, run, tasks), outputs, slow)
 
 
 def waiting_note(store: Store, run: Run, tasks: Sequence[TaskInstance]) -> str | None:

@@ -285,7 +285,7 @@ def _play_run(api: LiveApi, outcome: TaskState) -> Callable[[], None]:
         run_id = runs[0].run_id
         store.set_run_state(run_id, [RunState.QUEUED], RunState.RUNNING, time.time())
         start_task(api, run_id, "greet")
-        fetches = served(store, "task_instances")
+        fetches = served(store, "run_view")
         store.append_log(run_id, "greet", 1, "".join(f"line {i}\n" for i in range(30)))
         wait_more(fetches, "the running run")  # it draws a frame of it
         store.finish_task(

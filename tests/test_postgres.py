@@ -70,7 +70,9 @@ def test_store_survives_its_connections_being_cut(pg_url: str) -> None:
         dbname = urlsplit(pg_url).path.lstrip("/")
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                # Waiting for each backend to end (as a restart does before the server is back).
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
                 (dbname,),
             )
         for _ in range(5):

@@ -167,8 +167,8 @@ def test_no_part_of_the_sql_store_shadows_another() -> None:
 
 
 def test_the_driver_hooks_are_declared_once_and_implemented_by_each_driver() -> None:
-    assert SqlStore.__abstractmethods__ == {"_transaction", "close"}
+    assert SqlStore.__abstractmethods__ == {"_begin", "close"}
     assert all(issubclass(part, SqlBase) for part in parts())
     for driver in (SqliteStore, PostgresStore):
         assert driver.__abstractmethods__ == frozenset()
-        assert {"_transaction", "close"} <= set(vars(driver))
+        assert {"_begin", "close"} <= set(vars(driver))

@@ -2,8 +2,9 @@
 
 `flowforge worker --api-url URL` calls these routes (through `engine.remote`) where a direct
 worker calls the store and the queue; each route calls the very store method the direct worker
-calls (`claim_task`, `renew_leases`, `append_log`, `finish_task`, `upsert_worker`), so the
-fencing is the store's, the same for both. Only the worker token reaches them (`middleware`).
+calls (`claim_task`, `renew_leases`, `append_log`, `finish_task`, `upsert_worker`; a finish
+that claims the next task calls `finish_and_claim`, the two in one transaction), so the fencing
+is the store's, the same for both. Only the worker token reaches them (`middleware`).
 
 A claim long-polls: the request waits up to `?wait=` seconds for a ready task and is answered
 as soon as one is claimed. Waiting requests hold no thread: one thread per API process takes
@@ -50,6 +51,7 @@ from flowforge.core.errors import NotFound, Unavailable
 from flowforge.core.model import TaskState
 from flowforge.core.records import TaskInstance, WorkerInfo
 from flowforge.queues.base import Queue, TaskMessage
+from flowforge.store.tasks import Finish
 
 if TYPE_CHECKING:
     from flowforge.services import Services
@@ -62,6 +64,8 @@ BROKER_POLL_SECS = 1.0  # one `Queue.get` of the broker; it notices that nobody 
 CLAIM_NOW_TRIES = 5  # stale messages a finish's claim drops before it answers with no next task
 STOP_CHECK_SECS = 1.0  # a waiting claim notices the server stopping within this (its client going, at once)
 _TASK_IDS = Query(None, max_length=10_000, description="only these tasks (repeat for more)")
+_CLAIM_HELP = "also claim the next ready task, if there is one now, with a lease of this many seconds"
+_CLAIM_NEXT = Query(None, gt=0, le=MAX_LEASE_SECS, description=_CLAIM_HELP)
 
 
 class ClaimBroker:
@@ -283,53 +287,59 @@ class WorkerRoutes:
     def finish(
         self,
         body: FinishRequest,
-        claim: float | None = Query(
-            None,
-            gt=0,
-            le=MAX_LEASE_SECS,
-            description="also claim the next ready task, if there is one now, with a lease of this many seconds",
-        ),
+        claim: float | None = _CLAIM_NEXT,
     ) -> Finished | JSONResponse:
         """Record an attempt's result with its lease token (the store's finish); 409 when the lease is stale.
 
         A stale lease (the attempt was cancelled, timed out or given up as lost) records nothing.
         With `?claim=`, the answer also carries the worker's next task (`next`), claimed as
-        `POST /claim` would without waiting: a busy worker takes its next task in the same round trip.
+        `POST /claim` would without waiting: a busy worker takes its next task in the same round trip,
+        and the store records the result and claims the next task in one transaction.
         """
         now = time.time()
         retry_at = None if body.retry_at is None else now + (body.retry_at - body.now)
-        # Arguments the store's finish takes besides the worker's verdict, passed on when sent.
-        more: dict[str, Any] = {} if body.outputs is None else {"outputs": body.outputs}
-        recorded = self.store.finish_task(
-            body.run_id,
-            body.task_id,
-            body.attempt,
-            body.worker_id,
-            state=TaskState(body.state),
-            now=now,
-            exit_code=body.exit_code,
-            error=body.error,
-            retry_at=retry_at,
-            lease_token=body.lease_token,
-            attempt_state=None if body.attempt_state is None else TaskState(body.attempt_state),
-            **more,
-        )
+        attempt_state = None if body.attempt_state is None else TaskState(body.attempt_state)
+        result = Finish(TaskState(body.state), body.exit_code, body.error, retry_at, body.lease_token,
+                        attempt_state, outputs=body.outputs)  # fmt: skip
+        recorded, ti = self._finish_claiming(body, result, now, claim)
         if not recorded:
-            raise HttpError(
-                409,
-                "lease_lost",
-                f"attempt {body.attempt} of {body.run_id}/{body.task_id} no longer holds this lease: "
-                "the result is not recorded",
-            )
+            stale = f"attempt {body.attempt} of {body.run_id}/{body.task_id} no longer holds this lease"
+            raise HttpError(409, "lease_lost", stale + ": the result is not recorded")
         self.queue.wake_scheduler()
         if claim is None:
             return JSONResponse({"recorded": True})  # as before `?claim=`: no `next` at all
-        try:
-            ti = self._claim_now(ClaimRequest(worker_id=body.worker_id, lease_secs=claim))
-        except Exception as exc:  # the result is recorded: say so; the worker claims its next task anew
-            log.warning("POST %s/finish: could not claim the next task: %s", WORKER_PREFIX, exc)
-            ti = None
         return Finished(recorded=True, next=None if ti is None else claimed_task(ti))
+
+    def _finish_claiming(
+        self, body: FinishRequest, result: Finish, now: float, lease_secs: float | None
+    ) -> tuple[bool, TaskInstance | None]:
+        """Record the result; with `lease_secs`, claim the queue's next task (if any now) in the same transaction."""
+        finished, worker_id = (body.run_id, body.task_id, body.attempt), body.worker_id
+        msg = None
+        try:
+            msg = None if lease_secs is None else self.queue.get(0)
+        except Exception as exc:  # the result is recorded all the same; the worker claims its next task anew
+            log.warning("POST %s/finish: could not take the next task: %s", WORKER_PREFIX, exc)
+        if msg is None or lease_secs is None:
+            return self.store.finish_task(*finished, worker_id, now=now, **result._asdict()), None
+        key = (msg.run_id, msg.task_id, msg.attempt)
+        try:
+            recorded, ti = self.store.finish_and_claim(
+                finished, result, worker_id, now, claim=key, lease_secs=lease_secs
+            )
+        except Exception:
+            give_back(self.queue, msg)
+            raise
+        if not recorded:  # nothing changed: the message goes to another worker
+            give_back(self.queue, msg)
+            return False, None
+        try:  # the result is recorded: whatever fails now, the worker claims its next task anew
+            self.queue.ack(msg)  # claimed, or stale (a duplicate, a cancelled run) and dropped
+            if ti is None:
+                ti = self._claim_now(ClaimRequest(worker_id=worker_id, lease_secs=lease_secs))
+        except Exception as exc:
+            log.warning("POST %s/finish: could not claim the next task: %s", WORKER_PREFIX, exc)
+        return True, ti
 
     def _claim_now(self, body: ClaimRequest) -> TaskInstance | None:
         """Claim the next ready task without waiting; None when the queue holds none now."""
@@ -357,9 +367,9 @@ class WorkerRoutes:
         return JSONResponse(self.store.get_dag_spec(dag_id, version).to_dict())
 
 
-_JSON_OBJECT: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/json": {"schema": {"type": "object"}}}}
-}
+def json_answers(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """A plain JSON object (200) and the errors `codes`, for the OpenAPI document."""
+    return {200: {"content": {"application/json": {"schema": {"type": "object"}}}}, **errors(*codes)}
 
 
 def build_worker_router(services: Services, broker: ClaimBroker) -> APIRouter:
@@ -375,21 +385,9 @@ def build_worker_router(services: Services, broker: ClaimBroker) -> APIRouter:
         ("/renew", "POST", r.renew, Renewed, errors(403, 409, 413, 422, 503)),
         ("/logs", "POST", r.append_logs, LogsAppended, errors(403, 413, 422, 503)),
         ("/finish", "POST", r.finish, Finished, errors(403, 409, 413, 422, 503)),
-        ("/runs/{run_id}", "GET", r.get_run, None, {**_JSON_OBJECT, **errors(403, 404, 503)}),
-        (
-            "/runs/{run_id}/outputs",
-            "GET",
-            r.get_outputs,
-            None,
-            {**_JSON_OBJECT, **errors(403, 404, 422, 503)},
-        ),
-        (
-            "/dags/{dag_id}/versions/{version}",
-            "GET",
-            r.get_spec,
-            None,
-            {**_JSON_OBJECT, **errors(403, 404, 422, 503)},
-        ),
+        ("/runs/{run_id}", "GET", r.get_run, None, json_answers(403, 404, 503)),
+        ("/runs/{run_id}/outputs", "GET", r.get_outputs, None, json_answers(403, 404, 422, 503)),
+        ("/dags/{dag_id}/versions/{version}", "GET", r.get_spec, None, json_answers(403, 404, 422, 503)),
     )
     for path, method, endpoint, model, answers in table:
         router.add_api_route(

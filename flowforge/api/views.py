@@ -24,8 +24,6 @@ from flowforge.api.models import (
     RunDuration,
     RunOut,
     RunRetried,
-    RunTaskOut,
-    SlowNoteOut,
     TaskDetail,
     TaskInstanceOut,
     TaskSpecOut,
@@ -154,14 +152,16 @@ def task_out(instance: TaskInstance) -> TaskInstanceOut:
     return TaskInstanceOut(**instance.to_dict())
 
 
-def run_task_out(instance: TaskInstance, slow: SlowNote | None) -> RunTaskOut:
-    """A task instance in a run's detail, with its slow note when it runs well past its usual time."""
-    note = None if slow is None else SlowNoteOut(**asdict(slow))
-    return RunTaskOut(**instance.to_dict(), slow=note)
+def run_task_fields(instance: TaskInstance, slow: SlowNote | None) -> dict[str, Any]:
+    """A task instance in a run's detail (model RunTaskOut), with its slow note when it runs well
+    past its usual time."""
+    return {**instance.to_dict(), "slow": None if slow is None else asdict(slow)}
 
 
 def _detail_fields(snapshot: RunSnapshot) -> dict[str, Any]:
-    tasks = [run_task_out(ti, snapshot.slow.get(ti.task_id)) for ti in snapshot.tasks]
+    # The tasks stay plain dicts: the detail's model validates them all in one call, a good part
+    # faster than a model built per task (a run's detail has up to 10,000).
+    tasks = [run_task_fields(ti, snapshot.slow.get(ti.task_id)) for ti in snapshot.tasks]
     outputs = {task_id: mask_mapping(values) for task_id, values in snapshot.outputs.items()}
     return {**_run_fields(snapshot.run), "tasks": tasks, "waiting": snapshot.waiting, "outputs": outputs}
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import heapq
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from flowforge.core.graph import downstream
 from flowforge.core.model import DagSpec, RunState, TaskState
@@ -19,6 +22,39 @@ class TaskView:
     retry_at: float | None = None
 
 
+class TaskLike(Protocol):
+    """What the planner reads of a task: a `TaskView`, or the task instance itself."""
+
+    @property
+    def state(self) -> TaskState: ...
+
+    @property
+    def attempt(self) -> int: ...
+
+    @property
+    def retry_at(self) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class DagShape:
+    """A DAG version's topological order and downstream edges, worked out once per version."""
+
+    order: tuple[str, ...]
+    index: dict[str, int]  # position of each task in `order`
+    children: dict[str, tuple[str, ...]]  # the tasks that depend on each task directly
+
+    @classmethod
+    def of(cls, spec: DagSpec, order: Sequence[str]) -> DagShape:
+        """The shape of `spec`, given a topological order of its tasks."""
+        children: dict[str, list[str]] = {tid: [] for tid in order}
+        for tid in order:
+            for up in spec.task(tid).depends_on:
+                children[up].append(tid)
+        return cls(
+            tuple(order), {tid: i for i, tid in enumerate(order)}, {t: tuple(c) for t, c in children.items()}
+        )
+
+
 @dataclass
 class RunPlan:
     """Changes to make to one run: each list holds (task_id, attempt the change is conditional on)."""
@@ -28,6 +64,8 @@ class RunPlan:
     to_skip: list[tuple[str, int]] = field(default_factory=list)
     run_state: RunState | None = None  # set when the run is over after these changes
     waiting_for_slot: int = 0  # ready tasks held back by max_active_tasks
+    held: list[str] = field(default_factory=list)  # those tasks
+    evaluated: int = 0  # tasks whose readiness was looked at
 
     @property
     def empty(self) -> bool:
@@ -38,7 +76,7 @@ class RunPlan:
 def plan_run(
     spec: DagSpec,
     order: Sequence[str],
-    tasks: Mapping[str, TaskView],
+    tasks: Mapping[str, TaskLike],
     now: float,
     capacity: int | None = None,
 ) -> RunPlan:
@@ -48,39 +86,89 @@ def plan_run(
     `skipped` decision reaches every downstream task in the same call. `capacity` is how
     many more tasks of this DAG may be queued now (max_active_tasks); None means no limit.
     """
-    states = {tid: tv.state for tid, tv in tasks.items()}
+    counts = Counter(tv.state for tv in tasks.values())
+    return plan_tasks(spec, DagShape.of(spec, order), tasks, order, counts, now, capacity)
+
+
+def plan_tasks(
+    spec: DagSpec,
+    shape: DagShape,
+    tasks: Mapping[str, TaskLike],
+    candidates: Iterable[str],
+    counts: Mapping[TaskState, int],
+    now: float,
+    capacity: int | None = None,
+) -> RunPlan:
+    """`plan_run` looking only at `candidates` and at what its own decisions reach downstream.
+
+    Gives what `plan_run` gives when every task left out is waiting: neither pending nor up
+    for retry, or pending with a trigger rule that waits on its upstream's states in `tasks`.
+    `counts` is how many tasks are in each state (for the run's outcome). Candidates are taken
+    in topological order; a task made `skipped` or `upstream_failed` adds its downstream tasks,
+    so a decision reaches every task it concerns in the same call (one made `queued` does not:
+    a trigger rule tells queued from pending no more than from running).
+    """
+    changed: dict[str, TaskState] = {}
+    heap = [shape.index[tid] for tid in set(candidates)]
+    heapq.heapify(heap)
+    seen = set(heap)
     plan = RunPlan()
     free = capacity
-    for tid in order:
+    while heap:
+        tid = shape.order[heapq.heappop(heap)]
         tv = tasks[tid]
-        if tv.state == TaskState.UP_FOR_RETRY:
-            if tv.retry_at is None or tv.retry_at <= now:
-                if free is None or free > 0:
-                    plan.to_queue.append((tid, tv.attempt))
-                    states[tid] = TaskState.QUEUED
-                    free = None if free is None else free - 1
-                else:
-                    plan.waiting_for_slot += 1
+        plan.evaluated += 1
+        verdict = _readiness(spec, tid, tv, tasks, changed, now)
+        if verdict is Readiness.WAIT:
             continue
-        if tv.state != TaskState.PENDING:
-            continue
-        task = spec.task(tid)
-        verdict = evaluate_trigger(task.trigger_rule, (states[u] for u in task.depends_on))
         if verdict is Readiness.READY:
-            if free is None or free > 0:
-                plan.to_queue.append((tid, tv.attempt))
-                states[tid] = TaskState.QUEUED
-                free = None if free is None else free - 1
-            else:
+            if free is not None and free <= 0:
                 plan.waiting_for_slot += 1
-        elif verdict is Readiness.UPSTREAM_FAILED:
+                plan.held.append(tid)
+                continue
+            plan.to_queue.append((tid, tv.attempt))
+            changed[tid] = TaskState.QUEUED
+            free = None if free is None else free - 1
+            continue  # queued, like pending or up for retry, is not done: nothing downstream changes
+        if verdict is Readiness.UPSTREAM_FAILED:
             plan.to_upstream_failed.append((tid, tv.attempt))
-            states[tid] = TaskState.UPSTREAM_FAILED
-        elif verdict is Readiness.SKIPPED:
+            changed[tid] = TaskState.UPSTREAM_FAILED
+        else:
             plan.to_skip.append((tid, tv.attempt))
-            states[tid] = TaskState.SKIPPED
-    plan.run_state = run_outcome(states.values())
+            changed[tid] = TaskState.SKIPPED
+        for child in shape.children[tid]:
+            if (i := shape.index[child]) not in seen:
+                seen.add(i)
+                heapq.heappush(heap, i)
+    plan.run_state = _outcome(counts, {tid: tasks[tid].state for tid in changed}, changed)
     return plan
+
+
+def _readiness(
+    spec: DagSpec,
+    tid: str,
+    tv: TaskLike,
+    tasks: Mapping[str, TaskLike],
+    changed: dict[str, TaskState],
+    now: float,
+) -> Readiness:
+    """What the plan does with one task, given its upstream's states as the plan left them."""
+    if tv.state == TaskState.UP_FOR_RETRY:
+        return Readiness.READY if tv.retry_at is None or tv.retry_at <= now else Readiness.WAIT
+    if tv.state != TaskState.PENDING:
+        return Readiness.WAIT
+    task = spec.task(tid)
+    return evaluate_trigger(task.trigger_rule, (changed.get(u) or tasks[u].state for u in task.depends_on))
+
+
+def _outcome(
+    counts: Mapping[TaskState, int], before: Mapping[str, TaskState], after: Mapping[str, TaskState]
+) -> RunState | None:
+    """`run_outcome` of the states `counts` counts, once the tasks in `before` are in their `after` state."""
+    now_counts = Counter({s: n for s, n in counts.items() if n > 0})
+    now_counts.subtract(before.values())
+    now_counts.update(after.values())
+    return run_outcome(s for s, n in now_counts.items() if n > 0)
 
 
 # States of tasks that never ran because of something upstream: a retry upstream re-opens them.

@@ -18,7 +18,7 @@ FORMS = (
     "6 fields with seconds first (second minute hour day-of-month month day-of-week), "
     f"or one of {', '.join(SHORTCUTS)}"
 )
-# The scheduler reads every schedule on every tick: a cron line has no use for more.
+# The scheduler evaluates a schedule each time it fires: a cron line has no use for more.
 MAX_SCHEDULE_CHARS = 1000
 # croniter's own extensions that make a schedule move: `R` picks a new random time each time it
 # is read (a daily `0 R * * *` ran 23 times a day), `H` needs a hash key FlowForge does not give.
@@ -31,12 +31,51 @@ def _normalise(expr: str) -> str:
     return expr.lower() if expr.startswith("@") else expr
 
 
-def _iter(expr: str, timezone: str, start: float) -> croniter:
-    # A tz-aware start makes croniter work in local wall-clock time, which is what a
-    # "02:30 every day" schedule means, including across DST changes.
-    begin = datetime.fromtimestamp(start, ZoneInfo(timezone))
-    # A sixth field is seconds, and it comes first (croniter's default is last): see the README's DAG file.
-    return croniter(_normalise(expr), begin, second_at_beginning=True)
+class Ticks:
+    """One schedule, parsed once: its ticks from any instant on, in its timezone.
+
+    Parsing a cron line costs more than finding its next tick, so the scheduler keeps one of
+    these per scheduled DAG. Not for sharing between threads: each evaluation moves one iterator.
+    """
+
+    def __init__(self, expr: str, timezone: str) -> None:
+        self._tz = ZoneInfo(timezone)
+        # A sixth field is seconds, and it comes first (croniter's default is last): see the README's DAG file.
+        self._it = croniter(_normalise(expr), datetime.fromtimestamp(0, self._tz), second_at_beginning=True)
+
+    def _from(self, start: float) -> croniter:
+        """The iterator, set at `start`: one evaluation of the schedule."""
+        # A tz-aware start makes croniter work in local wall-clock time, which is what a
+        # "02:30 every day" schedule means, including across DST changes.
+        self._it.set_current(datetime.fromtimestamp(start, self._tz), force=True)
+        return self._it
+
+    def next_after(self, after: float) -> float:
+        """The first tick strictly after `after` (epoch seconds)."""
+        return float(self._from(after).get_next(float))
+
+    def latest_at(self, at: float) -> float:
+        """The latest tick at or before `at` (epoch seconds)."""
+        # croniter's get_prev is strictly before, so `at` itself is checked by stepping forward once.
+        before = float(self._from(at).get_prev(float))
+        candidate = self.next_after(before)
+        return candidate if candidate <= at else before
+
+    def due(self, after: float, now: float, *, catchup: bool, limit: int) -> list[float]:
+        """The ticks in (after, now] that need a run, oldest first, at most `limit` (see `due_ticks`)."""
+        if limit <= 0:
+            return []
+        if not catchup:
+            latest = self.latest_at(now)
+            return [latest] if latest > after else []
+        ticks: list[float] = []
+        it = self._from(after)
+        while len(ticks) < limit:
+            tick = float(it.get_next(float))
+            if tick > now:
+                break
+            ticks.append(tick)
+        return ticks
 
 
 def _moving_part(fields: list[str]) -> str | None:
@@ -78,7 +117,7 @@ def validate_schedule(expr: str, timezone: str = "UTC") -> str | None:
         return f"unknown timezone '{shown(timezone)}'"
     try:
         # 2001-01-01: a fixed start keeps validation pure and repeatable.
-        _iter(text, timezone, 978307200.0).get_next(float)
+        Ticks(text, timezone).next_after(978307200.0)
     except CroniterBadDateError:
         return f"'{shown(text)}' never matches a real date (for example 30 February)"
     except (CroniterError, ValueError, KeyError, IndexError) as e:
@@ -89,15 +128,12 @@ def validate_schedule(expr: str, timezone: str = "UTC") -> str | None:
 
 def next_fire(expr: str, timezone: str, after: float) -> float:
     """The first tick of `expr` strictly after `after` (epoch seconds), judged in `timezone`."""
-    return float(_iter(expr, timezone, after).get_next(float))
+    return Ticks(expr, timezone).next_after(after)
 
 
 def previous_fire(expr: str, timezone: str, at: float) -> float:
     """The latest tick of `expr` at or before `at` (epoch seconds), judged in `timezone`."""
-    # croniter's get_prev is strictly before, so `at` itself is checked by stepping forward once.
-    before = float(_iter(expr, timezone, at).get_prev(float))
-    candidate = next_fire(expr, timezone, before)
-    return candidate if candidate <= at else before
+    return Ticks(expr, timezone).latest_at(at)
 
 
 def due_ticks(
@@ -108,25 +144,13 @@ def due_ticks(
     With catch-up every missed tick is due; without it only the latest one is (a scheduler
     that was down for a day makes one run, not twenty-four).
     """
-    if limit <= 0:
-        return []
-    if not catchup:
-        latest = previous_fire(expr, timezone, now)
-        return [latest] if latest > after else []
-    ticks: list[float] = []
-    it = _iter(expr, timezone, after)
-    while len(ticks) < limit:
-        tick = float(it.get_next(float))
-        if tick > now:
-            break
-        ticks.append(tick)
-    return ticks
+    return Ticks(expr, timezone).due(after, now, catchup=catchup, limit=limit)
 
 
 def ticks_between(expr: str, timezone: str, start: float, end: float, limit: int) -> list[float]:
     """Every tick in [start, end], oldest first; ValueError when there are more than `limit`."""
     ticks: list[float] = []
-    it = _iter(expr, timezone, start - 1e-3)  # so that a tick exactly at `start` counts
+    it = Ticks(expr, timezone)._from(start - 1e-3)  # so that a tick exactly at `start` counts
     while True:
         tick = float(it.get_next(float))
         if tick > end:

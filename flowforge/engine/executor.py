@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 import os
 import re
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flowforge.core.outputs import OUTPUT_ENV, OutputsError, upstream_env
-from flowforge.engine.output import OutputPump
+from flowforge.engine.output import OutputReader, pidfd_of
 from flowforge.engine.outputs import OutputsFile
 
 # The longest a task may be given (about ten years): a longer timeout, however written
@@ -144,27 +146,88 @@ def terminate_group(pgid: int, grace: float) -> None:
 
 
 class _Watchdog:
-    """Terminates a process group at its deadline: SIGTERM, then SIGKILL after a grace period."""
+    """Terminates a process group at its deadline: SIGTERM, then SIGKILL after a grace period.
+
+    The deadlines of every running task are kept by one thread of the process (`_Deadlines`), not
+    by a thread per task.
+    """
 
     def __init__(self, pgid: int, timeout: float, grace: float) -> None:
         self.pgid = pgid
         self.grace = grace
         self.fired = False
-        self._done = threading.Event()
-        self._timer = threading.Timer(timeout, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        self.done = False
+        self._lock = threading.Lock()
+        _DEADLINES.add(time.monotonic() + timeout, self)
 
-    def _fire(self) -> None:
-        self.fired = True
-        _signal_group(self.pgid, signal.SIGTERM)
-        if not self._done.wait(self.grace):
-            _signal_group(self.pgid, signal.SIGKILL)
+    def due(self, now: float) -> float | None:
+        """Called by `_Deadlines` at the deadline: signal the group; when to be called again, or None."""
+        with self._lock:
+            if self.done:
+                return None
+            if self.fired:
+                _signal_group(self.pgid, signal.SIGKILL)
+                return None
+            self.fired = True
+            _signal_group(self.pgid, signal.SIGTERM)
+            return now + self.grace
 
     def stop(self) -> None:
-        """The process ended: cancel the timer and any pending SIGKILL."""
-        self._timer.cancel()
-        self._done.set()
+        """The process ended: no signal is sent after this returns."""
+        with self._lock:
+            self.done = True
+        _DEADLINES.forget()
+
+
+class _Deadlines:
+    """One thread that calls each `_Watchdog.due` at its time, started when first needed.
+
+    A stopped watchdog stays in the heap until its time (it is then skipped); once they are more
+    than half of it, the heap is rebuilt without them, so that finished tasks with long timeouts
+    do not pile up.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, _Watchdog]] = []
+        self._count = itertools.count()
+        self._stopped = 0
+        self._thread: threading.Thread | None = None
+
+    def add(self, when: float, watchdog: _Watchdog) -> None:
+        """Call `watchdog.due` at monotonic time `when`."""
+        with self._cond:
+            heapq.heappush(self._heap, (when, next(self._count), watchdog))
+            if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
+                self._thread = threading.Thread(target=self._run, name="task-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def forget(self) -> None:
+        """A watchdog was stopped: drop the stopped ones once they are most of the heap."""
+        with self._cond:
+            self._stopped += 1
+            if self._stopped * 2 > len(self._heap):
+                self._heap = [e for e in self._heap if not e[2].done]
+                heapq.heapify(self._heap)
+                self._stopped = 0
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                while not self._heap or self._heap[0][0] > now:
+                    self._cond.wait(
+                        min(self._heap[0][0] - now, threading.TIMEOUT_MAX) if self._heap else None
+                    )
+                    now = time.monotonic()
+                _, _, watchdog = heapq.heappop(self._heap)
+            again = watchdog.due(now)  # outside the lock: signalling may take a moment
+            if again is not None:
+                self.add(again, watchdog)
+
+
+_DEADLINES = _Deadlines()
 
 
 def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -194,7 +257,7 @@ def run_command(
     to start (not found, not executable, no #! line), /bin/sh runs it as before, so the error,
     exit code and output are the shell's as always. A command that cannot be started at all
     (a NUL byte in it or in its environment, no /bin/sh) ends at once with the reason in `error`.
-    stdout and stderr go, interleaved, to `sink` (`output.OutputPump`). At `timeout`
+    stdout and stderr go, interleaved, to `sink` (`output.OutputReader`, in this thread). At `timeout`
     (`effective_timeout`) the whole group gets SIGTERM, then SIGKILL after `kill_grace`. When
     the shell exits, whatever it left running in its group is killed too: a task's processes
     end with the task. `on_start` receives the process group id (for cancelling from elsewhere).
@@ -234,13 +297,16 @@ def _run(
         return ExecResult(None, False, time.monotonic() - started, f"could not start the command: {reason}")
     assert proc.stdout is not None
     pgid = proc.pid
-    if on_start is not None:
-        on_start(pgid)
-    pump = OutputPump(proc.stdout, sink, name=f"log-{pgid}")
-    pump.start()
+    reader = OutputReader(proc.stdout, sink)
     limit = effective_timeout(timeout)
-    watchdog = _Watchdog(pgid, limit, kill_grace) if limit is not None else None
+    watchdog: _Watchdog | None = None
+    pidfd = pidfd_of(proc.pid)
     try:
+        if on_start is not None:
+            on_start(pgid)
+        watchdog = _Watchdog(pgid, limit, kill_grace) if limit is not None else None
+        # This thread reads the output until EOF or the process's end, then waits for its end.
+        reader.follow(pidfd, lambda: proc.poll() is not None)
         code = proc.wait()
     finally:
         if watchdog is not None:
@@ -248,7 +314,9 @@ def _run(
         # Leftovers of the group (background jobs) die with the task; this also closes
         # their copies of the pipe so that the reader sees EOF.
         _signal_group(pgid, signal.SIGKILL)
-        pump.finish(OUTPUT_EOF_WAIT_SECS)
+        if pidfd is not None:
+            os.close(pidfd)
+        reader.drain(OUTPUT_EOF_WAIT_SECS)
     timed_out = watchdog is not None and watchdog.fired
     return _result(code, timed_out, limit, time.monotonic() - started)
 

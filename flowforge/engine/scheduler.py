@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -13,9 +12,10 @@ from typing import TYPE_CHECKING
 from flowforge.core.errors import Unavailable
 from flowforge.core.graph import topological_order
 from flowforge.core.model import DagSpec, RunState, TaskState
-from flowforge.core.plan import TaskView, plan_run
+from flowforge.core.plan import DagShape, plan_tasks
 from flowforge.core.records import Run, TaskInstance
-from flowforge.engine.cron import make_scheduled_runs
+from flowforge.engine.books import Books, Load, RunBook
+from flowforge.engine.cron import CronIndex
 from flowforge.engine.leadership import KeptLease, LeadLost
 from flowforge.engine.leases import LEADER_TTL_SECS, MAX_LOST_ATTEMPTS, LeaderLease, Reaper
 from flowforge.engine.retention import RETENTION_EVERY_SECS, RETENTION_FIRST_SECS, Retention
@@ -56,30 +56,6 @@ class TickReport:
         return any(vars(self).values())
 
 
-@dataclass
-class _Load:
-    """What a tick counts against the DAGs' limits, kept up to date as it starts runs and queues tasks."""
-
-    running_runs: defaultdict[str, int]  # by dag_id
-    active_tasks: defaultdict[str, int]  # queued or running task instances, by dag_id
-    instances: dict[str, list[TaskInstance]]  # of every running run, by run_id
-
-    @classmethod
-    def of(cls, runs: list[Run], store: Store) -> _Load:
-        """Count the running runs and their active tasks (reading the task instances of each)."""
-        load = cls(defaultdict(int), defaultdict(int), {})
-        for run in runs:
-            if run.state == RunState.RUNNING:
-                load.running_runs[run.dag_id] += 1
-        for run in runs:
-            if run.state == RunState.RUNNING:
-                tis = load.instances[run.run_id] = store.task_instances(run.run_id)
-                load.active_tasks[run.dag_id] += sum(
-                    ti.state in (TaskState.QUEUED, TaskState.RUNNING) for ti in tis
-                )
-        return load
-
-
 class Scheduler:
     """Makes ready tasks `queued` and pushes them; starts and finishes runs; reaps dead workers."""
 
@@ -106,7 +82,10 @@ class Scheduler:
         self.requeue_after = requeue_after
         self.worker_dead_after = worker_dead_after
         self.clock = clock
-        self._specs: dict[tuple[str, int], tuple[DagSpec, list[str]]] = {}
+        self._specs: dict[tuple[str, int], tuple[DagSpec, DagShape]] = {}
+        # The running runs' task instances, read in full once and then kept up to date from the
+        # event log: a tick reads and plans what changed since the last one (see `books`).
+        self.books = Books(store)
         # Declares workers dead and gives their attempts (and those whose lease lapsed) up as lost.
         # Their tasks are retried without using a retry, up to `max_lost_attempts` lost attempts each.
         self.reaper = Reaper(store, queue, worker_dead_after, max_lost_attempts)
@@ -119,6 +98,8 @@ class Scheduler:
         # The `now` of this leader's last cron pass, None when it was not leading then: ticks due
         # since that pass are all made, even with `catchup: false` (a late pass is no downtime).
         self._scheduled_at: float | None = None
+        # Every scheduled DAG's next tick: a cron pass touches only the DAGs that are due.
+        self.cron = CronIndex(store)
         # With `retention_secs`, runs that ended longer ago are deleted, a batch per housekeeping tick.
         self.retention = (
             Retention(store, retention_secs, retention_every, min(RETENTION_FIRST_SECS, retention_every))
@@ -126,12 +107,12 @@ class Scheduler:
             else None
         )
 
-    def _spec(self, run: Run) -> tuple[DagSpec, list[str]]:
+    def _spec(self, run: Run) -> tuple[DagSpec, DagShape]:
         key = (run.dag_id, run.dag_version)
         entry = self._specs.get(key)
         if entry is None:
             spec = self.store.get_dag_spec(run.dag_id, run.dag_version)
-            entry = self._specs[key] = (spec, topological_order(spec))
+            entry = self._specs[key] = (spec, DagShape.of(spec, topological_order(spec)))
         return entry
 
     # -- one pass ---------------------------------------------------------------------------
@@ -146,13 +127,18 @@ class Scheduler:
         try:
             self._tick(now, housekeeping, report)
         except LeadLost:
+            self.books.forget()
             log.warning("the scheduler lease was lost during a tick; this scheduler stopped acting")
+        except BaseException:
+            self.books.forget()  # what it wrote before failing is not known: read everything again
+            raise
         return report
 
     def _tick(self, now: float, housekeeping: bool, report: TickReport) -> None:
         self._drained = None
         runs = self._active_runs()
-        if housekeeping and self._schedule(now, runs, report):
+        # Cron runs are made on every tick with housekeeping, and on any tick a cron tick is due by.
+        if (housekeeping or self.cron.due(now)) and self._schedule(now, runs, report, housekeeping):
             runs = self._active_runs()
         dead: set[str] = set()
         if housekeeping:
@@ -160,24 +146,28 @@ class Scheduler:
         if now - self._pruned_at >= PRUNE_EVERY_SECS:
             self.store.prune_events(EVENTS_KEPT)
             self._pruned_at = now
-        load = _Load.of(runs, self.store)
+        running = {r.run_id: self._spec(r)[1] for r in runs if r.state == RunState.RUNNING}
+        self.books.refresh(running, full=housekeeping)
+        load = Load.of(runs, self.books)
         for run in runs:
             self.kept.check()
-            spec, order = self._spec(run)
+            spec, shape = self._spec(run)
             if run.state == RunState.QUEUED:
                 started = self._start(run, spec, load, now, report)
                 if started is None:
                     continue
                 run = started
-            tis = load.instances[run.run_id]
-            if self._timed_out(run, spec, now):
+            book = self.books.runs.get(run.run_id)
+            if book is None or self._timed_out(run, spec, now):
                 continue
             if housekeeping:
-                tis = self.reaper.reap_attempts(run, spec, tis, dead, now)
-            self._requeue_lost(run, tis, now, report)
-            self._advance(run, spec, order, tis, load, now, report)
+                self._reap(run, spec, shape, book, dead, now)
+            self._requeue_lost(run, shape, book, now, report)
+            self._advance(run, spec, shape, book, load, now, report)
         if housekeeping and self.retention is not None:
             report.runs_pruned = self._retain(now)
+        if housekeeping:
+            self.store.fold_counts()  # keeps the counts of /status and /metrics quick to read
 
     def _retain(self, now: float) -> int:
         """One retention batch, last in the tick; a failure is logged and the batch tried again next tick."""
@@ -188,7 +178,7 @@ class Scheduler:
             log.warning("retention: deleting old runs failed; trying again", exc_info=True)
             return 0
 
-    def _start(self, run: Run, spec: DagSpec, load: _Load, now: float, report: TickReport) -> Run | None:
+    def _start(self, run: Run, spec: DagSpec, load: Load, now: float, report: TickReport) -> Run | None:
         """Start a queued run if its DAG has room for one more; the run as started, or None."""
         if load.running_runs[run.dag_id] >= spec.max_active_runs:
             return None
@@ -197,23 +187,34 @@ class Scheduler:
         load.running_runs[run.dag_id] += 1
         report.runs_started += 1
         log.info("run started", extra={"run_id": run.run_id, "dag_id": run.dag_id})
-        load.instances[run.run_id] = self.store.task_instances(run.run_id)
+        load.active_tasks[run.dag_id] += self.books.read(run.run_id).active
         return replace(run, state=RunState.RUNNING)
+
+    def _reap(
+        self, run: Run, spec: DagSpec, shape: DagShape, book: RunBook, dead: set[str], now: float
+    ) -> None:
+        """Give up the run's lost attempts (see `Reaper.reap_attempts`), and book what that changed."""
+        for ti in self.reaper.reap_attempts(run, spec, list(book.tis.values()), dead, now):
+            if ti is not book.tis[ti.task_id]:
+                book.put(ti, shape)
 
     def _advance(
         self,
         run: Run,
         spec: DagSpec,
-        order: list[str],
-        tis: list[TaskInstance],
-        load: _Load,
+        shape: DagShape,
+        book: RunBook,
+        load: Load,
         now: float,
         report: TickReport,
     ) -> None:
         """Apply the core's plan for one running run: skip, fail upstream, queue, or end it."""
-        views = {ti.task_id: TaskView(ti.state, ti.attempt, ti.retry_at) for ti in tis}
         capacity = spec.max_active_tasks - load.active_tasks[run.dag_id]
-        plan = plan_run(spec, order, views, now, capacity=max(capacity, 0))
+        plan = plan_tasks(spec, shape, book.tis, book.candidates(), book.counts, now, max(capacity, 0))
+        self.books.tasks_planned += plan.evaluated
+        # Evaluated again next time: the tasks held back, and those decided (should a write not take).
+        book.dirty = set(plan.held)
+        book.dirty.update(t for t, _ in plan.to_queue + plan.to_upstream_failed + plan.to_skip)
         if plan.to_upstream_failed:
             report.tasks_not_run += len(
                 self.store.set_task_states(
@@ -227,7 +228,7 @@ class Scheduler:
                 )
             )
         if plan.to_queue:
-            queued = self._queue(run, spec, tis, plan.to_queue, now)
+            queued = self._queue(run, spec, list(book.tis.values()), plan.to_queue, now)
             report.tasks_queued += queued
             load.active_tasks[run.dag_id] += queued
         if plan.run_state is not None and self.store.set_run_state(
@@ -256,9 +257,9 @@ class Scheduler:
         runs = self.store.list_runs(states=[RunState.QUEUED, RunState.RUNNING], limit=ACTIVE_RUN_LIMIT)
         return sorted(runs, key=lambda r: (r.created_at, r.logical_date or 0.0, r.run_id))
 
-    def _schedule(self, now: float, runs: list[Run], report: TickReport) -> bool:
-        """Create the runs that cron ticks up to `now` call for (see `cron.make_scheduled_runs`)."""
-        created = make_scheduled_runs(self.store, now, runs, self._scheduled_at, self.kept.check)
+    def _schedule(self, now: float, runs: list[Run], report: TickReport, refresh: bool) -> bool:
+        """Create the runs that cron ticks up to `now` call for (see `cron.CronIndex`)."""
+        created = self.cron.make_runs(now, runs, self._scheduled_at, self.kept.check, refresh=refresh)
         self._scheduled_at = now  # not after a failed pass: the next one makes what this one did not
         report.runs_created += created
         return created > 0
@@ -275,10 +276,11 @@ class Scheduler:
         return True
 
     def _forget(self, run_id: str) -> None:
+        self.books.drop(run_id)
         for key in [k for k in self._pushed if k[0] == run_id]:
             del self._pushed[key]
 
-    def _requeue_lost(self, run: Run, tis: list[TaskInstance], now: float, report: TickReport) -> None:
+    def _requeue_lost(self, run: Run, shape: DagShape, book: RunBook, now: float, report: TickReport) -> None:
         """Push again every attempt queued longer than `requeue_after` without a claim.
 
         The message may have been lost (a queue restart, a worker dying between pop and
@@ -286,9 +288,8 @@ class Scheduler:
         When the queue is empty, `STRANDED_SECS` is long enough.
         """
         again = []
-        for ti in tis:
-            if ti.state != TaskState.QUEUED:
-                continue
+        for tid in sorted(book.queued, key=shape.index.__getitem__):
+            ti = book.tis[tid]
             key = (run.run_id, ti.task_id, ti.attempt)
             last = self._pushed.get(key)  # None: queued by an earlier process
             if (
@@ -328,6 +329,7 @@ class Scheduler:
         if self.metrics:
             self.metrics.is_leader.set(int(leading))
         if not leading:
+            self.books.forget()  # another scheduler may act meanwhile: its changes are read in full
             self._scheduled_at = None  # when it leads again, the ticks missed meanwhile are a gap
         return leading
 
@@ -348,9 +350,8 @@ class Scheduler:
                     if housekeeping:
                         housekept = time.monotonic()
                     started = time.perf_counter()
-                    self.tick(self.clock(), housekeeping=housekeeping)
-                    if self.metrics:
-                        self.metrics.loop_seconds.observe(time.perf_counter() - started)
+                    report = self.tick(self.clock(), housekeeping=housekeeping)
+                    self._timed(time.perf_counter() - started, housekeeping, report)
                 except Exception as exc:
                     if isinstance(exc, Unavailable):  # an outage: one line, no traceback
                         log.warning("scheduler tick failed (%s); retrying", exc)
@@ -360,7 +361,8 @@ class Scheduler:
                     # give them a full dead-after period before declaring any of them dead.
                     self.reaper.postpone(self.clock())
                     stop.wait(tick_secs)
-                if self.queue.wait_for_wake(tick_secs):
+                # Until the next cron tick at the latest: its run is made on time, not up to a tick late.
+                if self.queue.wait_for_wake(self.cron.wait_secs(self.clock(), tick_secs)):
                     self._hold_while_queue_busy(stop)
         finally:
             if self.is_leader:
@@ -368,12 +370,20 @@ class Scheduler:
                 if self.metrics:
                     self.metrics.is_leader.set(0)
 
+    def _timed(self, secs: float, housekeeping: bool, report: TickReport) -> None:
+        """Observe how long a tick took; at debug level, log it too (the cron benchmark reads it)."""
+        if self.metrics:
+            self.metrics.loop_seconds.observe(secs)
+        if log.isEnabledFor(logging.DEBUG):
+            extra = {"tick_ms": round(secs * 1000, 3), "housekeeping": housekeeping}
+            log.debug("tick took %.1f ms", secs * 1000, extra={**extra, "runs_created": report.runs_created})
+
     def _hold_while_queue_busy(self, stop: threading.Event) -> None:
         """After a wake, wait up to `BATCH_SECS` while messages still wait in the queue.
 
         A message waiting means no worker is idle, so a later tick costs no worker any time,
-        and one tick then handles many finished tasks: a tick reads every task of each active
-        run, and ticking once per finished task made a wide run quadratic. Once the queue is
+        and one tick then handles many finished tasks: each tick has a cost of its own (the
+        active runs listed, the event log read), paid once for the batch. Once the queue is
         empty (a worker may soon be idle) the next wake ticks at once.
         """
         deadline = time.monotonic() + BATCH_SECS

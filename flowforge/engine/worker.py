@@ -176,7 +176,6 @@ class Worker:
         if self.metrics:
             self.metrics.task_duration_seconds.labels(run.dag_id).observe(result.duration)
         self._record(msg, held, run, task, result, claimed.lost_attempts)
-        self.queue.wake_scheduler()
         return True
 
     def _execute(self, msg: TaskMessage, held: Held, run: Run, spec: DagSpec, task: TaskSpec) -> ExecResult:
@@ -240,7 +239,7 @@ class Worker:
     def _record(
         self, msg: TaskMessage, held: Held, run: Run, task: TaskSpec, result: ExecResult, lost_attempts: int
     ) -> None:
-        """Write the attempt's outcome to the store (waiting out an outage) and log it."""
+        """Write the attempt's outcome to the store (waiting out an outage), wake the scheduler, and log it."""
         now, tries = self.clock(), msg.attempt - lost_attempts  # a lost attempt used no retry
         state, retry_at = attempt_outcome(
             tries, task.retries, result.succeeded, now, task.retry_delay_secs, task.max_retry_delay_secs
@@ -270,6 +269,9 @@ class Worker:
                 outputs=result.outputs,
             ),
         )
+        # The tasks waiting on this one are queued on the scheduler's next tick: it starts now, not
+        # after this worker's log line.
+        self.queue.wake_scheduler()
         context = self._ctx(
             msg, dag_id=run.dag_id, exit_code=result.exit_code, duration_secs=round(result.duration, 3)
         )

@@ -11,8 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from flowforge.core.errors import Conflict, NotFound
 from flowforge.core.model import DagSpec, RunState, TaskState
 from flowforge.core.records import Attempt, DagRecord, DagVersion, Event, Run, TaskInstance, WorkerInfo
+from flowforge.store.tasks import Finish
 
 # Names of the leases held in the store (see Store.hold_lease).
 LEADER_LEASE = "scheduler"  # held by the one scheduler that plans; a standby waits for it
@@ -138,6 +140,12 @@ class Store(Protocol):
         """Every task instance of a run, in the order of the DAG's tasks; NotFound for no run."""
         ...
 
+    def run_view(self, run_id: str) -> tuple[Run, list[TaskInstance], dict[str, dict[str, str]]]:
+        """What a run's detail shows, from one read transaction: the run, its task instances in the
+        order of the DAG's tasks, and the outputs its tasks pass downstream (as `task_outputs`);
+        raises NotFound."""
+        ...
+
     def get_task_instance(self, run_id: str, task_id: str) -> TaskInstance:
         """One task instance; raises NotFound."""
         ...
@@ -251,6 +259,23 @@ class Store(Protocol):
         """
         ...
 
+    def finish_and_claim(
+        self,
+        finished: tuple[str, str, int],
+        result: Finish,
+        worker_id: str,
+        now: float,
+        *,
+        claim: tuple[str, str, int],
+        lease_secs: float = 15.0,
+    ) -> tuple[bool, TaskInstance | None]:
+        """`finish_task` of `finished` (run_id, task_id, attempt) with `result`, then `claim_task` of `claim`, in one transaction.
+
+        (False, None), changing nothing, when the finish is fenced off; else (True, the claimed
+        instance, or None when `claim` was not queued at that attempt).
+        """
+        ...
+
     def active_task_counts(self) -> dict[str, int]:
         """Number of `queued` + `running` task instances per dag_id, over all active runs."""
         ...
@@ -280,6 +305,21 @@ class Store(Protocol):
 
     def logical_dates(self, dag_id: str, start: float, end: float) -> set[float]:
         """Logical dates of the DAG's runs within [start, end]."""
+        ...
+
+    def schedule_heads(self) -> list[tuple[str, int, bool, float]]:
+        """(dag_id, latest version, paused, schedule_after) of every active DAG, in no order: one narrow row each."""
+        ...
+
+    def create_scheduled_runs(
+        self, ticks: Sequence[tuple[str, float, dict[str, Any]]], now: float
+    ) -> list[Run | Conflict | NotFound]:
+        """Create a `queued` run (every task `pending`) for each (dag_id, logical date, params), atomically.
+
+        One transaction for them all; each run is of its DAG's latest version, `triggered_by`
+        "schedule". In the order given, the run made, or (not raised) Conflict when the DAG
+        already has a run for that logical date, NotFound for an unknown or inactive DAG.
+        """
         ...
 
     def prune_runs(
@@ -352,10 +392,18 @@ class Store(Protocol):
     def outcome_counts(self) -> dict[str, dict[tuple[str, str], int]]:
         """Counts by (dag_id, state) for the outcome counters of /metrics.
 
-        {"runs": ended runs (success, failed, cancelled), "attempts": every attempt (queued and
-        running ones too), "retries": the attempts numbered 2 or more}. They only grow, except
-        that a run re-opened by a retry leaves the count of the state it had ended in; runs and
-        attempts deleted by `prune_runs` are still counted.
+        {"runs": runs that ended (success, failed, cancelled), counted as each one ends (a run
+        re-opened by a retry and ended again counts again), "attempts": every attempt by its
+        current state (queued and running ones too), "retries": the attempts numbered 2 or more}.
+        Runs and attempts deleted by `prune_runs` are still counted.
+        """
+        ...
+
+    def fold_counts(self) -> int:
+        """Move the count changes recorded since the last fold into the totals; the changes folded.
+
+        The counts read the same before and after: this only keeps them quick to read. One folder
+        at a time (another finds nothing to do); the scheduler's housekeeping calls it.
         """
         ...
 

@@ -1,27 +1,55 @@
-"""Counts over the whole store: the overview (/status), outcome counters (/metrics), active tasks per DAG."""
+"""Counts over the whole store: the overview (/status), outcome counters (/metrics), active tasks per DAG.
+
+Runs, task instances and attempts are counted by triggers (store/count_triggers.py), which add
+a delta row to `count_deltas` in the transaction of every change. A count is `count_totals` plus
+the deltas not folded yet, read in one statement (one snapshot, on PostgreSQL too), so reading
+costs the same however long the history. `fold_counts` moves the deltas into the totals: the
+scheduler's housekeeping calls it, and so does a reader that found more than FOLD_AFTER deltas,
+so that readers stay quick even without a scheduler.
+"""
 
 from __future__ import annotations
 
-from flowforge.core.model import RUN_TERMINAL, RunState, TaskState
-from flowforge.store.db import SqlBase
+from flowforge.core.model import RunState, TaskState
+from flowforge.store.db import Cursor, SqlBase
 
 ACTIVE_COUNTS = (
     "SELECT r.dag_id, COUNT(*) FROM runs r JOIN task_instances t ON t.run_id = r.run_id"
     " WHERE r.state IN ('queued', 'running') AND t.state IN ('queued', 'running') GROUP BY r.dag_id"
 )
 COUNT_DAGS = "SELECT active, paused, COUNT(*) FROM dags GROUP BY active, paused"
-COUNT_RUNS = "SELECT state, COUNT(*) FROM runs GROUP BY state"
-COUNT_TASKS = "SELECT state, COUNT(*) FROM task_instances GROUP BY state"
-# Each reads one covering index (runs_dag_state, attempts_dag_state), in (dag_id, state) order.
-# No WHERE on the state: SQLite would then pick runs_state_created and sort; the few rows of
-# active states are left out in Python.
-COUNT_RUN_OUTCOMES = "SELECT dag_id, state, COUNT(*) FROM runs GROUP BY dag_id, state"
-COUNT_ATTEMPTS = (
-    "SELECT dag_id, state, COUNT(*), SUM(CASE WHEN attempt > 1 THEN 1 ELSE 0 END) FROM attempts"
-    " WHERE dag_id IS NOT NULL GROUP BY dag_id, state"
+# The counts of two kinds: totals plus deltas, and how many deltas there were (the last column).
+READ_COUNTS = (
+    "SELECT kind, dag_id, state, SUM(n), SUM(retries), SUM(deltas) FROM ("
+    "SELECT kind, dag_id, state, n, retries, 0 AS deltas FROM count_totals WHERE kind IN (?, ?)"
+    " UNION ALL SELECT kind, dag_id, state, n, retries, 1 AS deltas FROM count_deltas WHERE kind IN (?, ?)"
+    ") AS c GROUP BY kind, dag_id, state"
 )
-# What prune_runs deleted, so that the outcome counts never go down.
-PRUNED_OUTCOMES = "SELECT kind, dag_id, state, n, retries FROM pruned_outcomes"
+COUNT_STATES = ("run", "task")  # runs and task instances per state now
+COUNT_OUTCOMES = ("run_end", "attempt")  # runs that ended, attempts made: never decreased
+# A reader that sees more deltas than this folds them (a few milliseconds to add up on SQLite).
+FOLD_AFTER = 5_000
+LAST_DELTA = "SELECT MAX(id) FROM count_deltas"
+SUM_UP = (
+    "INSERT INTO count_totals (kind, dag_id, state, n, retries)"
+    " SELECT kind, dag_id, state, SUM(n), SUM(retries) FROM {source} GROUP BY kind, dag_id, state"
+    " ON CONFLICT (kind, dag_id, state) DO UPDATE"
+    " SET n = count_totals.n + excluded.n, retries = count_totals.retries + excluded.retries"
+)
+# SQLite: the write transaction keeps every other writer out, so add up, then delete.
+FOLD_SQLITE = SUM_UP.format(source="count_deltas WHERE id <= ?")
+DROP_FOLDED = "DELETE FROM count_deltas WHERE id <= ?"
+# PostgreSQL: the rows deleted are exactly the rows added (a delta committed meanwhile, even with a
+# smaller id, is not seen by the DELETE and waits for the next fold).
+FOLD_POSTGRES = (
+    "WITH gone AS (DELETE FROM count_deltas WHERE id <= ? RETURNING kind, dag_id, state, n, retries),"
+    f" added AS ({SUM_UP.format(source='gone')}) SELECT COUNT(*) FROM gone"
+)
+# One folder at a time; another skips (pg_try_advisory_xact_lock, released at commit).
+FOLD_LOCK_KEY = 0x466C6F77436E7473  # "FlowCnts"
+FOLD_LOCK = f"SELECT pg_try_advisory_xact_lock({FOLD_LOCK_KEY})"
+
+Counted = dict[tuple[str, str, str], tuple[int, int]]  # (kind, dag_id, state) -> (n, retries)
 
 
 class Counts(SqlBase):
@@ -39,30 +67,64 @@ class Counts(SqlBase):
         with self._transaction(write=False) as cur:
             for active, paused, n in self._exec(cur, COUNT_DAGS).fetchall():
                 dags["inactive" if not active else "paused" if paused else "active"] += n
-            runs.update(self._exec(cur, COUNT_RUNS).fetchall())
-            tasks.update(self._exec(cur, COUNT_TASKS).fetchall())
+            counted, deltas = self._read_counts(cur, COUNT_STATES)
+        self._fold_if_many(deltas)
+        for (kind, _dag_id, state), (n, _) in counted.items():
+            target = runs if kind == "run" else tasks
+            target[state] = target.get(state, 0) + n
         return {"dags": dags, "runs": runs, "tasks": tasks}
 
     def outcome_counts(self) -> dict[str, dict[tuple[str, str], int]]:
-        """Counts by (dag_id, state), never reset: ended runs, every attempt, and retries among the attempts.
+        """Counts by (dag_id, state), never reset: runs that ended, every attempt, and retries among them.
 
-        Runs and attempts deleted by a prune still count (table pruned_outcomes).
+        Runs and attempts deleted by a prune still count.
         """
         runs: dict[tuple[str, str], int] = {}
         attempts: dict[tuple[str, str], int] = {}
         retries: dict[tuple[str, str], int] = {}
         with self._transaction(write=False) as cur:
-            for dag_id, state, n in self._exec(cur, COUNT_RUN_OUTCOMES).fetchall():
-                if RunState(state) in RUN_TERMINAL:
-                    runs[(dag_id, state)] = int(n)
-            for dag_id, state, n, again in self._exec(cur, COUNT_ATTEMPTS).fetchall():
-                attempts[(dag_id, state)] = int(n)
-                retries[(dag_id, state)] = int(again or 0)
-            for kind, dag_id, state, n, again in self._exec(cur, PRUNED_OUTCOMES).fetchall():
-                key = (dag_id, state)
-                if kind == "run":
-                    runs[key] = runs.get(key, 0) + int(n)
-                else:
-                    attempts[key] = attempts.get(key, 0) + int(n)
-                    retries[key] = retries.get(key, 0) + int(again)
+            counted, deltas = self._read_counts(cur, COUNT_OUTCOMES)
+        self._fold_if_many(deltas)
+        for (kind, dag_id, state), (n, again) in counted.items():
+            if kind == "run_end":
+                runs[(dag_id, state)] = n
+            else:
+                attempts[(dag_id, state)] = n
+                retries[(dag_id, state)] = again
         return {"runs": runs, "attempts": attempts, "retries": retries}
+
+    def _read_counts(self, cur: Cursor, kinds: tuple[str, str]) -> tuple[Counted, int]:
+        """Totals plus deltas of two kinds, in one statement (a count at zero left out), and how
+        many deltas there were."""
+        counted: Counted = {}
+        deltas = 0
+        for kind, dag_id, state, n, again, seen in self._exec(cur, READ_COUNTS, (*kinds, *kinds)).fetchall():
+            deltas += int(seen)
+            if int(n) or int(again):
+                counted[(str(kind), str(dag_id), str(state))] = (int(n), int(again))
+        return counted, deltas
+
+    def _fold_if_many(self, deltas: int) -> None:
+        """Fold after a read that added up more than FOLD_AFTER deltas, so that the next one is quick."""
+        if deltas > FOLD_AFTER:
+            self.fold_counts()
+
+    def fold_counts(self) -> int:
+        """Add the deltas recorded so far to the totals and delete them, in one transaction; how many.
+
+        The counts read the same before and after. On PostgreSQL one folder at a time: another
+        returns 0 at once.
+        """
+        with self._transaction() as cur:
+            if self.dialect.name == "postgresql":
+                if not self._exec(cur, FOLD_LOCK).fetchone()[0]:
+                    return 0
+                last = self._exec(cur, LAST_DELTA).fetchone()[0]
+                if last is None:
+                    return 0
+                return int(self._exec(cur, FOLD_POSTGRES, (last,)).fetchone()[0])
+            last = self._exec(cur, LAST_DELTA).fetchone()[0]
+            if last is None:
+                return 0
+            self._exec(cur, FOLD_SQLITE, (last,))
+            return self._exec(cur, DROP_FOLDED, (last,)).rowcount

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -58,24 +58,75 @@ def marks(n: int) -> str:
     return "(" + ", ".join("?" * n) + ")"
 
 
+# Writes what a transaction deferred, given its cursor and the items (see SqlBase._defer).
+Writer = Callable[[Cursor, list[Any]], None]
+
+
 class SqlBase(ABC):
     """Connection plumbing shared by every part of the SQL store.
 
-    A driver (SQLite, PostgreSQL) implements the two abstract hooks, `_transaction` and
-    `close`; everything else is written once with `?` placeholders, rendered per dialect.
+    A driver (SQLite, PostgreSQL) implements `_begin` and `close` (and may refine `_commit_after`);
+    everything else is written once with `?` placeholders, rendered per dialect.
+
+    A write transaction may defer work to its end (`_defer`): what was deferred is written in
+    the transaction's last statement(s), right before COMMIT. The event log uses this so that the
+    lock that numbers events in commit order is held for that last statement and the commit only,
+    not across the transaction's other round trips.
     """
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._rendered: dict[str, str] = {}
+        # What each open write transaction deferred, by id of its cursor: a cursor is one
+        # transaction's, on one thread, for as long as the transaction lasts.
+        self._deferred: dict[int, dict[Writer, list[Any]]] = {}
 
     @abstractmethod
-    def _transaction(self, write: bool = True) -> AbstractContextManager[Cursor]:
+    def _begin(self, write: bool) -> AbstractContextManager[Cursor]:
         """A cursor inside one transaction: committed on exit, rolled back on an exception."""
+
+    def _commit_after(self, cur: Cursor, last: Callable[[Cursor], None]) -> None:
+        """Run `last(cur)`, the transaction's last statement(s); the driver may send its COMMIT with them."""
+        last(cur)
 
     @abstractmethod
     def close(self) -> None:
         """Release connections."""
+
+    @contextmanager
+    def _transaction(self, write: bool = True) -> Iterator[Cursor]:
+        """A cursor in one transaction: what it deferred is written last, then it commits; rolled back on an exception."""
+        with self._begin(write) as cur:
+            if not write:
+                yield cur
+                return
+            key = id(cur)
+            deferred: dict[Writer, list[Any]] = {}
+            self._deferred[key] = deferred
+            try:
+                yield cur
+                if deferred:
+                    self._commit_after(cur, lambda c: self._write_deferred(c, deferred))
+            finally:
+                del self._deferred[key]
+
+    def _defer(self, cur: Cursor, write: Writer, items: Iterable[Any]) -> None:
+        """Have `write(cur, items)` called as the last statement(s) of the write transaction of `cur`.
+
+        Items deferred with one `write` are passed to it together, in the order they were deferred.
+        """
+        try:
+            deferred = self._deferred[id(cur)]
+        except KeyError:
+            raise RuntimeError("only a write transaction can defer work to its end") from None
+        items = list(items)
+        if items:
+            deferred.setdefault(write, []).extend(items)
+
+    @staticmethod
+    def _write_deferred(cur: Cursor, deferred: dict[Writer, list[Any]]) -> None:
+        for write, items in deferred.items():
+            write(cur, items)
 
     def _render(self, sql: str) -> str:
         rendered = self._rendered.get(sql)

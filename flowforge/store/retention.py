@@ -4,13 +4,12 @@
 history, no transaction holds the write lock (SQLite) or row locks (PostgreSQL) for long, and
 the scheduler, the workers and the API go on between batches. A batch is bounded twice: in runs,
 and in the task instances of those runs (the rows that multiply: attempts, log pieces, events).
-What it deletes is added to `pruned_outcomes` in the same transaction, so the outcome counters
-of /metrics never go down.
+The outcome counters of /metrics still count what it deletes: the triggers that keep them
+(store/count_triggers.py) take nothing away for a deleted run or attempt.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 
 from flowforge.core.model import RUN_TERMINAL
@@ -33,15 +32,6 @@ TAKE_RUNS = (
     + " RETURNING run_id, dag_id, state"
 )  # fmt: skip
 SEE_RUNS = "SELECT run_id, dag_id, state FROM runs WHERE run_id IN {} AND ended_at < ? AND state IN " + _ENDED
-ATTEMPT_OUTCOMES = (
-    "SELECT dag_id, state, COUNT(*), SUM(CASE WHEN attempt > 1 THEN 1 ELSE 0 END) FROM attempts"
-    " WHERE run_id IN {} AND dag_id IS NOT NULL GROUP BY dag_id, state"
-)
-ADD_PRUNED = (
-    "INSERT INTO pruned_outcomes (kind, dag_id, state, n, retries) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT (kind, dag_id, state) DO UPDATE SET n = pruned_outcomes.n + excluded.n,"
-    " retries = pruned_outcomes.retries + excluded.retries"
-)
 # Children first, each by the leading run_id of its key (events: events_run).
 PRUNED_TABLES = ("events", "task_logs", "attempts", "task_instances", "runs")
 
@@ -70,8 +60,6 @@ class Retention(SqlBase):
             taken_sql = SEE_RUNS if dry_run else TAKE_RUNS
             taken = self._exec(cur, taken_sql.format(marks(len(ids))), (*ids, before)).fetchall()
             taken_ids = [str(run_id) for run_id, _, _ in taken]
-            if not dry_run and taken_ids:
-                self._count_pruned(cur, taken_ids, [(str(d), str(s)) for _, d, s in taken])
             counts = self._rows(cur, taken_ids, dry_run)
         done = len(candidates) < max_runs and len(chosen) == len(candidates)
         return PruneBatch(
@@ -123,12 +111,3 @@ class Retention(SqlBase):
                     cur, f"DELETE FROM {table} WHERE run_id IN {ids}", run_ids
                 ).rowcount
         return counts
-
-    def _count_pruned(self, cur: Cursor, run_ids: Sequence[str], runs: Sequence[tuple[str, str]]) -> None:
-        """Add these runs (dag_id, state each) and their attempts to pruned_outcomes, for outcome_counts."""
-        rows = [("run", dag_id, state, n, 0) for (dag_id, state), n in sorted(Counter(runs).items())]
-        sql = ATTEMPT_OUTCOMES.format(marks(len(run_ids)))
-        for dag_id, state, n, again in self._exec(cur, sql, run_ids).fetchall():
-            rows.append(("attempt", str(dag_id), str(state), int(n), int(again or 0)))
-        if rows:
-            self._exec_many(cur, ADD_PRUNED, rows)

@@ -15,12 +15,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from flowforge.core.errors import FlowForgeError
+from flowforge.store import count_triggers
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION_DDL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
 
-MIGRATIONS: list[tuple[int, list[str]]] = [
+# A migration's statements, or for one whose DDL differs between engines (triggers), the function
+# that gives them for a dialect name ("sqlite", "postgresql").
+Statements = list[str] | Callable[[str], list[str]]
+
+MIGRATIONS: list[tuple[int, Statements]] = [
     (
         1,
         [
@@ -219,6 +224,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX attempts_task_success ON attempts (dag_id, task_id, ended_at) WHERE state = 'success'",
         ],
     ),
+    # /status and the outcome counters of /metrics read counts kept by triggers, in the
+    # transaction of each change, instead of counting every row of the history at each request;
+    # pruned_outcomes is folded into them and retired (see store/count_triggers.py).
+    (8, count_triggers.migration),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -230,8 +239,12 @@ class SchemaTooNew(FlowForgeError):
     """The database was migrated by a newer FlowForge than this one."""
 
 
-def apply_migrations(execute: Execute, fetch_version: Callable[[], int | None], now: float) -> int:
+def apply_migrations(
+    execute: Execute, fetch_version: Callable[[], int | None], now: float, dialect: str = "sqlite"
+) -> int:
     """Bring the schema to LATEST_VERSION inside the caller's write transaction; returns the version.
+
+    `dialect` ("sqlite" or "postgresql") picks the statements of a migration that differ by engine.
 
     Idempotent: migrations already recorded in `schema_version` are skipped. Raises
     SchemaTooNew, changing nothing, when the database is ahead of this code.
@@ -247,7 +260,7 @@ def apply_migrations(execute: Execute, fetch_version: Callable[[], int | None], 
     for version, statements in MIGRATIONS:
         if version <= current:
             continue
-        for statement in statements:
+        for statement in statements(dialect) if callable(statements) else statements:
             execute(statement, ())
         execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (version, now))
         log.info("applied schema migration", extra={"schema_version": version})

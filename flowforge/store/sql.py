@@ -17,15 +17,19 @@ from flowforge.store.counts import Counts
 from flowforge.store.dags import Dags
 from flowforge.store.leases import Leases
 from flowforge.store.logs import TaskLogs
+from flowforge.store.reads import RunReads
 from flowforge.store.retention import Retention
 from flowforge.store.runs import Runs
+from flowforge.store.schedules import Schedules
 from flowforge.store.tasks import TaskInstances
 from flowforge.store.workers import Workers
 
 MAX_VERSION = "SELECT MAX(version) FROM schema_version"
 
 
-class SqlStore(Dags, Runs, TaskInstances, RunControl, TaskLogs, Workers, Leases, Counts, Retention):
+class SqlStore(
+    Dags, Runs, TaskInstances, RunControl, TaskLogs, Workers, Leases, Counts, Retention, Schedules, RunReads
+):
     """The Store protocol over any DB-API connection; a driver supplies `_transaction` and `close`."""
 
     def migrate(self) -> int:
@@ -39,5 +43,5 @@ class SqlStore(Dags, Runs, TaskInstances, RunControl, TaskLogs, Workers, Leases,
                 return None if row is None else row[0]
 
             return schema.apply_migrations(
-                lambda sql, params: self._exec(cur, sql, params), version, time.time()
+                lambda sql, params: self._exec(cur, sql, params), version, time.time(), self.dialect.name
             )

@@ -54,7 +54,7 @@ class SqliteStore(SqlStore):
         return cls(str(path))
 
     @contextmanager
-    def _transaction(self, write: bool = True) -> Iterator[Cursor]:
+    def _begin(self, write: bool) -> Iterator[Cursor]:
         """A cursor in one transaction; BEGIN IMMEDIATE for writes, so the write lock is taken up front."""
         with self._lock:
             cur = self._conn.cursor()

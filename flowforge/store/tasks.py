@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowforge.core.errors import NotFound
 from flowforge.core.model import TaskState
 from flowforge.core.records import Attempt, TaskInstance
-from flowforge.store.db import Columns, marks
+from flowforge.store.db import Columns, Cursor, marks
 from flowforge.store.events import EventLog
 from flowforge.store.runs import RUN_STATE
 
@@ -107,6 +107,19 @@ RESET_RESULT = (
     "retry_at = NULL, queued_at = NULL, started_at = NULL, ended_at = NULL,"
     " exit_code = NULL, error = NULL, worker_id = NULL"
 )
+
+
+class Finish(NamedTuple):
+    """An attempt's result as `finish_task` takes it (see there)."""
+
+    state: TaskState
+    exit_code: int | None = None
+    error: str | None = None
+    retry_at: float | None = None
+    lease_token: str | None = None
+    attempt_state: TaskState | None = None
+    free: bool | None = None
+    outputs: Mapping[str, str] | None = None
 
 
 class TaskInstances(EventLog):
@@ -230,15 +243,21 @@ class TaskInstances(EventLog):
         lease_secs: float = DEFAULT_LEASE_SECS,
     ) -> TaskInstance | None:
         """`queued` → `running` for exactly this attempt with a new lease; None when it was not queued at that attempt."""
-        token = uuid.uuid4().hex
         with self._transaction() as cur:
-            params = (now, worker_id, token, now + lease_secs, run_id, task_id, attempt)
-            rows = self._exec(cur, CLAIM_TI, params).fetchall()
-            if len(rows) != 1:
-                return None
-            self._exec(cur, CLAIM_ATTEMPT, (now, worker_id, token, run_id, task_id, attempt))
-            self._emit_tasks(cur, run_id, [task_id], now)
-            return TASK_COLUMNS.build(rows[0])
+            return self._claim(cur, (run_id, task_id, attempt), worker_id, now, lease_secs)
+
+    def _claim(
+        self, cur: Cursor, key: tuple[str, str, int], worker_id: str, now: float, lease_secs: float
+    ) -> TaskInstance | None:
+        run_id, task_id, attempt = key
+        token = uuid.uuid4().hex
+        params = (now, worker_id, token, now + lease_secs, run_id, task_id, attempt)
+        rows = self._exec(cur, CLAIM_TI, params).fetchall()
+        if len(rows) != 1:
+            return None
+        self._exec(cur, CLAIM_ATTEMPT, (now, worker_id, token, run_id, task_id, attempt))
+        self._emit_tasks(cur, run_id, [task_id], now)
+        return TASK_COLUMNS.build(rows[0])
 
     def finish_task(
         self,
@@ -262,20 +281,49 @@ class TaskInstances(EventLog):
         A `free` attempt (by default, one recorded as `lost`) adds one to the instance's `lost_attempts`.
         `outputs` are kept with the attempt (none when empty).
         """
-        if state not in FINISH_STATES:
-            raise ValueError(f"finish_task state must be success, failed or up_for_retry, not {state}")
-        if attempt_state is None:
-            attempt_state = TaskState.FAILED if state == TaskState.UP_FOR_RETRY else state
+        result = Finish(state, exit_code, error, retry_at, lease_token, attempt_state, free, outputs)
         with self._transaction() as cur:
-            lost = int(attempt_state == TaskState.LOST if free is None else free)
-            params = (str(state), now, exit_code, error, retry_at, lost, run_id, task_id, attempt,
-                      worker_id, lease_token, lease_token)  # fmt: skip
-            if self._exec(cur, FINISH_TI, params).rowcount != 1:
-                return False
-            stored = json.dumps(dict(outputs), ensure_ascii=False) if outputs else None
-            row = (str(attempt_state), now, exit_code, error, stored, run_id, task_id, attempt)
-            self._exec(cur, FINISH_ATTEMPT, row)
-            self._emit_tasks(cur, run_id, [task_id], now)
+            return self._finish(cur, (run_id, task_id, attempt), worker_id, result, now)
+
+    def finish_and_claim(
+        self,
+        finished: tuple[str, str, int],
+        result: Finish,
+        worker_id: str,
+        now: float,
+        *,
+        claim: tuple[str, str, int],
+        lease_secs: float = DEFAULT_LEASE_SECS,
+    ) -> tuple[bool, TaskInstance | None]:
+        """`finish_task` of `finished` (run_id, task_id, attempt) and `claim_task` of `claim`, in one transaction.
+
+        (False, None), changing nothing, when the finish is fenced off; else (True, the claimed
+        instance, or None when `claim` was not queued at that attempt).
+        """
+        with self._transaction() as cur:
+            if not self._finish(cur, finished, worker_id, result, now):
+                return False, None
+            return True, self._claim(cur, claim, worker_id, now, lease_secs)
+
+    def _finish(
+        self, cur: Cursor, key: tuple[str, str, int], worker_id: str, result: Finish, now: float
+    ) -> bool:
+        if result.state not in FINISH_STATES:
+            raise ValueError(f"finish_task state must be success, failed or up_for_retry, not {result.state}")
+        attempt_state = result.attempt_state
+        if attempt_state is None:
+            attempt_state = TaskState.FAILED if result.state == TaskState.UP_FOR_RETRY else result.state
+        run_id, task_id, attempt = key
+        lost = int(attempt_state == TaskState.LOST if result.free is None else result.free)
+        params = (str(result.state), now, result.exit_code, result.error, result.retry_at, lost, run_id, task_id,
+                  attempt, worker_id, result.lease_token, result.lease_token)  # fmt: skip
+        if self._exec(cur, FINISH_TI, params).rowcount != 1:
+            return False
+        outputs = result.outputs
+        stored = json.dumps(dict(outputs), ensure_ascii=False) if outputs else None
+        row = (str(attempt_state), now, result.exit_code, result.error, stored, run_id, task_id, attempt)
+        self._exec(cur, FINISH_ATTEMPT, row)
+        self._emit_tasks(cur, run_id, [task_id], now)
         return True
 
     def renew_leases(
