@@ -270,7 +270,7 @@ def trigger_run(
 
 def run_snapshot(store: Store, run_id: str) -> RunSnapshot:
     """A run with all its task instances and why it waits; NotFound."""
-    run, tasks, outputs = store.run_view(run_id)  # one read transaction
+    run, tasks, outputs = store.run_view(run_id)  # one connection, not three checkouts
     slow = slow_notes(store, run, tasks, time.time())
     return RunSnapshot(run, tuple(tasks), waiting_note(store, run, tasks), outputs, slow)
 

@@ -141,7 +141,7 @@ class Store(Protocol):
         ...
 
     def run_view(self, run_id: str) -> tuple[Run, list[TaskInstance], dict[str, dict[str, str]]]:
-        """What a run's detail shows, from one read transaction: the run, its task instances in the
+        """What a run's detail shows, read on one connection: the run, its task instances in the
         order of the DAG's tasks, and the outputs its tasks pass downstream (as `task_outputs`);
         raises NotFound."""
         ...

@@ -1,8 +1,10 @@
 """Reads that answer one request from one read transaction: a run's detail.
 
-A run's detail (GET /api/v1/runs/{id}) needs the run, its task instances and their outputs; read
-in one transaction they come from one snapshot, and the request takes the store's connection
-(SQLite) or a pooled one (PostgreSQL) once instead of three times.
+A run's detail (GET /api/v1/runs/{id}) needs the run, its task instances and their outputs; the
+request takes the store's connection (SQLite) or a pooled one (PostgreSQL) once instead of three
+times. On SQLite the three reads see one snapshot; on PostgreSQL (READ COMMITTED, reads in
+autocommit) each statement sees its own, so a change committed between them can show in the later
+reads only, as it could when they were three calls.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from flowforge.store.tasks import LIST_TI, RUN_OUTPUTS, TASK_COLUMNS, _outputs
 
 
 class RunReads(SqlBase):
-    """A run with everything its detail shows, in one read transaction."""
+    """A run with everything its detail shows, on one connection."""
 
     def run_view(self, run_id: str) -> tuple[Run, list[TaskInstance], dict[str, dict[str, str]]]:
         """The run, its task instances in the DAG's order, and its tasks' outputs (`task_outputs`); NotFound."""
